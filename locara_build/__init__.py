@@ -1,0 +1,3 @@
+"""locara-build: ship the newest llama.cpp llama-server every week, on every platform."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,38 @@
+"""Backends (cpu, cuda, vulkan, metal) behind one small protocol and a registry.
+
+A backend contributes the CMake cache entries it always needs, the toolchain requirements
+``doctor`` checks, and the operating systems it can target. Everything else a recipe says.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+from ..cmakevalue import CMakeValue
+
+if TYPE_CHECKING:
+    from ..recipe import Recipe
+
+__all__ = ["Backend", "REGISTRY", "get"]
+
+
+class Backend(Protocol):
+    name: str
+    supported_os: frozenset[str]
+
+    def cmake_defines(self, recipe: Recipe) -> dict[str, CMakeValue]: ...
+
+    def requirements(self, recipe: Recipe) -> tuple[str, ...]: ...
+
+
+def _registry() -> dict[str, Backend]:
+    from . import cpu, cuda, metal, vulkan
+
+    return {b.name: b for b in (cpu.BACKEND, cuda.BACKEND, vulkan.BACKEND, metal.BACKEND)}
+
+
+REGISTRY: dict[str, Backend] = _registry()
+
+
+def get(name: str) -> Backend:
+    return REGISTRY[name]

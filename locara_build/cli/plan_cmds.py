@@ -1,0 +1,25 @@
+"""``plan``: the frozen plan every stage consumes."""
+
+from __future__ import annotations
+
+from .. import log
+from ..plan import make_plan
+from .app import JsonOpt, RecipeOpt, app, output, state
+
+
+@app.command("plan")
+def plan_cmd(recipe: RecipeOpt = None, json_: JsonOpt = False) -> None:
+    """Show the full, frozen plan: upstream, patches, recipes, CMake args, targets, artifact names."""
+    st = state()
+    plan = make_plan(st.project, st.work, recipe)
+    if output(json_, plan.to_dict()):
+        return
+    lock = plan.lock
+    log.info(f"version   {plan.version}")
+    log.info(f"upstream  {lock.source} @ {lock.tag or lock.short} ({lock.commit}, {lock.commit_date})")
+    log.info(f"patches   {len(plan.patches)} ({plan.patch_set_hash[:12]})")
+    rows = [
+        (rp.name, rp.recipe.backend, rp.recipe.flavour, rp.build_key, " ".join(rp.recipe.targets), rp.artifact.file)
+        for rp in plan.recipes
+    ]
+    log.summary("plan", ["recipe", "backend", "flavour", "build key", "targets", "artifact"], rows)

@@ -1,0 +1,62 @@
+"""Release versions: ``YYYY.MM.DD-<upstream id>-r<N>``.
+
+``<upstream id>`` is the upstream tag (``b7123``, ``v0.4.0``) or ``g`` + the short commit;
+``YYYY.MM.DD`` is the upstream commit's date (UTC) and ``N`` the locara revision on top of that
+commit. The string sorts upward week to week; exact ordering uses (commit time, revision),
+which release.json carries in full.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from functools import total_ordering
+
+from .errors import ConfigError
+
+__all__ = ["Version", "make_version"]
+
+_RE = re.compile(r"^(?P<date>\d{4}\.\d{2}\.\d{2})-(?P<ident>[A-Za-z0-9._]+)-r(?P<rev>\d+)$")
+
+
+@total_ordering
+@dataclass(frozen=True)
+class Version:
+    commit_time: datetime  # UTC
+    ident: str
+    revision: int
+
+    def __str__(self) -> str:
+        return f"{self.commit_time:%Y.%m.%d}-{self.ident}-r{self.revision}"
+
+    @property
+    def key(self) -> tuple[float, int]:
+        return (self.commit_time.timestamp(), self.revision)
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Version):
+            return NotImplemented
+        return self.key < other.key
+
+    @classmethod
+    def parse(cls, text: str, commit_time: str | None = None) -> Version:
+        """Parse a version string; ``commit_time`` (ISO, from release.json) refines same-day order."""
+        m = _RE.match(text)
+        if not m:
+            raise ConfigError(
+                f"`{text}` is not a locara-build version (expected YYYY.MM.DD-<tag|gSHORT>-rN).",
+                hint="Use a version listed in the release's release.json, or `latest`.",
+            )
+        when = datetime.strptime(m["date"], "%Y.%m.%d").replace(tzinfo=UTC)
+        if commit_time:
+            exact = datetime.fromisoformat(commit_time.replace("Z", "+00:00")).astimezone(UTC)
+            if exact.date() == when.date():
+                when = exact
+        return cls(when, m["ident"], int(m["rev"]))
+
+
+def make_version(commit_date: str, tag: str, commit: str, revision: int) -> Version:
+    when = datetime.fromisoformat(commit_date.replace("Z", "+00:00")).astimezone(UTC)
+    ident = tag if tag else f"g{commit[:7]}"
+    return Version(when, ident, revision)

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Keep the developer's real git identity and global config out of the tests' repos.
+    os.environ.setdefault("GIT_AUTHOR_NAME", "locara test")
+    os.environ.setdefault("GIT_AUTHOR_EMAIL", "test@locara.invalid")
+    os.environ.setdefault("GIT_COMMITTER_NAME", "locara test")
+    os.environ.setdefault("GIT_COMMITTER_EMAIL", "test@locara.invalid")
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    """A private copy of this repo's project files (recipes/, patches/, ci/) that a test may change."""
+    dest = tmp_path / "project"
+    dest.mkdir()
+    for name in ("recipes", "patches", "ci"):
+        if (REPO / name).exists():
+            shutil.copytree(REPO / name, dest / name)
+    return dest
+
+
+@pytest.fixture
+def work_dir(tmp_path: Path) -> Path:
+    d = tmp_path / "work"
+    d.mkdir()
+    return d
+
+
+def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
+            timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run the real console entry point in a child process (exit codes and stdout as users see them)."""
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "locara_build", *args],
+        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, input=input,
+    )
+
+
+@pytest.fixture
+def cli():
+    return run_cli

@@ -1,0 +1,67 @@
+"""Real llama.cpp source for tests: the tree vendored in a llama-cpp-python sdist from PyPI.
+
+Downloaded once per version into the test cache (``$LOCARA_TEST_CACHE``, default
+``~/.cache/locara-build/test-cache``) and unpacked there; later runs reuse it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import platformdirs
+
+# Upstream commits vendored by each release (from the sdists' git metadata).
+COMMITS = {
+    "0.3.36": "0c1e57098bba43ac29e6e3b677cdceebdd22334f",
+    "0.3.35": "9f0d017efb4a388bd5c60a27a575c90f20868e51",
+}
+
+
+def test_cache() -> Path:
+    env = os.environ.get("LOCARA_TEST_CACHE")
+    root = Path(env) if env else Path(platformdirs.user_cache_dir("locara-build", appauthor=False)) / "test-cache"
+    root.mkdir(parents=True, exist_ok=True)
+    return root
+
+
+def sdist_tarball(version: str) -> Path:
+    cache = test_cache()
+    tarball = cache / f"llama_cpp_python-{version}.tar.gz"
+    with open(cache / ".download.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not tarball.exists():
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                 f"llama-cpp-python=={version}", "-d", str(cache)],
+                check=True,
+            )
+    return tarball
+
+
+def sdist_tree(version: str) -> Path:
+    """The unpacked sdist: ``<dir>/vendor/llama.cpp`` and ``<dir>/.git/modules/vendor/llama.cpp``."""
+    cache = test_cache()
+    root = cache / "unpacked" / f"llama_cpp_python-{version}"
+    done = root / ".unpacked"
+    tarball = sdist_tarball(version)
+    with open(cache / ".unpack.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not done.exists():
+            root.parent.mkdir(parents=True, exist_ok=True)
+            with tarfile.open(tarball) as tf:
+                tf.extractall(root.parent, filter="data")
+            done.touch()
+    return root
+
+
+def vendored_llama(version: str) -> Path:
+    return sdist_tree(version) / "vendor" / "llama.cpp"
+
+
+def vendored_gitdir(version: str) -> Path:
+    return sdist_tree(version) / ".git" / "modules" / "vendor" / "llama.cpp"
