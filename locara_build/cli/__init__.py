@@ -16,6 +16,7 @@ from . import (  # noqa: F401  (imported for their commands)
     build_cmds,
     ci_cmds,
     models_cmds,
+    package_cmds,
     patches_cmds,
     plan_cmds,
     release_cmds,
