@@ -1,0 +1,183 @@
+"""What this machine can run: OS, CPU architecture, NVIDIA driver, Vulkan devices, Apple silicon.
+
+``install --backend auto`` picks, among the release's artifacts for this OS/arch:
+
+1. ``cuda`` when ``nvidia-smi`` reports a driver at least the artifact's ``min_cuda_driver``;
+2. ``vulkan`` when ``vulkaninfo --summary`` lists a device that is not a CPU implementation
+   (``deviceType = PHYSICAL_DEVICE_TYPE_CPU``, or named llvmpipe / lavapipe / SwiftShader: those
+   run on the CPU and are slower than the CPU backend itself);
+3. ``metal`` on macOS / arm64 (Apple silicon);
+4. ``cpu`` otherwise.
+
+Every decision carries a one-line reason the installer prints. Detection programs are run through
+:func:`locara_build.run.run` with a short timeout; a missing or failing program means "not present".
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import platforms
+from .errors import ConfigError, LocaraError
+from .run import run, which
+
+__all__ = ["VulkanDevice", "HostInfo", "detect", "parse_nvidia_smi", "parse_vulkaninfo", "choose_artifact", "BACKENDS"]
+
+BACKENDS = ("auto", "cpu", "vulkan", "cuda", "metal")
+CPU_VULKAN_NAMES = re.compile(r"llvmpipe|lavapipe|swiftshader|softpipe", re.I)
+_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class VulkanDevice:
+    name: str
+    device_type: str  # PHYSICAL_DEVICE_TYPE_DISCRETE_GPU | _INTEGRATED_GPU | _VIRTUAL_GPU | _CPU | _OTHER
+    driver: str = ""
+
+    @property
+    def is_cpu(self) -> bool:
+        return self.device_type.endswith("_CPU") or bool(CPU_VULKAN_NAMES.search(self.name + " " + self.driver))
+
+
+@dataclass(frozen=True)
+class HostInfo:
+    os: str
+    arch: str
+    cuda_driver: str | None = None  # e.g. "535.129.03"; None without a working nvidia-smi
+    gpus: tuple[str, ...] = ()
+    vulkan_devices: tuple[VulkanDevice, ...] = field(default=())
+
+    @property
+    def apple_silicon(self) -> bool:
+        return self.os == "macos" and self.arch == "arm64"
+
+    @property
+    def vulkan_gpus(self) -> tuple[VulkanDevice, ...]:
+        return tuple(d for d in self.vulkan_devices if not d.is_cpu)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "os": self.os,
+            "arch": self.arch,
+            "cuda_driver": self.cuda_driver,
+            "gpus": list(self.gpus),
+            "vulkan_devices": [{"name": d.name, "type": d.device_type, "cpu": d.is_cpu} for d in self.vulkan_devices],
+        }
+
+
+def parse_nvidia_smi(text: str) -> tuple[str | None, tuple[str, ...]]:
+    """Output of ``nvidia-smi --query-gpu=driver_version,name --format=csv,noheader``."""
+    driver, names = None, []
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",", 1)]
+        if len(parts) == 2 and re.fullmatch(r"\d+(\.\d+)*", parts[0]):
+            driver = driver or parts[0]
+            names.append(parts[1])
+    return driver, tuple(names)
+
+
+def parse_vulkaninfo(text: str) -> tuple[VulkanDevice, ...]:
+    """Devices from ``vulkaninfo --summary`` (the ``GPUn:`` blocks)."""
+    devices = []
+    current: dict[str, str] | None = None
+    for line in text.splitlines():
+        if re.match(r"^GPU\d+:\s*$", line.strip()):
+            if current is not None:
+                devices.append(current)
+            current = {}
+            continue
+        if current is not None:
+            m = re.match(r"^\s+(\w+)\s*=\s*(.*)$", line)
+            if m:
+                current[m[1]] = m[2].strip()
+            elif line.strip() and not line.startswith((" ", "\t")):
+                devices.append(current)
+                current = None
+    if current is not None:
+        devices.append(current)
+    return tuple(
+        VulkanDevice(d.get("deviceName", "?"), d.get("deviceType", "PHYSICAL_DEVICE_TYPE_OTHER"), d.get("driverName", ""))
+        for d in devices
+        if d
+    )
+
+
+def _probe(argv: list[str]) -> str | None:
+    if which(argv[0]) is None:
+        return None
+    try:
+        res = run(argv, check=False, timeout=_TIMEOUT, echo=False)
+    except LocaraError:
+        return None
+    return res.stdout if res.ok else None
+
+
+def detect() -> HostInfo:
+    os_name, arch = platforms.host_os(), platforms.host_arch()
+    driver, gpus = None, ()
+    out = _probe(["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"])
+    if out:
+        driver, gpus = parse_nvidia_smi(out)
+    vk: tuple[VulkanDevice, ...] = ()
+    out = _probe(["vulkaninfo", "--summary"])
+    if out:
+        vk = parse_vulkaninfo(out)
+    return HostInfo(os=os_name, arch=arch, cuda_driver=driver, gpus=gpus, vulkan_devices=vk)
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(p) for p in re.findall(r"\d+", text))
+
+
+def choose_artifact(
+    artifacts: list[dict[str, Any]], host: HostInfo, *, backend: str = "auto", flavour: str = "release"
+) -> tuple[dict[str, Any], str]:
+    """The artifact for ``host`` and why. Only ``flavour`` artifacts are candidates (default: release)."""
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend {backend}: unknown backend.", hint=f"Use one of: {', '.join(BACKENDS)}.")
+    mine = [a for a in artifacts if a["os"] == host.os and a["arch"] == host.arch and a["flavour"] == flavour]
+    if not mine:
+        offered = ", ".join(sorted(f"{a['os']}-{a['arch']}-{a['backend']} ({a['flavour']})" for a in artifacts))
+        raise ConfigError(
+            f"this release has no {flavour} artifact for {host.os}/{host.arch} (it offers: {offered}).",
+            hint="Pick another release, or pass --flavour if you want a ci/dev build.",
+        )
+    by_backend = {a["backend"]: a for a in mine}
+    if backend != "auto":
+        if backend not in by_backend:
+            raise ConfigError(
+                f"this release has no {backend} artifact for {host.os}/{host.arch} (it has: {', '.join(sorted(by_backend))}).",
+                hint="Use --backend auto or one of those.",
+            )
+        return by_backend[backend], f"--backend {backend} asked for"
+    notes = []
+    cuda = by_backend.get("cuda")
+    if cuda is not None:
+        need = cuda.get("requirements", {}).get("min_cuda_driver", "")
+        if host.cuda_driver is None:
+            notes.append("no NVIDIA driver found (nvidia-smi)")
+        elif need and _version_tuple(host.cuda_driver) < _version_tuple(need):
+            notes.append(f"NVIDIA driver {host.cuda_driver} is older than the {need} the CUDA build needs")
+        else:
+            gpu = host.gpus[0] if host.gpus else "an NVIDIA GPU"
+            return cuda, f"CUDA: {gpu} with driver {host.cuda_driver}" + (f" (needs >= {need})" if need else "")
+    vulkan = by_backend.get("vulkan")
+    if vulkan is not None:
+        gpus = host.vulkan_gpus
+        if gpus:
+            return vulkan, f"Vulkan: {gpus[0].name} ({gpus[0].device_type.replace('PHYSICAL_DEVICE_TYPE_', '').lower()})"
+        cpu_only = [d.name for d in host.vulkan_devices if d.is_cpu]
+        notes.append(
+            f"Vulkan only offers CPU implementations ({', '.join(cpu_only)})" if cpu_only else "no Vulkan device found"
+        )
+    metal = by_backend.get("metal")
+    if metal is not None and host.apple_silicon:
+        return metal, "Metal: Apple silicon"
+    if "cpu" in by_backend:
+        return by_backend["cpu"], "CPU" + (": " + "; ".join(notes) if notes else "")
+    raise ConfigError(
+        f"no artifact of this release fits this {host.os}/{host.arch} host ({'; '.join(notes) or 'no CPU build'}).",
+        hint=f"Pick one explicitly with --backend ({', '.join(sorted(by_backend))}).",
+    )

@@ -1,0 +1,75 @@
+"""Signing: minisign (every release), Authenticode (Windows binaries), codesign + notarization (macOS).
+
+:func:`sign_staged` is what the packaging / weekly stages call on a staged package folder before it
+is archived; it dispatches on the recipe's ``signing`` kind.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from locara_build import log
+from locara_build.errors import ConfigError
+
+__all__ = ["SigningReport", "sign_staged", "names_a_file"]
+
+
+def names_a_file(value: str) -> bool:
+    """Whether a secret's value names a file (else it is the content). Never raises: the value may be
+    kilobytes of base64 that the OS refuses as a path, and an exception message would quote it."""
+    if not value or "\n" in value or len(value) > 1024:
+        return False
+    try:
+        return Path(value).is_file()
+    except (OSError, ValueError):
+        return False
+
+
+@dataclass
+class SigningReport:
+    kind: str  # none | authenticode | macos
+    status: str  # signed | skipped | nothing-to-sign
+    files: list[str] = field(default_factory=list)  # paths relative to the staged folder
+    reason: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        return {"kind": self.kind, "status": self.status, "files": list(self.files), "reason": self.reason}
+
+
+def sign_staged(
+    kind: str, staging_dir: Path, *, require: bool = False, host: str | None = None, entitlements: Path | None = None
+) -> SigningReport:
+    """Sign the binaries of a staged package (before it is archived), per the recipe's signing kind.
+
+    * ``none``: nothing to do.
+    * ``authenticode``: every .exe/.dll signed with osslsigncode and verified (credentials from env).
+    * ``macos``: every Mach-O codesigned (hardened runtime, timestamp) on a macOS host.
+
+    ``entitlements``: a plist for codesign, only when a recipe asks for one (default: none).
+    Without credentials (or, for macOS, off macOS) the package stays unsigned with a warning, or
+    :class:`~locara_build.errors.SignError` (exit 7) when ``require`` is set.
+    """
+    if kind == "none":
+        return SigningReport(kind, "skipped", reason="recipe signs nothing")
+    if kind == "authenticode":
+        from .authenticode import AuthenticodeConfig, sign_windows_binaries
+
+        config = AuthenticodeConfig.from_env(require=require)
+        if config is None:
+            reason = "no Authenticode credentials (LOCARA_AUTHENTICODE_P12 / _PASSWORD unset)"
+            log.warn(f"{staging_dir.name}: Windows binaries left unsigned: {reason}")
+            return SigningReport(kind, "skipped", reason=reason)
+        signed = sign_windows_binaries(staging_dir, config)
+        return SigningReport(kind, "signed" if signed else "nothing-to-sign", [str(p.relative_to(staging_dir)) for p in signed])
+    if kind == "macos":
+        from .macos import MacSigningConfig, sign_macos_binaries
+
+        config_m = MacSigningConfig.from_env(require=require, host=host, entitlements=entitlements)
+        if config_m is None:
+            reason = MacSigningConfig.why_not(host=host)
+            log.warn(f"{staging_dir.name}: macOS binaries left unsigned: {reason}")
+            return SigningReport(kind, "skipped", reason=reason)
+        signed = sign_macos_binaries(staging_dir, config_m)
+        return SigningReport(kind, "signed" if signed else "nothing-to-sign", [str(p.relative_to(staging_dir)) for p in signed])
+    raise ConfigError(f"unknown signing kind `{kind}`.", hint="Use none, authenticode or macos in the recipe.")

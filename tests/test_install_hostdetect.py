@@ -1,0 +1,89 @@
+"""Backend auto-selection: the real `vulkaninfo` of this host (lavapipe = a CPU device), and stand-in
+`nvidia-smi` / `vulkaninfo` programs for GPUs this machine does not have (named stand_in)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from locara_build import hostdetect
+from locara_build.errors import ConfigError
+from locara_build.hostdetect import HostInfo, VulkanDevice, choose_artifact
+
+ARTS = [
+    {"os": "linux", "arch": "x86_64", "flavour": "release", "backend": "cpu", "requirements": {}},
+    {"os": "linux", "arch": "x86_64", "flavour": "release", "backend": "vulkan", "requirements": {}},
+    {"os": "linux", "arch": "x86_64", "flavour": "release", "backend": "cuda",
+     "requirements": {"min_cuda_driver": "580.65.06"}},
+    {"os": "linux", "arch": "x86_64", "flavour": "ci", "backend": "cpu", "requirements": {}},
+    {"os": "macos", "arch": "arm64", "flavour": "release", "backend": "metal", "requirements": {}},
+    {"os": "windows", "arch": "x86_64", "flavour": "release", "backend": "cpu", "requirements": {}},
+]
+
+
+def _stand_in(bindir: Path, name: str, output: str, rc: int = 0) -> None:
+    bindir.mkdir(exist_ok=True)
+    script = bindir / name
+    script.write_text(f"#!/bin/sh\ncat <<'EOF'\n{output}\nEOF\nexit {rc}\n")
+    script.chmod(0o755)
+
+
+@pytest.mark.skipif(shutil.which("vulkaninfo") is None, reason="needs vulkaninfo (Debian vulkan-tools) to read a real device list")
+def test_real_vulkaninfo_lavapipe_is_a_cpu_device(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # no stand-ins
+    host = hostdetect.detect()
+    assert host.os == "linux" and host.arch == "x86_64"
+    assert host.vulkan_devices, "mesa-vulkan-drivers provide lavapipe here"
+    assert all(d.is_cpu for d in host.vulkan_devices)
+    art, why = choose_artifact(ARTS, host)
+    assert art["backend"] == "cpu" and art["flavour"] == "release"
+    assert "CPU implementations" in why and "llvmpipe" in why
+
+
+def test_stand_in_nvidia_smi_driver_new_enough_picks_cuda(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _stand_in(tmp_path / "bin", "nvidia-smi", "580.95.05, NVIDIA H100 80GB HBM3")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    host = hostdetect.detect()
+    assert host.cuda_driver == "580.95.05" and host.gpus == ("NVIDIA H100 80GB HBM3",)
+    art, why = choose_artifact(ARTS, host)
+    assert art["backend"] == "cuda" and "H100" in why and "580.95.05" in why
+
+
+def test_stand_in_nvidia_smi_old_driver_falls_back_and_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _stand_in(tmp_path / "bin", "nvidia-smi", "535.129.03, Tesla T4")
+    _stand_in(tmp_path / "bin", "vulkaninfo", "Devices:\n========\nGPU0:\n\tdeviceType = PHYSICAL_DEVICE_TYPE_DISCRETE_GPU\n"
+              "\tdeviceName = Tesla T4\n\tdriverName = NVIDIA\nGPU1:\n\tdeviceType = PHYSICAL_DEVICE_TYPE_CPU\n"
+              "\tdeviceName = llvmpipe (LLVM 15.0.6, 256 bits)\n\tdriverName = llvmpipe")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    host = hostdetect.detect()
+    art, why = choose_artifact(ARTS, host)
+    assert art["backend"] == "vulkan" and "Tesla T4" in why and "discrete_gpu" in why
+    no_vulkan_art = [a for a in ARTS if a["backend"] != "vulkan"]
+    art, why = choose_artifact(no_vulkan_art, host)
+    assert art["backend"] == "cpu" and "535.129.03 is older than the 580.65.06" in why
+
+
+def test_stand_in_broken_nvidia_smi_means_no_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _stand_in(tmp_path / "bin", "nvidia-smi", "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.", rc=9)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    assert hostdetect.detect().cuda_driver is None
+
+
+def test_parsers_and_other_hosts() -> None:
+    text = ("GPU0:\n\tapiVersion = 1.3.230\n\tdeviceType = PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU\n"
+            "\tdeviceName = Intel(R) UHD Graphics 620 (KBL GT2)\n\tdriverName = Intel open-source Mesa driver\n"
+            "GPU1:\n\tdeviceType = PHYSICAL_DEVICE_TYPE_OTHER\n\tdeviceName = SwiftShader Device (Subzero)\n")
+    devs = hostdetect.parse_vulkaninfo(text)
+    assert [d.is_cpu for d in devs] == [False, True]
+    assert hostdetect.parse_nvidia_smi("550.54.15, NVIDIA A100\n550.54.15, NVIDIA A100\n") == ("550.54.15", ("NVIDIA A100",) * 2)
+    mac = HostInfo(os="macos", arch="arm64")
+    assert choose_artifact(ARTS, mac) == (ARTS[4], "Metal: Apple silicon")
+    win = HostInfo(os="windows", arch="x86_64", vulkan_devices=(VulkanDevice("lavapipe", "PHYSICAL_DEVICE_TYPE_CPU"),))
+    assert choose_artifact(ARTS, win)[0] is ARTS[5]
+    assert choose_artifact(ARTS, HostInfo(os="linux", arch="x86_64"), flavour="ci")[0] is ARTS[3]
+    with pytest.raises(ConfigError, match="no release artifact for linux/arm64"):
+        choose_artifact(ARTS, HostInfo(os="linux", arch="arm64"))
+    with pytest.raises(ConfigError, match="unknown backend"):
+        choose_artifact(ARTS, mac, backend="rocm")
