@@ -29,7 +29,8 @@ from .errors import NetworkError, VerifyError
 __all__ = ["fetch", "fetch_bytes", "sha256_file", "FetchResult", "DEFAULT_TIMEOUT"]
 
 DEFAULT_TIMEOUT = (10.0, 30.0)  # connect, read (seconds between bytes)
-CHUNK = 1 << 20
+CHUNK = 1 << 20  # hashing block
+NET_CHUNK = 64 << 10  # network reads: small, so a cut connection loses little
 
 Progress = Callable[[int, int | None], None]  # (bytes so far, total or None)
 
@@ -95,7 +96,8 @@ def fetch_bytes(url: str, *, timeout: tuple[float, float] = DEFAULT_TIMEOUT, max
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, requests.Timeout):
+    # urllib3 reports a read timeout in the middle of a streamed body as a ConnectionError.
+    if isinstance(exc, requests.Timeout) or "timed out" in str(exc).lower():
         return "timed out (the server stopped sending data)"
     if isinstance(exc, requests.ConnectionError):
         return "connection failed or was cut"
@@ -176,7 +178,7 @@ def _write(
         total = start + int(length) if length and length.isdigit() else None
     done = start
     with open(part, mode) as fh:
-        for chunk in resp.iter_content(CHUNK):
+        for chunk in resp.iter_content(NET_CHUNK):
             fh.write(chunk)
             done += len(chunk)
             if size is not None and done > size:

@@ -6,8 +6,10 @@ Importing the command modules registers their commands on :data:`app`.
 from __future__ import annotations
 
 import sys
+import traceback
 
 import click
+from rich.markup import escape
 
 from .. import log
 from ..errors import LocaraError
@@ -31,9 +33,9 @@ __all__ = ["main", "app"]
 def _report(exc: LocaraError) -> None:
     if state().json:
         log.emit_json({"ok": False, "error": exc.to_dict()})
-    log.console.print(f"[bold red]error:[/] {redact(exc.message)}", markup=True, highlight=False)
+    log.console.print(f"[bold red]error:[/] {escape(redact(exc.message))}", markup=True, highlight=False)
     if exc.hint:
-        log.console.print(f"[bold]next:[/] {redact(exc.hint)}", markup=True, highlight=False)
+        log.console.print(f"[bold]next:[/] {escape(redact(exc.hint))}", markup=True, highlight=False)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -53,3 +55,22 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         log.console.print("[yellow]interrupted[/]: finished stages are kept; run the same command again to resume.")
         sys.exit(130)
+    except Exception as exc:  # a bug: report it without ever printing a secret
+        _report_unexpected(exc)
+        sys.exit(1)
+
+
+def _report_unexpected(exc: BaseException) -> None:
+    """Unexpected failures print a redacted one-liner (and, with -v, a redacted traceback)."""
+    detail = redact(f"{type(exc).__name__}: {exc}")
+    if log.verbosity() > 0:
+        trace = "".join(traceback.format_exception(exc))
+        log.console.print(redact(trace), markup=False, highlight=False)
+    if state().json:
+        log.emit_json({"ok": False, "error": {"kind": "unexpected", "exit_code": 1, "message": detail}})
+    log.console.print(f"[bold red]unexpected error:[/] {escape(detail)}", markup=True, highlight=False)
+    log.console.print(
+        "[bold]next:[/] this is a bug in locara-build; run again with -v for the (redacted) traceback and report it.",
+        markup=True,
+        highlight=False,
+    )
