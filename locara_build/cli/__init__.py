@@ -40,7 +40,10 @@ def _report(exc: LocaraError) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     try:
-        app(args=argv, standalone_mode=False, prog_name="locara-build")
+        # standalone_mode=False: click *returns* the code of `raise typer.Exit(n)` instead of exiting
+        rv = app(args=argv, standalone_mode=False, prog_name="locara-build")
+        if isinstance(rv, int) and rv != 0:
+            sys.exit(rv)
     except LocaraError as exc:
         _report(exc)
         sys.exit(exc.exit_code)

@@ -18,7 +18,7 @@ import platformdirs
 # Upstream commits vendored by each release (from the sdists' git metadata).
 COMMITS = {
     "0.3.36": "0c1e57098bba43ac29e6e3b677cdceebdd22334f",
-    "0.3.35": "9f0d017efb4a388bd5c60a27a575c90f20868e51",
+    "0.3.35": "4df29be4f4c3673f428170fda944a5b19f743bb8",
 }
 
 
@@ -36,7 +36,7 @@ def sdist_tarball(version: str) -> Path:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not tarball.exists():
             subprocess.run(
-                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
+                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", "llama-cpp-python",
                  f"llama-cpp-python=={version}", "-d", str(cache)],
                 check=True,
             )

@@ -1,0 +1,680 @@
+"""Upstream llama.cpp: sources, cached mirrors, ref resolution and ``sync`` (which writes the lock).
+
+A *source* is one of
+
+* a git URL (``https://github.com/ggml-org/llama.cpp``, ``git@host:x.git``, ``file://...``),
+* a local path to a git repository,
+* ``pypi:llama-cpp-python==X``: the llama.cpp tree vendored in that sdist. Its git metadata
+  (``.git/modules/vendor/llama.cpp``) holds the real upstream commit; it is imported into the
+  mirror with ``git fetch``, so the lock records the real upstream sha and date. Those histories
+  are shallow (the sdist carries one or two commits).
+
+Every source has one bare mirror, ``<work>/mirrors/<slug>.git``: created once, then only fetched
+(heads and tags), never re-cloned. Network operations run with low-speed limits and an overall
+timeout (:func:`locara_build.gitutil.network_env`), so a hanging upstream fails with exit 3.
+
+``sync`` writes ``recipes/upstream.lock`` only after the new commit is in the mirror; any failure
+leaves the lock byte-for-byte as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import sys
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from packaging.requirements import InvalidRequirement, Requirement
+from packaging.utils import canonicalize_name
+from packaging.version import InvalidVersion, Version
+
+from . import log
+from .errors import ConfigError, LockError, SourceError
+from .gitutil import (
+    commit_exists,
+    commit_info,
+    file_lock,
+    git,
+    is_ancestor,
+    network_env,
+    network_timeout,
+    rev_parse,
+    shallow_commits,
+)
+from .lock import Lock, read_lock, write_lock
+from .redact import register
+from .run import run
+from .workdir import Project, WorkDir
+
+__all__ = [
+    "DEFAULT_UPSTREAM",
+    "CHANNELS",
+    "Source",
+    "Mirror",
+    "Resolved",
+    "Distance",
+    "SyncResult",
+    "parse_source",
+    "ensure_mirror",
+    "resolve_ref",
+    "ensure_commit",
+    "distance",
+    "sync",
+]
+
+DEFAULT_UPSTREAM = "https://github.com/ggml-org/llama.cpp"
+CHANNELS = ("build", "stable")
+
+_BUILD_TAG = re.compile(r"^b(\d+)$")
+_STABLE_TAG = re.compile(r"^v(\d+)\.(\d+)\.(\d+)$")
+_HEX = re.compile(r"^[0-9a-f]{4,40}$")
+_PYPI_TREE = "vendor/llama.cpp"
+_PYPI_GITDIR = ".git/modules/vendor/llama.cpp"
+
+
+# --- sources ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Source:
+    spec: str  # as recorded in the lock
+    kind: str  # "git" | "pypi"
+    url: str = ""  # git URL or absolute path (kind "git")
+    package: str = ""  # canonical PyPI name (kind "pypi")
+    version: str = ""  # exact PyPI version, "" = the newest (kind "pypi")
+
+    @property
+    def slug(self) -> str:
+        if self.kind == "pypi":
+            return f"pypi-{self.package}"
+        parts = urlsplit(self.url) if "://" in self.url else None
+        if parts is not None:
+            base = (parts.hostname or "") + parts.path
+        else:
+            base = self.url.split("@", 1)[-1].replace(":", "/")
+        base = re.sub(r"\.git/?$", "", base.rstrip("/"))
+        readable = re.sub(r"[^A-Za-z0-9._]+", "-", base).strip("-.")[-60:] or "upstream"
+        digest = hashlib.sha256(_normalise_url(self.url).encode()).hexdigest()[:8]
+        return f"{readable}-{digest}"
+
+    @property
+    def display(self) -> str:
+        return self.spec
+
+
+def _normalise_url(url: str) -> str:
+    return re.sub(r"(\.git)?/*$", "", url.strip())
+
+
+def _looks_local(text: str) -> bool:
+    if text.startswith(("/", "./", "../", "~", "file:")) or re.match(r"^[A-Za-z]:[\\/]", text):
+        return True
+    if "://" in text or re.match(r"^[\w.-]+@[\w.-]+:", text):
+        return False
+    return Path(text).exists()
+
+
+def parse_source(text: str) -> Source:
+    """Parse ``--upstream`` / the lock's ``source``: a git URL, a local path, or ``pypi:NAME[==VERSION]``."""
+    text = text.strip()
+    if not text:
+        raise ConfigError("the upstream source is empty.", hint=f"Pass --upstream URL|PATH|pypi:SPEC (default {DEFAULT_UPSTREAM}).")
+    if text.startswith("pypi:"):
+        try:
+            req = Requirement(text[5:])
+        except InvalidRequirement as exc:
+            raise ConfigError(
+                f"`{text}` is not a PyPI source: {exc}.",
+                hint="Write it as pypi:llama-cpp-python==0.3.36 (an exact version).",
+            ) from None
+        specs = list(req.specifier)
+        version = ""
+        if specs:
+            if len(specs) != 1 or specs[0].operator not in ("==", "===") or "*" in specs[0].version:
+                raise ConfigError(
+                    f"`{text}`: a PyPI source takes one exact version (==X), not `{req.specifier}`.",
+                    hint="Write it as pypi:llama-cpp-python==0.3.36, or leave the version out for the newest.",
+                )
+            version = specs[0].version
+            try:
+                version = str(Version(version))
+            except InvalidVersion:
+                raise ConfigError(f"`{text}`: `{version}` is not a valid version.", hint="Use e.g. ==0.3.36.") from None
+        name = canonicalize_name(req.name)
+        spec = f"pypi:{name}=={version}" if version else f"pypi:{name}"
+        return Source(spec=spec, kind="pypi", package=name, version=version)
+    if _looks_local(text):
+        raw = text[7:] if text.startswith("file://") else text
+        path = Path(raw).expanduser().resolve()
+        if not path.exists():
+            raise SourceError(
+                f"upstream path {path} does not exist.",
+                hint="Pass the path of a llama.cpp git repository, a git URL, or pypi:llama-cpp-python==X.",
+            )
+        return Source(spec=str(path), kind="git", url=str(path))
+    parts = urlsplit(text) if "://" in text else None
+    if parts is not None and parts.password:
+        register(parts.password)
+    return Source(spec=text.rstrip("/"), kind="git", url=text.rstrip("/"))
+
+
+# --- mirrors ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Mirror:
+    path: Path
+    source: Source
+    created: bool = False  # made by this run (first use of this source)
+    fetched: bool = False  # talked to the upstream during this run
+
+
+def mirror_path(work: WorkDir, source: Source) -> Path:
+    return work.mirrors / f"{source.slug}.git"
+
+
+def _mirror_ready(path: Path) -> bool:
+    return (path / "HEAD").is_file() and (path / "objects").is_dir()
+
+
+def _init_bare(path: Path, source: Source) -> None:
+    git("init", "--quiet", "--bare", str(path))
+    git("config", "locara.source", source.spec, git_dir=path)
+    if source.kind == "git":
+        git("config", "remote.origin.url", source.url, git_dir=path)
+        git("config", "--replace-all", "remote.origin.fetch", "+refs/heads/*:refs/heads/*", git_dir=path)
+        git("config", "--add", "remote.origin.fetch", "+refs/tags/*:refs/tags/*", git_dir=path)
+        git("config", "remote.origin.tagOpt", "--no-tags", git_dir=path)
+
+
+def _fetch_failed(source: Source, exc: SourceError, what: str) -> SourceError:
+    return SourceError(
+        f"cannot fetch upstream {source.url} ({what}): {exc.message}",
+        hint=(
+            f"Check the URL and the network (`git ls-remote {source.url}`); on a host with only a PyPI "
+            "mirror use `--upstream pypi:llama-cpp-python==X`. The lock was not changed."
+        ),
+        details={"source": source.spec},
+    )
+
+
+def _git_fetch(path: Path, source: Source, *refspecs: str) -> None:
+    args = ["fetch", "--quiet", "--update-shallow", "--no-write-fetch-head", "origin", *refspecs]
+    try:
+        git(*args, git_dir=path, isolated=False, env=network_env(), timeout=network_timeout(), what="git fetch")
+    except SourceError as exc:
+        raise _fetch_failed(source, exc, "fetch " + (" ".join(refspecs) or "heads and tags")) from None
+
+
+def ensure_mirror(work: WorkDir, source: Source, *, fetch: bool = True) -> Mirror:
+    """The source's mirror, created on first use and (``fetch``) brought up to date. pypi: see :func:`_import_pypi`."""
+    path = mirror_path(work, source)
+    work.ensure(work.mirrors)
+    with file_lock(work.mirrors / f".{source.slug}.lock"):
+        if source.kind == "pypi":
+            created = not _mirror_ready(path)
+            if created:
+                _init_bare(path, source)
+            return Mirror(path, source, created=created)
+        if _mirror_ready(path):
+            if fetch:
+                with log.step(f"fetch {source.url}"):
+                    _git_fetch(path, source)
+            return Mirror(path, source, created=False, fetched=fetch)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{source.slug}.", suffix=".tmp", dir=work.mirrors))
+        try:
+            _init_bare(tmp, source)
+            with log.step(f"mirror {source.url} (first use: full clone)"):
+                _git_fetch(tmp, source)
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return Mirror(path, source, created=True, fetched=True)
+
+
+# --- pypi sdists --------------------------------------------------------------------------
+
+
+def _sdist_dirs() -> list[Path]:
+    """Extra local folders of sdists consulted before pip (``$LOCARA_PYPI_SDISTS``, os.pathsep-separated)."""
+    env = os.environ.get("LOCARA_PYPI_SDISTS", "")
+    return [Path(p).expanduser() for p in env.split(os.pathsep) if p.strip()]
+
+
+def _sdist_names(package: str, version: str) -> list[str]:
+    under = package.replace("-", "_")
+    return [f"{n}-{version}{ext}" for n in (under, package) for ext in (".tar.gz", ".zip")]
+
+
+def _find_sdist(folder: Path, package: str, version: str) -> Path | None:
+    for name in _sdist_names(package, version):
+        if (folder / name).is_file():
+            return folder / name
+    return None
+
+
+def _pip_download(source: Source, dest: Path) -> Path:
+    """``pip download`` the sdist into ``dest`` (the user's pip config, index and proxies apply)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    req = f"{source.package}=={source.version}" if source.version else source.package
+    # --no-binary for THIS package only: with ``:all:`` pip also refuses wheels for the build
+    # dependencies it installs to read the sdist's metadata, and compiles CMake from source.
+    argv = [
+        sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
+        "--no-deps", "--no-binary", source.package, "--timeout", os.environ.get("LOCARA_NET_TIMEOUT", "60"),
+        "-d", str(dest), req,
+    ]
+    with log.step(f"pip download {req}"):
+        run(
+            argv,
+            timeout=network_timeout(),
+            error=SourceError,
+            what="pip download",
+            hint=(
+                f"Check that `{req}` exists on your package index and that pip can reach it "
+                "(pip's own config / PIP_INDEX_URL apply). The lock was not changed."
+            ),
+        )
+    found = sorted(p for p in dest.iterdir() if p.name.endswith((".tar.gz", ".zip")))
+    if not found:
+        raise SourceError(f"pip download {req} saved no sdist in {dest}.", hint="Check the package has an sdist on the index.")
+    return found[-1]
+
+
+def _version_from_sdist(path: Path, package: str) -> str:
+    stem = path.name.removesuffix(".tar.gz").removesuffix(".zip")
+    for prefix in (package.replace("-", "_") + "-", package + "-"):
+        if stem.lower().startswith(prefix.lower()):
+            return stem[len(prefix):]
+    raise SourceError(f"cannot read the version from the sdist name {path.name}.", hint="Pass pypi:NAME==VERSION.")
+
+
+def _unpack_gitdirs(sdist: Path, dest: Path) -> tuple[Path, Path]:
+    """Extract only ``<top>/.git/**`` from the sdist (safely) into ``dest``; return (superproject gitdir, llama gitdir)."""
+    if not sdist.name.endswith(".tar.gz"):
+        raise SourceError(f"{sdist.name}: only .tar.gz sdists are supported.", hint="Use a release that publishes a .tar.gz sdist.")
+    try:
+        with tarfile.open(sdist) as tf:
+            members = []
+            top = None
+            for m in tf:
+                parts = m.name.split("/")
+                if len(parts) < 2:
+                    continue
+                top = top or parts[0]
+                if parts[0] == top and parts[1] == ".git":
+                    members.append(m)
+            if not members or top is None:
+                raise SourceError(
+                    f"{sdist.name} carries no git metadata (.git/modules/vendor/llama.cpp): cannot tell which upstream commit it vendors.",
+                    hint="Use a llama-cpp-python release whose sdist includes .git (0.3.x do), or a git upstream.",
+                )
+            tf.extractall(dest, members=members, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise SourceError(f"cannot unpack {sdist}: {exc}.", hint=f"Delete {sdist} and sync again to download it afresh.") from None
+    root = dest / top
+    gitdir = root / _PYPI_GITDIR
+    if not (gitdir / "HEAD").is_file():
+        raise SourceError(
+            f"{sdist.name} has no {_PYPI_GITDIR}: it does not vendor llama.cpp as a git submodule.",
+            hint="Use a llama-cpp-python sdist (0.3.x), or a git upstream.",
+        )
+    return root / ".git", gitdir
+
+
+def _vendored_commit(super_gitdir: Path, gitdir: Path, sdist: Path) -> str:
+    # Neutralise the sdist's git config (credential includes, worktree paths, hooks) before git reads it.
+    (gitdir / "config").write_text("[core]\n\trepositoryformatversion = 0\n\tbare = true\n")
+    shutil.rmtree(gitdir / "hooks", ignore_errors=True)
+    head = git("rev-parse", "--verify", "HEAD^{commit}", git_dir=gitdir, check=False).stdout.strip()
+    gitlink = ""
+    if (super_gitdir / "index").is_file():
+        (super_gitdir / "config").write_text("[core]\n\trepositoryformatversion = 0\n\tbare = false\n")
+        shutil.rmtree(super_gitdir / "hooks", ignore_errors=True)
+        res = git("ls-files", "--stage", "--", _PYPI_TREE, git_dir=super_gitdir, check=False)
+        m = re.match(r"^160000 ([0-9a-f]{40}) 0\t", res.stdout)
+        gitlink = m[1] if m else ""
+    if not re.fullmatch(r"[0-9a-f]{40}", head):
+        raise SourceError(f"{sdist.name}: {_PYPI_GITDIR} has no readable HEAD commit.", hint="Use another release or a git upstream.")
+    if gitlink and gitlink != head:
+        log.warn(f"{sdist.name}: the superproject records llama.cpp {gitlink[:12]} but the vendored tree is at {head[:12]}; using {head[:12]}.")
+    return head
+
+
+def _pypi_ref(version: str) -> str:
+    return f"refs/pypi/{version}"
+
+
+def _import_pypi(work: WorkDir, mirror: Mirror) -> tuple[str, str]:
+    """Make sure the sdist's vendored commit is in the mirror; return (commit, version). Cached per version."""
+    source = mirror.source
+    version = source.version
+    if version:
+        have = rev_parse(mirror.path, _pypi_ref(version))
+        if have:
+            return have, version  # imported before: no download, no unpack
+    base = work.ensure(work.pypi)
+    sdist: Path | None = None
+    if version:
+        folder = base / f"{source.package}-{version}"
+        sdist = _find_sdist(folder, source.package, version)
+        if sdist is None:
+            for extra in _sdist_dirs():
+                sdist = _find_sdist(extra, source.package, version)
+                if sdist:
+                    log.info(f"using {sdist} (from $LOCARA_PYPI_SDISTS)")
+                    break
+        if sdist is None:
+            sdist = _pip_download(source, folder)
+    else:
+        tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=base))
+        try:
+            got = _pip_download(source, tmp)
+            version = _version_from_sdist(got, source.package)
+            folder = base / f"{source.package}-{version}"
+            folder.mkdir(parents=True, exist_ok=True)
+            sdist = folder / got.name
+            os.replace(got, sdist)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        have = rev_parse(mirror.path, _pypi_ref(version))
+        if have:
+            return have, version
+    unpack = Path(tempfile.mkdtemp(prefix=".unpack-", dir=base))
+    try:
+        with log.step(f"import the llama.cpp commit vendored in {sdist.name}"):
+            super_gitdir, gitdir = _unpack_gitdirs(sdist, unpack)
+            commit = _vendored_commit(super_gitdir, gitdir, sdist)
+            with file_lock(work.mirrors / f".{source.slug}.lock"):
+                git(
+                    "fetch", "--quiet", "--no-tags", "--update-shallow", "--no-write-fetch-head",
+                    str(gitdir), f"+HEAD:{_pypi_ref(version)}", git_dir=mirror.path, what="git fetch (sdist)",
+                )
+        got_commit = rev_parse(mirror.path, _pypi_ref(version))
+        if got_commit != commit:
+            raise SourceError(
+                f"importing {sdist.name} into {mirror.path} gave {got_commit} instead of {commit}.",
+                hint=f"Delete {mirror.path} and sync again.",
+            )
+        return commit, version
+    finally:
+        shutil.rmtree(unpack, ignore_errors=True)
+
+
+# --- refs ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Resolved:
+    mirror: Mirror
+    ref: str  # what to record as the lock's ref
+    commit: str
+    tag: str
+    source_spec: str  # the lock's source (pypi: with the resolved version)
+
+
+def _tags(mirror: Path) -> list[str]:
+    out = git("for-each-ref", "--format=%(refname:strip=2)", "refs/tags/", git_dir=mirror).stdout
+    return [t for t in out.splitlines() if t]
+
+
+def newest_tag(tags: list[str], channel: str) -> str | None:
+    """``build``: the highest ``b<N>`` by number; ``stable``: the highest ``vX.Y.Z`` by version order."""
+    if channel == "stable":
+        stable = [t for t in tags if _STABLE_TAG.match(t)]
+        return max(stable, key=lambda t: Version(t[1:]), default=None)
+    builds = [t for t in tags if _BUILD_TAG.match(t)]
+    return max(builds, key=lambda t: int(t[1:]), default=None)
+
+
+def _tag_for(mirror: Path, commit: str, channel: str) -> str:
+    out = git("tag", "--points-at", commit, git_dir=mirror).stdout.split()
+    for pattern in ((_STABLE_TAG, _BUILD_TAG) if channel == "stable" else (_BUILD_TAG, _STABLE_TAG)):
+        hits = [t for t in out if pattern.match(t)]
+        if hits:
+            return newest_tag(hits, "stable" if pattern is _STABLE_TAG else "build") or hits[0]
+    return sorted(out)[0] if out else ""
+
+
+def _unknown_ref(source: Source, ref: str, mirror: Path) -> SourceError:
+    return SourceError(
+        f"unknown ref `{ref}` in upstream {source.url}: no tag, branch or commit of that name.",
+        hint=(
+            f"List what exists with `git --git-dir {mirror} tag -l 'b*' --sort=-v:refname | head` "
+            f"(or `git ls-remote {source.url}`), or use `--ref latest`. The lock was not changed."
+        ),
+        details={"source": source.spec, "ref": ref},
+    )
+
+
+def resolve_ref(
+    work: WorkDir,
+    source: Source,
+    ref: str = "latest",
+    channel: str = "build",
+    *,
+    fetch: bool = True,
+    any_commit: bool = False,
+) -> Resolved:
+    """Resolve ``ref`` (latest | TAG | BRANCH | COMMIT) in ``source``'s mirror, fetching first when needed.
+
+    A full sha already in the mirror needs no network. For ``pypi:`` sources the ref is the
+    vendored commit (``latest`` or that sha); ``any_commit`` (check, bisect) also accepts any
+    commit already imported into the mirror from another version.
+    """
+    if channel not in CHANNELS:
+        raise ConfigError(f"unknown channel `{channel}`.", hint="Use --channel build (bNNNN tags) or --channel stable (vX.Y.Z tags).")
+    ref = (ref or "latest").strip()
+    if source.kind == "pypi":
+        mirror = ensure_mirror(work, source, fetch=False)
+        commit, version = _import_pypi(work, mirror)
+        if ref != "latest" and not commit.startswith(ref.lower()):
+            other = rev_parse(mirror.path, ref) if any_commit and _HEX.match(ref.lower()) else None
+            if other:
+                return Resolved(mirror, ref, other, "", source.spec)
+            raise ConfigError(
+                f"--ref {ref}: the source {source.spec} pins llama.cpp at {commit[:12]}; a pypi: source has no other refs.",
+                hint="Leave --ref out (or pass another pypi: version) for a pypi: source.",
+            )
+        spec = f"pypi:{source.package}=={version}"
+        m = Mirror(mirror.path, Source(spec=spec, kind="pypi", package=source.package, version=version), mirror.created)
+        return Resolved(m, commit, commit, "", spec)
+
+    full_sha = re.fullmatch(r"[0-9a-f]{40}", ref.lower()) is not None
+    existing = mirror_path(work, source)
+    need_fetch = fetch and not (full_sha and _mirror_ready(existing) and commit_exists(existing, ref.lower()))
+    mirror = ensure_mirror(work, source, fetch=need_fetch)
+    path = mirror.path
+    if ref == "latest":
+        tag = newest_tag(_tags(path), channel)
+        if tag is None:
+            kind = "vX.Y.Z" if channel == "stable" else "bNNNN"
+            raise SourceError(
+                f"upstream {source.url} has no {kind} tags, so `latest` on the {channel} channel means nothing.",
+                hint="Pass --ref TAG|BRANCH|COMMIT" + (", or --channel build" if channel == "stable" else ", or --channel stable") + ".",
+            )
+        commit = rev_parse(path, f"refs/tags/{tag}")
+        assert commit is not None
+        return Resolved(mirror, "latest", commit, tag, source.spec)
+    commit = None
+    tag = ""
+    if not ref.startswith("-"):
+        if rev_parse(path, f"refs/tags/{ref}"):
+            commit, tag = rev_parse(path, f"refs/tags/{ref}"), ref
+        elif rev_parse(path, f"refs/heads/{ref}"):
+            commit = rev_parse(path, f"refs/heads/{ref}")
+        else:
+            commit = rev_parse(path, ref)
+            if commit is None and _HEX.match(ref.lower()) and fetch and full_sha:
+                # Not on any branch or tag we mirror: ask the upstream for that exact commit.
+                try:
+                    _git_fetch(path, source, f"+{ref.lower()}:refs/locara/keep/{ref.lower()}")
+                    commit = rev_parse(path, ref.lower())
+                except SourceError:
+                    commit = None
+    if commit is None:
+        raise _unknown_ref(source, ref, path)
+    if not tag:
+        tag = _tag_for(path, commit, channel)
+    # Keep the commit reachable in the mirror whatever happens to branches upstream.
+    git("update-ref", f"refs/locara/keep/{commit}", commit, git_dir=path)
+    return Resolved(mirror, ref, commit, tag, source.spec)
+
+
+def ensure_commit(work: WorkDir, lock: Lock) -> Path:
+    """The mirror of ``lock.source`` holding ``lock.commit`` (fetched or imported if missing)."""
+    source = parse_source(lock.source)
+    path = mirror_path(work, source)
+    if _mirror_ready(path) and commit_exists(path, lock.commit):
+        return path
+    if source.kind == "pypi":
+        if not source.version:
+            raise LockError(f"the lock's source `{lock.source}` has no exact version.", hint="Run `locara-build sync` to pin one.")
+        res = resolve_ref(work, source)
+    else:
+        res = resolve_ref(work, source, lock.commit, lock.channel)
+    if res.commit != lock.commit:
+        raise SourceError(
+            f"{lock.source} provides llama.cpp {res.commit[:12]}, but the lock says {lock.commit[:12]}.",
+            hint="Re-run `locara-build sync` to lock what the source provides, or fix recipes/upstream.lock.",
+        )
+    return res.mirror.path
+
+
+# --- distance -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Distance:
+    relation: str  # same | ahead | behind | diverged | unknown
+    count: int | None  # upstream commits between old and new (None: cannot be counted)
+    shallow: bool
+    subjects: list[str] = field(default_factory=list)
+    note: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"relation": self.relation, "count": self.count, "shallow": self.shallow, "subjects": self.subjects, "note": self.note}
+
+
+def distance(mirror: Path, old: str, new: str, *, limit: int = 10) -> Distance:
+    """How far ``new`` is from ``old``: count and first subjects, or say plainly why it cannot be counted."""
+    if old == new:
+        return Distance("same", 0, False)
+    shallow = shallow_commits(mirror)
+    if not commit_exists(mirror, old):
+        return Distance("unknown", None, bool(shallow), note=f"the previous commit {old[:12]} is not in this mirror (another source)")
+    uncountable = (
+        "the history is shallow (a pypi: source carries only the vendored commits), so the number of "
+        "upstream commits between them cannot be counted"
+    )
+    for relation, a, b in (("ahead", old, new), ("behind", new, old)):
+        if is_ancestor(mirror, a, b):
+            commits = git("rev-list", f"{a}..{b}", git_dir=mirror).stdout.split()
+            if shallow & set(commits):
+                return Distance(relation, None, True, note=uncountable)
+            log_out = git("log", f"--max-count={limit}", "--format=%h %s", f"{a}..{b}", git_dir=mirror).stdout
+            subjects = [line for line in log_out.splitlines() if line]
+            note = "" if relation == "ahead" else "the new commit is OLDER than the locked one (a downgrade)"
+            return Distance(relation, len(commits), bool(shallow), subjects, note)
+    if shallow:
+        return Distance("unknown", None, True, note=uncountable)
+    base = git("merge-base", old, new, git_dir=mirror, check=False).stdout.strip()
+    if not base:
+        return Distance("unknown", None, False, note="the two commits share no history")
+    count = len(git("rev-list", f"{base}..{new}", git_dir=mirror).stdout.split())
+    dropped = len(git("rev-list", f"{base}..{old}", git_dir=mirror).stdout.split())
+    return Distance("diverged", count, False, note=f"diverged: {count} new commits, {dropped} locked commits not in the new history")
+
+
+# --- sync ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    old: Lock | None
+    new: Lock
+    written: bool
+    distance: Distance | None
+    mirror: Mirror
+    lock_path: Path
+    seconds: float
+
+    @property
+    def changed(self) -> bool:
+        return self.old is None or self.old.commit != self.new.commit
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "changed": self.changed,
+            "written": self.written,
+            "lock_path": str(self.lock_path),
+            "old": self.old.to_dict() if self.old else None,
+            "new": self.new.to_dict(),
+            "distance": self.distance.to_dict() if self.distance else None,
+            "mirror": {"path": str(self.mirror.path), "created": self.mirror.created, "fetched": self.mirror.fetched},
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def _read_old_lock(path: Path) -> Lock | None:
+    if not path.exists():
+        return None
+    try:
+        return read_lock(path)
+    except LockError as exc:
+        log.warn(f"{exc.message} sync will replace it.")
+        return None
+
+
+def sync(
+    project: Project,
+    work: WorkDir,
+    *,
+    upstream: str | None = None,
+    ref: str | None = None,
+    channel: str | None = None,
+) -> SyncResult:
+    """Fetch the upstream into its mirror, resolve ``ref`` and (if anything changed) rewrite the lock."""
+    start = time.monotonic()
+    lock_path = project.lock_path
+    old = _read_old_lock(lock_path)
+    spec = upstream or (old.source if old else DEFAULT_UPSTREAM)
+    channel = channel or (old.channel if old else "build")
+    if channel not in CHANNELS:
+        raise ConfigError(f"unknown channel `{channel}`.", hint="Use --channel build (bNNNN tags) or --channel stable (vX.Y.Z tags).")
+    source = parse_source(spec)
+    res = resolve_ref(work, source, ref or "latest", channel)
+    info = commit_info(res.mirror.path, res.commit)  # reading it proves the commit is in the mirror
+    git("rev-parse", "--verify", f"{res.commit}^{{tree}}", git_dir=res.mirror.path)
+    revision = old.revision if old and old.commit == res.commit else 1
+    new = Lock(
+        source=res.source_spec,
+        ref=res.ref,
+        channel=channel,
+        commit=res.commit,
+        tag=res.tag,
+        commit_date=info.commit_date_utc,
+        synced_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        revision=revision,
+    )
+    same = old is not None and {k: v for k, v in old.to_dict().items() if k != "synced_at"} == {
+        k: v for k, v in new.to_dict().items() if k != "synced_at"
+    }
+    if same:
+        assert old is not None
+        new = old
+    else:
+        write_lock(lock_path, new)
+    dist = distance(res.mirror.path, old.commit, new.commit) if old else None
+    return SyncResult(old, new, not same, dist, res.mirror, lock_path, time.monotonic() - start)
