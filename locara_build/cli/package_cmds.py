@@ -1,1 +1,71 @@
-"""(commands are added here by their pipeline area)"""
+"""``package``: finished builds -> the deterministic archives users download (+ records, debug symbols)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from locara_build import log
+from locara_build.build import is_built
+from locara_build.errors import ConfigError
+from locara_build.models import load_manifest
+from locara_build.package import package as run_package
+from locara_build.plan import make_plan
+
+from .app import JsonOpt, RecipeOpt, app, output, state
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{n} B"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+@app.command("package")
+def package_cmd(
+    recipe: RecipeOpt = None,
+    models: Annotated[
+        Path | None,
+        typer.Option("--models", help="Model list for models/manifest.json (TOML or JSON). Default: recipes/models.toml."),
+    ] = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Output folder. Default: <work>/dist/<version>.")] = None,
+    debug: Annotated[bool, typer.Option("--debug/--no-debug", help="Also write <artifact>-debug.tar.gz (Linux).")] = True,
+    require_signing: Annotated[
+        bool, typer.Option("--require-signing", help="Fail (exit 7) instead of shipping unsigned Windows/macOS binaries.")
+    ] = False,
+    json_: JsonOpt = False,
+) -> None:
+    """Package each built recipe: bin/ + ui/ + models/manifest.json + launchers + LICENSES + BUILDINFO + SBOM."""
+    st = state()
+    plan = make_plan(st.project, st.work, recipe)
+    manifest = load_manifest(models.resolve()) if models else None
+    selected = list(plan.recipes)
+    if not recipe:  # every release recipe built on this host
+        selected = [rp for rp in plan.recipes if is_built(rp.output_dir)]
+        for rp in plan.recipes:
+            if rp not in selected:
+                log.warn(f"skipping {rp.name}: not built here (`locara-build build --recipe {rp.name}`)")
+        if not selected:
+            raise ConfigError(
+                "nothing to package: no release recipe has a finished build in this work dir.",
+                hint="Run `locara-build build` first, or name a recipe with --recipe.",
+            )
+    results = [
+        run_package(plan, rp, out_dir=out.resolve() if out else None, models=manifest, debug=debug, require_signing=require_signing)
+        for rp in selected
+    ]
+    if output(json_, {"ok": True, "version": str(plan.version), "packages": [r.to_dict() for r in results]}):
+        return
+    rows = [
+        (r.recipe, r.artifact.name, _human(r.size), _human(r.unpacked_size), str(len(r.files) + 1), f"{r.seconds:.1f}s", r.sha256[:16])
+        for r in results
+    ]
+    log.summary(f"package {plan.version}", ["recipe", "artifact", "size", "unpacked", "files", "took", "sha256"], rows)
+    for r in results:
+        log.info(f"{r.artifact}")
+        if r.debug_artifact:
+            log.info(f"{r.debug_artifact} (debug symbols)")

@@ -7,14 +7,19 @@ from __future__ import annotations
 
 import platform as _platform
 import sys
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from ..cmakevalue import CMakeValue
+from locara_build.cmakevalue import CMakeValue
+from locara_build.platforms.binfmt import BinaryInfo
 
 if TYPE_CHECKING:
-    from ..recipe import Recipe
+    from collections.abc import Mapping
 
-__all__ = ["Platform", "REGISTRY", "get", "host_os", "host_arch", "ARCHES"]
+    from locara_build.recipe import Recipe
+    from locara_build.toolchain import HostSetup, Tool
+
+__all__ = ["Platform", "BinaryInfo", "REGISTRY", "get", "host_os", "host_arch", "ARCHES"]
 
 ARCHES = ("x86_64", "arm64")
 
@@ -33,6 +38,32 @@ class Platform(Protocol):
         ...
 
     def can_build_on(self, host_os: str) -> bool: ...
+
+    def host_setup(self, recipe: Recipe, host_os: str, tools: Mapping[str, Tool]) -> HostSetup:
+        """Environment / extra CMake entries this host needs to build ``recipe`` (never in the plan:
+        they hold host paths), e.g. ``LOCARA_ZIG`` for the zig wrapper scripts."""
+        ...
+
+    # --- packaging (locara_build.package) -------------------------------------------------
+    launchers: tuple[str, ...]  # launcher files at the top of the artifact (run.sh / run.cmd)
+    plugin_globs: tuple[str, ...]  # GGML_BACKEND_DL plugins: loaded with dlopen(), no DT_NEEDED points at them
+
+    def inspect_binary(self, path: Path) -> BinaryInfo:
+        """Libraries ``path`` needs at load time, its own soname and runpath (readelf/objdump/otool)."""
+        ...
+
+    def system_library(self, name: str) -> str | None:
+        """Why ``name`` is never shipped (what on the user's system provides it), or None if it must ship."""
+        ...
+
+    def finds_beside(self, info: BinaryInfo) -> bool:
+        """True if the loader looks for ``info``'s libraries in the binary's own directory first."""
+        ...
+
+    def strip_commands(self, path: Path, debug_file: Path | None) -> list[list[str]]:
+        """argv lists that strip ``path`` in place (keeping its debug symbols in ``debug_file`` when
+        given); empty when this platform's binaries are not stripped by the packager."""
+        ...
 
 
 def _registry() -> dict[str, Platform]:
@@ -61,3 +92,7 @@ def host_os() -> str:
 def host_arch() -> str:
     machine = _platform.machine().lower()
     return {"amd64": "x86_64", "x64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
+
+
+def host_exe_suffix() -> str:
+    return ".exe" if host_os() == "windows" else ""
