@@ -399,7 +399,8 @@ def publish_github(
             )
         rel = gh.release_by_tag(version)
         if rel is None:
-            body = (
+            notes = release_dir / "RELEASE_NOTES.md"
+            body = notes.read_text("utf-8") if notes.is_file() else (
                 f"{PRODUCT} {version}: llama.cpp {doc['upstream'].get('tag') or doc['upstream']['commit'][:12]} "
                 f"({doc['upstream'].get('commit_date')}) with {len(doc.get('patches', []))} patch(es).\n\n"
                 "Verify: `minisign -Vm SHA256SUMS -p locara-release.pub && sha256sum -c SHA256SUMS` (docs/releases.md)."

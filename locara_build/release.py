@@ -64,6 +64,7 @@ __all__ = [
 SCHEMA = 1
 MANIFEST = "release.json"
 SUMS = "SHA256SUMS"
+NOTES = "RELEASE_NOTES.md"
 SIG_SUFFIX = ".minisig"
 PROVENANCE_SUFFIX = ".intoto.json"
 SBOM_SUFFIX = ".cdx.json"
@@ -354,6 +355,7 @@ def make_release(
     force: bool = False,
     require_all: bool = False,
     now: datetime | None = None,
+    notes: str | None = None,
 ) -> ReleaseResult:
     """Build the signed release folder ``out`` from the artifacts of ``plan`` packaged in ``dist_dir``.
 
@@ -406,7 +408,7 @@ def make_release(
         manifest = _manifest(plan, artifacts, now, expires_days, key)
         staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=_ensure(out.parent)))
         try:
-            _write_release(plan, present, manifest, staged, key, now)
+            _write_release(plan, present, manifest, staged, key, now, notes)
             _replace_dir(staged, out)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
@@ -445,7 +447,13 @@ def _manifest(plan: Plan, artifacts: list[dict[str, Any]], now: datetime, expire
 
 
 def _write_release(
-    plan: Plan, present: list[tuple[RecipePlan, Path]], manifest: dict[str, Any], staged: Path, key: SecretKey, now: datetime
+    plan: Plan,
+    present: list[tuple[RecipePlan, Path]],
+    manifest: dict[str, Any],
+    staged: Path,
+    key: SecretKey,
+    now: datetime,
+    notes: str | None = None,
 ) -> None:
     by_file = {a["file"]: a for a in manifest["artifacts"]}
     digests: dict[str, str] = {}
@@ -480,6 +488,10 @@ def _write_release(
             entry["sbom"] = entry["file"] + SBOM_SUFFIX
             atomic_write_bytes(staged / entry["sbom"], sbom)
             digests[entry["sbom"]] = hashlib.sha256(sbom).hexdigest()
+    if notes is not None:  # release notes ship like every other file: listed in SHA256SUMS
+        data = notes.encode("utf-8")
+        atomic_write_bytes(staged / NOTES, data)
+        digests[NOTES] = hashlib.sha256(data).hexdigest()
     created = manifest["created"]
     version = manifest["version"]
     body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()

@@ -5,10 +5,11 @@ Importing the command modules registers their commands on :data:`app`.
 
 from __future__ import annotations
 
+import signal
 import sys
 import traceback
 
-import click
+import typer
 from rich.markup import escape
 
 from .. import log
@@ -38,7 +39,12 @@ def _report(exc: LocaraError) -> None:
         log.console.print(f"[bold]next:[/] {escape(redact(exc.hint))}", markup=True, highlight=False)
 
 
+def _sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # unwinds like Ctrl-C: servers stopped, partial outputs left unpublished
+
+
 def main(argv: list[str] | None = None) -> None:
+    signal.signal(signal.SIGTERM, _sigterm)
     try:
         # standalone_mode=False: click *returns* the code of `raise typer.Exit(n)` instead of exiting
         rv = app(args=argv, standalone_mode=False, prog_name="locara-build")
@@ -47,13 +53,17 @@ def main(argv: list[str] | None = None) -> None:
     except LocaraError as exc:
         _report(exc)
         sys.exit(exc.exit_code)
-    except click.exceptions.Abort:
+    except typer.Abort:
         log.console.print("[yellow]interrupted[/]: finished stages are kept; run the same command again to resume.")
         sys.exit(130)
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
+    except typer.TyperException as exc:  # usage errors: unknown option, bad value, missing argument
+        show = getattr(exc, "show", None)
+        if callable(show):
+            show()
+        else:
+            log.console.print(f"[bold red]error:[/] {escape(redact(str(exc)))}")
         sys.exit(2)
     except KeyboardInterrupt:
         log.console.print("[yellow]interrupted[/]: finished stages are kept; run the same command again to resume.")

@@ -1,0 +1,105 @@
+"""Release notes (markdown): what changed since the previous release.
+
+Upstream range (old -> new tag and commit, commits between and their first subjects), patch
+changes (added / removed / changed, by name and sha256), and per-artifact sizes with the change
+since the previous release of the same os/arch/backend/flavour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .plan import PRODUCT, Plan
+
+__all__ = ["release_notes", "artifact_key"]
+
+
+def artifact_key(entry: Mapping[str, Any]) -> tuple[str, str, str, str]:
+    return (str(entry.get("os")), str(entry.get("arch")), str(entry.get("backend")), str(entry.get("flavour", "release")))
+
+
+def _ident(upstream: Mapping[str, Any]) -> str:
+    tag = upstream.get("tag") or ""
+    commit = str(upstream.get("commit", ""))
+    return f"{tag} ({commit[:12]})" if tag else commit[:12]
+
+
+def _size(n: int) -> str:
+    return f"{n / (1 << 20):.1f} MiB"
+
+
+def _delta(new: int, old: int | None) -> str:
+    if old is None:
+        return "new"
+    if old == new:
+        return "same"
+    pct = (new - old) / old * 100 if old else 0.0
+    sign = "+" if new > old else "-"
+    return f"{sign}{abs(new - old) / 1024:.1f} KiB ({pct:+.1f} %)"
+
+
+def release_notes(
+    plan: Plan,
+    artifacts: Sequence[Mapping[str, Any]],
+    previous: Mapping[str, Any] | None,
+    distance: Mapping[str, Any] | None,
+) -> str:
+    """``artifacts``: release.json-style entries (file, os, arch, backend, flavour, size, sha256);
+    ``previous``: the previous release.json (None for the first release); ``distance``: the
+    upstream distance from the previous release's commit (``source.Distance.to_dict()``)."""
+    lock = plan.lock
+    new_upstream = {"tag": lock.tag, "commit": lock.commit, "commit_date": lock.commit_date, "source": lock.source}
+    lines = [f"# {PRODUCT} {plan.version}", ""]
+
+    lines += ["## Upstream llama.cpp", ""]
+    if previous is None:
+        lines.append(f"- First release: {_ident(new_upstream)} from {lock.commit_date} (`{lock.source}`).")
+    else:
+        old = previous.get("upstream", {})
+        if old.get("commit") == lock.commit:
+            lines.append(f"- Unchanged: {_ident(new_upstream)} from {lock.commit_date}; this release changes locara-build inputs only.")
+        else:
+            lines.append(f"- {_ident(old)} ({old.get('commit_date', '?')}) -> {_ident(new_upstream)} ({lock.commit_date}).")
+            if distance:
+                if distance.get("count") is not None:
+                    lines.append(f"- {distance['count']} upstream commit(s) in between.")
+                elif distance.get("note"):
+                    lines.append(f"- Commits in between: not counted ({distance['note']}).")
+                subjects = distance.get("subjects") or []
+                if subjects:
+                    lines += ["", "Notable upstream changes:", ""]
+                    lines += [f"- {s}" for s in subjects]
+    lines.append("")
+
+    lines += ["## Patches", ""]
+    new_patches = {p.name: p.sha256 for p in plan.patches}
+    old_patches = {p["name"]: p["sha256"] for p in (previous or {}).get("patches", [])}
+    for p in plan.patches:
+        if previous is None or p.name not in old_patches:
+            state = "added" if previous is not None else "applied"
+        elif old_patches[p.name] != p.sha256:
+            state = "changed"
+        else:
+            state = "unchanged"
+        lines.append(f"- `{p.name}` ({state}): {p.subject}")
+    for name in sorted(set(old_patches) - set(new_patches)):
+        lines.append(f"- `{name}` (dropped)")
+    if not plan.patches and not old_patches:
+        lines.append("- none")
+    lines.append("")
+
+    lines += ["## Artifacts", "", "| artifact | size | change | sha256 |", "|---|---|---|---|"]
+    old_sizes = {artifact_key(a): int(a["size"]) for a in (previous or {}).get("artifacts", [])}
+    for entry in sorted(artifacts, key=lambda a: str(a["file"])):
+        size = int(entry["size"])
+        lines.append(
+            f"| `{entry['file']}` | {_size(size)} | {_delta(size, old_sizes.get(artifact_key(entry)))} | `{str(entry['sha256'])[:16]}…` |"
+        )
+    lines += [
+        "",
+        "Verify before use: `minisign -Vm SHA256SUMS -p locara-release.pub && sha256sum -c SHA256SUMS` "
+        "(or `locara-build install`, which does it for you).",
+        "",
+    ]
+    return "\n".join(lines)

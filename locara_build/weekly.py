@@ -1,0 +1,491 @@
+"""``weekly``: the maintainer's / CI's one command.
+
+sync latest -> patches check (bisect on failure) -> apply -> for every recipe this host can build:
+build -> smoke -> package -> release (signed when a key is present) -> optional publish.
+
+* One failing recipe does not stop the others; the run ends with a summary table and a JSON
+  report, and exits non-zero when any recipe failed (then no release is made: the last good
+  release stays the latest).
+* Nothing changed since the last successful release (upstream commit, patches, recipes, tool
+  version): "up to date" in seconds.
+* Interrupted and re-run: finished stages are not redone (immutable build outputs, smoke and
+  package records keyed by build key).
+* One run per work dir: a second one waits (``--wait``) or refuses with exit 10.
+* A patch that no longer applies to the new upstream commit: exit 4, the lock is put back to the
+  last good commit, and the report names the upstream commit that broke it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from . import __version__, doctor, log, toolchain
+from .build import build_recipe, is_built
+from .errors import BusyError, LocaraError, PatchError, SignError
+from .httpfetch import sha256_file
+from .lock import Lock, atomic_write_bytes, read_lock, write_lock
+from .notes import release_notes
+from .plan import Plan, RecipePlan, make_plan
+from .workdir import Project, WorkDir
+
+__all__ = ["WeeklyOptions", "WeeklyReport", "RecipeOutcome", "run_weekly", "STATE_FILE"]
+
+STATE_FILE = "weekly.json"
+REPORT_SCHEMA = 1
+
+
+@dataclass(frozen=True, kw_only=True)
+class WeeklyOptions:
+    upstream: str | None = None
+    ref: str | None = None  # default: latest
+    channel: str | None = None
+    recipes: list[str] | None = None  # default: every release recipe
+    key: Path | None = None  # minisign secret key (else $LOCARA_MINISIGN_KEY)
+    out: Path | None = None  # releases root (default <work>/releases)
+    publish: str | None = None  # DIR | github:OWNER/REPO
+    require_signing: bool = False
+    allow_partial: bool = False
+    wait: bool = False
+    expires_days: int = 90
+
+
+@dataclass
+class RecipeOutcome:
+    name: str
+    status: str = "pending"  # released | packaged | failed | skipped
+    stage: str = ""  # the stage it failed or stopped at
+    seconds: float = 0.0
+    artifact: str = ""
+    size: int | None = None
+    sha256: str = ""
+    reason: str = ""
+    error: dict[str, Any] | None = None
+    stages: dict[str, str] = field(default_factory=dict)  # stage -> done | reused | skipped
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "recipe": self.name,
+            "status": self.status,
+            "stage": self.stage,
+            "seconds": round(self.seconds, 1),
+            "artifact": self.artifact,
+            "size": self.size,
+            "sha256": self.sha256,
+            "reason": self.reason,
+            "error": self.error,
+            "stages": self.stages,
+        }
+
+
+@dataclass
+class WeeklyReport:
+    status: str = "running"  # up-to-date | released | packaged | failed
+    version: str = ""
+    exit_code: int = 0
+    upstream: dict[str, Any] = field(default_factory=dict)
+    patches: dict[str, Any] = field(default_factory=dict)
+    recipes: list[RecipeOutcome] = field(default_factory=list)
+    release_dir: str = ""
+    notes: str = ""
+    published: dict[str, Any] | None = None
+    message: str = ""
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": REPORT_SCHEMA,
+            "ok": self.exit_code == 0,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "version": self.version,
+            "message": self.message,
+            "upstream": self.upstream,
+            "patches": self.patches,
+            "recipes": [r.to_dict() for r in self.recipes],
+            "release_dir": self.release_dir,
+            "notes": self.notes,
+            "published": self.published,
+            "seconds": round(self.seconds, 2),
+            "tool_version": __version__,
+        }
+
+
+# --- the work-dir lock and the state file ---------------------------------------------------------
+
+
+@contextlib.contextmanager
+def work_lock(work: WorkDir, *, wait: bool) -> Iterator[None]:
+    """One weekly run per work dir (flock: released by the kernel if the process dies)."""
+    path = work.ensure(work.state) / "weekly.lock"
+    with open(path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            raise BusyError(
+                f"another `locara-build weekly` ({holder}) is running on the work dir {work.root}.",
+                hint="Wait for it to finish, or pass --wait to queue behind it (use another --work-dir to run in parallel).",
+            ) from None
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()} since {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}\n")
+        fh.flush()
+        try:
+            yield
+        finally:
+            fh.seek(0)
+            fh.truncate()
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _read_state(work: WorkDir) -> dict[str, Any]:
+    path = work.state / STATE_FILE
+    try:
+        return json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return {}
+
+
+def _write_state(work: WorkDir, state: dict[str, Any]) -> None:
+    atomic_write_bytes(work.ensure(work.state) / STATE_FILE, (json.dumps(state, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _releases_root(work: WorkDir, opts: WeeklyOptions) -> Path:
+    return opts.out if opts.out is not None else work.root / "releases"
+
+
+def _up_to_date(state: dict[str, Any], plan: Plan, root: Path) -> Path | None:
+    last = state.get("last_release") or {}
+    if last.get("inputs_hash") != plan.inputs_hash or last.get("version") != str(plan.version):
+        return None
+    release_dir = root / str(plan.version)
+    return release_dir if (release_dir / "release.json").is_file() else None
+
+
+# --- the run ------------------------------------------------------------------------------
+
+
+def run_weekly(project: Project, work: WorkDir, opts: WeeklyOptions) -> WeeklyReport:
+    start = time.monotonic()
+    report = WeeklyReport()
+    try:
+        with work_lock(work, wait=opts.wait):
+            _run(project, work, opts, report)
+    except LocaraError as exc:
+        report.status = "failed"
+        report.exit_code = exc.exit_code
+        report.message = exc.message
+        raise
+    finally:
+        report.seconds = time.monotonic() - start
+        _save_report(work, report)
+    return report
+
+
+def _save_report(work: WorkDir, report: WeeklyReport) -> None:
+    reports = work.ensure(work.root / "reports")
+    data = (json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+    atomic_write_bytes(reports / "weekly-latest.json", data)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    atomic_write_bytes(reports / f"weekly-{stamp}.json", data)
+
+
+def _run(project: Project, work: WorkDir, opts: WeeklyOptions, report: WeeklyReport) -> None:
+    from . import patchqueue, source
+
+    state = _read_state(work)
+    root = _releases_root(work, opts)
+    old_lock_bytes = project.lock_path.read_bytes() if project.lock_path.exists() else None
+    old_lock = read_lock(project.lock_path) if old_lock_bytes is not None else None
+
+    with log.step("sync upstream"):
+        synced = source.sync(project, work, upstream=opts.upstream, ref=opts.ref or "latest", channel=opts.channel)
+    lock = synced.new
+    report.upstream = {
+        "source": lock.source,
+        "old": old_lock.to_dict() if old_lock else None,
+        "new": lock.to_dict(),
+        "distance": synced.distance.to_dict() if synced.distance else None,
+    }
+
+    plan = make_plan(project, work, opts.recipes, lock=lock)
+    report.version = str(plan.version)
+    done = _up_to_date(state, plan, root)
+    if done is not None:
+        report.status = "up-to-date"
+        report.release_dir = str(done)
+        report.message = (
+            f"up to date: release {plan.version} already holds upstream {lock.tag or lock.short}, "
+            f"these patches and recipes ({done})"
+        )
+        log.info(report.message)
+        return
+
+    plan = _bump_revision_if_needed(project, work, opts, state, plan, root)
+    lock = plan.lock
+    report.version = str(plan.version)
+    report.upstream["new"] = lock.to_dict()
+
+    with log.step("check patches"):
+        # Checked against the new commit *from the last good lock*, so a failure is bisected
+        # between the two (same source only: another source has another mirror).
+        bisectable = old_lock is not None and old_lock.commit != lock.commit and old_lock.source == lock.source
+        check = patchqueue.check_series(project, work, ref=lock.commit, lock=old_lock if bisectable else lock)
+        report.patches = check.to_dict()
+        if not check.ok:
+            _restore_lock(project, old_lock_bytes)
+            broken = ", ".join(r.patch.name for r in check.failed)
+            culprit = "; ".join(_culprit(r.bisect) for r in check.failed if r.bisect)
+            raise PatchError(
+                f"patch(es) {broken} no longer apply to upstream {lock.tag or lock.short} ({lock.commit[:12]})"
+                + (f": {culprit}" if culprit else "")
+                + ". The lock was left at the last good commit"
+                + (f" {old_lock.commit[:12]}." if old_lock else "."),
+                hint=f"Run `locara-build patches check --ref {lock.commit}` for files and hunks and "
+                f"`locara-build patches bisect --to {lock.commit}` for the breaking commit and a rebase attempt; "
+                "docs/patches.md has the routine.",
+                details={"patches": report.patches},
+            )
+    with log.step("prepare source tree"):
+        patchqueue.prepare_tree(project, work, lock=lock)
+
+    names = [rp.name for rp in plan.recipes]
+    tools = toolchain.probe_all()
+    outcomes = {n: RecipeOutcome(n) for n in names}
+    report.recipes = list(outcomes.values())
+    buildable: list[RecipePlan] = []
+    for rp in plan.recipes:
+        rep = doctor.check_recipe(rp.recipe, tools)
+        if rep.build.ok:
+            buildable.append(rp)
+        else:
+            oc = outcomes[rp.name]
+            oc.status, oc.stage, oc.reason = "skipped", "doctor", f"not buildable here: {rep.build.why()} ({rep.build.how()})"
+            log.warn(f"{rp.name}: skipped: {oc.reason}")
+
+    for rp in buildable:
+        _recipe_pipeline(plan, rp, work, opts, outcomes[rp.name], tools)
+
+    failed = [o for o in report.recipes if o.status == "failed"]
+    packaged = [o for o in report.recipes if o.status == "packaged"]
+    if failed and not opts.allow_partial:
+        report.status = "failed"
+        report.exit_code = max(o.error["exit_code"] for o in failed if o.error) if failed else 1
+        report.message = (
+            f"{len(failed)} recipe(s) failed ({', '.join(o.name for o in failed)}); no release was made, "
+            "the last good release stays the latest"
+        )
+        _summary(report)
+        return
+    if not packaged:
+        report.status = "failed"
+        report.exit_code = 2
+        report.message = "no recipe could be built on this host; nothing to release (see `locara-build doctor`)"
+        _summary(report)
+        return
+
+    release_dir = _release(plan, work, opts, report, root, packaged)
+    if release_dir is None:
+        report.status = "packaged"
+        _summary(report)
+        return
+    report.release_dir = str(release_dir)
+    for o in packaged:
+        o.status = "released"
+    if opts.publish:
+        from .publish import publish
+
+        res = publish(release_dir, opts.publish)
+        report.published = res.to_dict()
+    state["last_release"] = {
+        "inputs_hash": plan.inputs_hash,
+        "version": str(plan.version),
+        "commit": plan.lock.commit,
+        "release_dir": str(release_dir),
+        "recipes": [o.name for o in packaged],
+        "at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    }
+    _write_state(work, state)
+    report.status = "released"
+    report.message = f"released {plan.version} ({len(packaged)} artifact(s)) in {release_dir}"
+    _summary(report)
+
+
+def _culprit(bisect: dict[str, Any]) -> str:
+    first = (bisect or {}).get("first_bad") or {}
+    if not first:
+        return ""
+    pr = f" (PR #{first['pr']})" if first.get("pr") else ""
+    return f"broken by upstream {str(first.get('sha', ''))[:12]} \"{first.get('subject', '')}\"{pr}"
+
+
+def _restore_lock(project: Project, old_bytes: bytes | None) -> None:
+    if old_bytes is None:
+        project.lock_path.unlink(missing_ok=True)
+    else:
+        atomic_write_bytes(project.lock_path, old_bytes)
+
+
+def _bump_revision_if_needed(
+    project: Project, work: WorkDir, opts: WeeklyOptions, state: dict[str, Any], plan: Plan, root: Path
+) -> Plan:
+    """A release of this version exists, made from other inputs (same upstream commit, changed
+    patches / recipes / tool): the next free locara revision, written to the lock."""
+    last = state.get("last_release") or {}
+    if not (root / str(plan.version) / "release.json").is_file():
+        return plan
+    if last.get("version") != str(plan.version) or last.get("inputs_hash") == plan.inputs_hash:
+        return plan  # unknown provenance (make_release compares the artifacts) or identical inputs
+    lock: Lock = plan.lock
+    revision = lock.revision + 1
+    while (root / str(make_plan(project, work, opts.recipes, lock=lock.with_revision(revision)).version)).exists():
+        revision += 1
+    new_lock = lock.with_revision(revision)
+    write_lock(project.lock_path, new_lock)
+    log.info(f"inputs changed on the same upstream commit: locara revision r{lock.revision} -> r{revision}")
+    return make_plan(project, work, opts.recipes, lock=new_lock)
+
+
+def _recipe_pipeline(
+    plan: Plan, rp: RecipePlan, work: WorkDir, opts: WeeklyOptions, oc: RecipeOutcome, tools: dict[str, Any]
+) -> None:
+    from .package import package
+    from .smoke import smoke_recipe
+
+    start = time.monotonic()
+    stage = "build"
+    try:
+        built = build_recipe(plan, rp, work, tools=tools)
+        oc.stages["build"] = "reused" if built.status == "up-to-date" else "done"
+        stage = "smoke"
+        if _smoke_done(rp):
+            oc.stages["smoke"] = "reused"
+        else:
+            res = smoke_recipe(plan, rp, work)
+            oc.stages["smoke"] = "skipped" if res.status == "skipped" else "done"
+        stage = "package"
+        record = _package_done(plan, rp)
+        if record is not None:
+            oc.stages["package"] = "reused"
+            oc.artifact, oc.size, oc.sha256 = record["file"], record["size"], record["sha256"]
+        else:
+            pkg = package(plan, rp, require_signing=opts.require_signing)
+            oc.stages["package"] = "done"
+            oc.artifact, oc.size, oc.sha256 = pkg.artifact.name, pkg.size, pkg.sha256
+        oc.status = "packaged"
+    except LocaraError as exc:
+        oc.status, oc.stage = "failed", stage
+        oc.error = {"exit_code": exc.exit_code, "message": exc.message, "hint": exc.hint}
+        log.console.print(f"[bold red]{rp.name}: {stage} failed[/] (exit {exc.exit_code}); continuing with the other recipes")
+        log.info(exc.message)
+    finally:
+        oc.seconds = time.monotonic() - start
+
+
+def _smoke_done(rp: RecipePlan) -> bool:
+    path = rp.output_dir / "smoke.json"
+    try:
+        rec = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return False
+    return rec.get("build_key") == rp.build_key and rec.get("status") in ("passed", "skipped") and is_built(rp.output_dir)
+
+
+def _package_done(plan: Plan, rp: RecipePlan) -> dict[str, Any] | None:
+    dist = plan.work_dir / "dist" / str(plan.version)
+    artifact = dist / rp.artifact.file
+    try:
+        rec = json.loads((dist / f"{rp.artifact.file}.json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if rec.get("build_key") != rp.build_key or not artifact.is_file():
+        return None
+    if artifact.stat().st_size != rec.get("size") or sha256_file(artifact) != rec.get("sha256"):
+        return None
+    return rec
+
+
+def _release(
+    plan: Plan, work: WorkDir, opts: WeeklyOptions, report: WeeklyReport, root: Path, packaged: list[RecipeOutcome]
+) -> Path | None:
+    from .release import MANIFEST, make_release, release_versions
+    from .signing.keys import load_signing_key
+
+    if opts.key is None and not os.environ.get("LOCARA_MINISIGN_KEY"):
+        msg = "no signing key (pass --key FILE or set LOCARA_MINISIGN_KEY): artifacts are packaged but not released"
+        if opts.require_signing:
+            raise SignError(msg + ".", hint="Create one with `locara-build keys generate` and pass --key.")
+        log.warn(msg)
+        report.message = msg
+        return None
+    key = load_signing_key(opts.key)
+    dist = work.root / "dist" / str(plan.version)
+    previous = None
+    older = [(v, p) for v, p in release_versions(root) if v < plan.version]
+    if older:
+        try:
+            previous = json.loads((older[-1][1] / MANIFEST).read_text("utf-8"))
+        except (OSError, ValueError):
+            previous = None
+    distance = _distance(work, previous, plan)
+    entries = [_entry_for_notes(plan, o, dist) for o in packaged]
+    notes = release_notes(plan, entries, previous, distance)
+    # release only what was packaged in this run (skipped / failed recipes are not in it)
+    released_plan = _restrict(plan, [o.name for o in packaged])
+    result = make_release(released_plan, dist, root / str(plan.version), key, expires_days=opts.expires_days, notes=notes)
+    notes_path = result.out / "RELEASE_NOTES.md"
+    report.notes = str(notes_path) if notes_path.exists() else ""
+    return result.out
+
+
+def _restrict(plan: Plan, names: list[str]) -> Plan:
+    from dataclasses import replace
+
+    return replace(plan, recipes=tuple(rp for rp in plan.recipes if rp.name in names))
+
+
+def _entry_for_notes(plan: Plan, oc: RecipeOutcome, dist: Path) -> dict[str, Any]:
+    r = plan.recipe(oc.name).recipe
+    return {"file": oc.artifact, "os": r.os, "arch": r.arch, "backend": r.backend, "flavour": r.flavour, "size": oc.size, "sha256": oc.sha256}
+
+
+def _distance(work: WorkDir, previous: dict[str, Any] | None, plan: Plan) -> dict[str, Any] | None:
+    if not previous:
+        return None
+    old_commit = (previous.get("upstream") or {}).get("commit")
+    if not old_commit or old_commit == plan.lock.commit:
+        return None
+    from .source import distance, ensure_commit
+
+    try:
+        mirror = ensure_commit(work, plan.lock)
+        return distance(mirror, old_commit, plan.lock.commit).to_dict()
+    except LocaraError as exc:
+        return {"count": None, "note": exc.message, "subjects": []}
+
+
+def _summary(report: WeeklyReport) -> None:
+    rows = [
+        (
+            o.name,
+            o.status + (f" ({o.stage})" if o.status == "failed" else ""),
+            f"{o.seconds:.0f}s",
+            o.artifact or (o.reason[:60] if o.reason else ""),
+            f"{(o.size or 0) / (1 << 20):.1f} MiB" if o.size else "",
+            o.sha256[:16],
+        )
+        for o in report.recipes
+    ]
+    log.summary(f"weekly {report.version}", ["recipe", "status", "duration", "artifact", "size", "sha256"], rows)
+    if report.message:
+        log.info(report.message)
