@@ -24,7 +24,13 @@ from .redact import redact
 
 __all__ = ["console", "set_verbosity", "verbosity", "info", "warn", "detail", "step", "summary", "emit_json"]
 
-console = Console(stderr=True, highlight=False, soft_wrap=True)
+# Not a terminal (CI logs, pipes): wide enough that summary tables keep their file names and hashes.
+console = Console(
+    stderr=True,
+    highlight=False,
+    soft_wrap=True,
+    width=None if sys.stderr.isatty() or os.environ.get("COLUMNS") else 160,
+)
 _verbosity = 0
 
 
