@@ -6,6 +6,9 @@ Every message is one paragraph that names the file / line / patch / command at f
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
 from typing import Any
 
 __all__ = [
@@ -21,6 +24,10 @@ __all__ = [
     "VerifyError",
     "NetworkError",
     "BusyError",
+    "DiskFullError",
+    "NO_SPACE_ERRNOS",
+    "is_no_space",
+    "disk_full",
     "EXIT_CODES",
 ]
 
@@ -110,10 +117,46 @@ class BusyError(LocaraError):
     kind = "busy"
 
 
+class DiskFullError(ConfigError):
+    """Out of disk space (ENOSPC), over a quota (EDQUOT) or a file-size limit (EFBIG) while writing
+    output. Exit 2: the host's setup needs fixing (free space, or --out / --work-dir elsewhere);
+    the stage that hit it leaves nothing partial behind, so the same command can simply run again."""
+
+    kind = "disk"
+
+
+#: errno values that mean "the file system cannot take more data".
+NO_SPACE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
+
+_NO_SPACE_WORDS = {errno.ENOSPC: "no space left on device", errno.EDQUOT: "disk quota exceeded",
+                   errno.EFBIG: "file size limit exceeded"}
+
+
+def is_no_space(exc: BaseException) -> bool:
+    return isinstance(exc, OSError) and exc.errno in NO_SPACE_ERRNOS
+
+
+def disk_full(exc: OSError, where: str | os.PathLike[str], what: str, *, kept: str = "") -> DiskFullError:
+    """The error for ``exc`` (see :func:`is_no_space`) raised while ``what`` wrote under ``where``."""
+    path = os.fspath(where)
+    try:
+        free = f"{shutil.disk_usage(path).free:,} bytes free"
+    except OSError:
+        free = "free space unknown"
+    file = f" (writing {exc.filename})" if exc.filename else ""
+    return DiskFullError(
+        f"{what}: {_NO_SPACE_WORDS.get(exc.errno or 0, os.strerror(exc.errno or 0))} in {path}{file}; {free}. "
+        "Nothing partial was left behind." + (f" {kept}" if kept else ""),
+        hint="Free space on that file system (or point --out / --work-dir at a bigger one), then run the same "
+        "command again.",
+        details={"path": path, "errno": exc.errno},
+    )
+
+
 EXIT_CODES: dict[int, str] = {
     0: "ok",
     1: "unexpected failure",
-    2: "usage or configuration (recipe, lock, flags, keys)",
+    2: "usage or configuration (recipe, lock, flags, keys; out of disk space)",
     3: "upstream / source",
     4: "patch conflict",
     5: "build failure",

@@ -54,7 +54,7 @@ from typing import Any
 from locara_build import __version__, archive, licenses, log, platforms
 from locara_build import run as _run
 from locara_build.build import is_built, read_build_record, scan_path_leaks
-from locara_build.errors import BuildError, ConfigError, VerifyError
+from locara_build.errors import BuildError, ConfigError, VerifyError, disk_full, is_no_space
 from locara_build.launchers import ARGS_FILE, DEFAULT_HOST, DEFAULT_PORT, args_file, render_launchers
 from locara_build.lock import atomic_write_bytes
 from locara_build.models import ModelManifest, load_manifest
@@ -477,6 +477,9 @@ def package(
     shutil.rmtree(staging_root, ignore_errors=True)
     top = staging_root / name
     debug_top = staging_root / "debug" / name
+    record_path = dist / f"{rp.artifact.file}.json"
+    written: list[Path] = []  # archives this call put in place; the record, written last, commits them
+    committed = False
     try:
         with log.step(f"package {rp.name}"):
             binaries, system = resolve_binaries(output / "bin", rp, platform)
@@ -542,9 +545,11 @@ def package(
 
             entries = archive.entries_from_tree(top)
             unpacked = sum(e.size() for e in entries if not e.is_dir)
+            written.append(dist / rp.artifact.file)
             artifact_path = archive.write_archive(dist / rp.artifact.file, rp.artifact.format, name, entries, plan.source_date_epoch)
             debug_path: Path | None = None
             if debug and debug_top.is_dir() and any(debug_top.rglob("*.debug")):
+                written.append(dist / debug_artifact_name(name))
                 debug_path = archive.write_tar_gz(
                     dist / debug_artifact_name(name), name, archive.entries_from_tree(debug_top), plan.source_date_epoch
                 )
@@ -581,10 +586,17 @@ def package(
                 "packaged_by": {"name": "locara-build", "version": __version__},
             }
             rec["files"].sort(key=lambda f: f["path"])
-            record_path = dist / f"{rp.artifact.file}.json"
             atomic_write_bytes(record_path, (json.dumps(rec, indent=2, sort_keys=True) + "\n").encode())
             os.chmod(record_path, 0o644)
+            committed = True
+    except OSError as exc:
+        if is_no_space(exc):
+            raise disk_full(exc, dist, f"package {rp.name}", kept=f"Earlier packages in {dist} are untouched.") from None
+        raise
     finally:
+        if not committed and written:  # failed or interrupted after an archive went in: no half package
+            for path in (record_path, *written):
+                path.unlink(missing_ok=True)
         shutil.rmtree(staging_root, ignore_errors=True)
     return PackageResult(
         recipe=rp.name,

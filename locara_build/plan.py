@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .cmake_args import configure_args
+from . import __version__, toolchains
+from .cmake_args import build_info_entries, configure_args
 from .errors import ConfigError
 from .lock import Lock, read_lock
 from .recipe import Recipe, load_recipes
@@ -158,6 +158,7 @@ def artifact_basename(version: Version | str, recipe: Recipe) -> str:
 def _build_key(lock: Lock, patch_hash: str, recipe: Recipe, toolchain: Path | None) -> str:
     h = hashlib.sha256()
     h.update(lock.commit.encode())
+    h.update(lock.tag.encode())  # LLAMA_BUILD_NUMBER comes from it (cmake_args.build_info_entries)
     h.update(patch_hash.encode())
     h.update(recipe.recipe_hash.encode())
     if toolchain is not None:
@@ -192,6 +193,7 @@ def make_plan(
         cmake_dir = work.cmake_dir(recipe.name)
         key = _build_key(lock, patch_hash, recipe, toolchain)
         env = dict(recipe.env)
+        env.update(toolchains.plan_env(recipe))  # e.g. LOCARA_ZIG for the Windows cross toolchain
         env["SOURCE_DATE_EPOCH"] = str(lock.source_date_epoch)
         base = artifact_basename(version, recipe)
         fmt = recipe.archive
@@ -201,7 +203,16 @@ def make_plan(
                 build_key=key,
                 cmake_dir=cmake_dir,
                 output_dir=work.build_output(recipe.name, key),
-                configure_args=tuple(configure_args(recipe, source_dir, cmake_dir, toolchain)),
+                configure_args=tuple(
+                    configure_args(
+                        recipe,
+                        source_dir,
+                        cmake_dir,
+                        toolchain,
+                        # host toolchain entries, e.g. -DVulkan_INCLUDE_DIR of provisioned headers
+                        {**build_info_entries(lock.commit, lock.tag), **toolchains.plan_cmake_defines(recipe)},
+                    )
+                ),
                 toolchain=toolchain,
                 env=env,
                 artifact=Artifact(name=base, file=f"{base}.{fmt}", format=fmt),

@@ -33,7 +33,7 @@ from urllib.parse import quote
 import requests
 
 from . import __version__, log
-from .errors import ConfigError, NetworkError, VerifyError
+from .errors import ConfigError, NetworkError, VerifyError, disk_full, is_no_space
 from .httpfetch import sha256_file
 from .lock import atomic_write_bytes
 from .plan import PRODUCT
@@ -161,7 +161,16 @@ def publish_dir(release_dir: Path, to_dir: Path, *, force: bool = False) -> Publ
                     hint="If this version was published by mistake, remove its folder from the mirror by hand; "
                     "otherwise release under a new version.",
                 )
-            _copy_atomic(src, dst)
+            try:
+                _copy_atomic(src, dst)
+            except OSError as exc:
+                if is_no_space(exc):
+                    raise disk_full(
+                        exc, dest, f"publish {version}",
+                        kept=f"{len(result.uploaded)} file(s) went in whole before it; release.json (copied last) and "
+                        f"{LATEST} were not touched, so the mirror still serves what it served before.",
+                    ) from None
+                raise
             result.uploaded.append(name)
         fsync_dir(dest)
         if latest is None or v >= latest:

@@ -217,9 +217,18 @@ class _Ctx:
 
 def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read recipe file: {exc.strerror}.", hint="Check the path.") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise RecipeError(
+            f"{path}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}).",
+            hint="Recipes are UTF-8 TOML: re-save the file as UTF-8 (or restore it from git).",
+            details={"file": str(path), "line": line},
+        ) from None
     if not text.strip():
         raise RecipeError(
             f"{path}: recipe file is empty.",
@@ -228,10 +237,13 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
     try:
         return tomllib.loads(text), text
     except tomllib.TOMLDecodeError as exc:
+        # Python < 3.14 has no exc.lineno; the message ends "(at line N, column M)"
+        found = re.search(r"\(at line (\d+), column \d+\)", str(exc))
+        line = getattr(exc, "lineno", None) or (int(found[1]) if found else None)
         raise RecipeError(
-            f"{path}: invalid TOML: {exc}.",
+            f"{path}{f':{line}' if line else ''}: invalid TOML: {exc}.",
             hint="Fix the syntax at that line (strings need quotes, tables [name], arrays [a, b]).",
-            details={"file": str(path), "line": getattr(exc, "lineno", None)},
+            details={"file": str(path), "line": line},
         ) from None
 
 
@@ -409,8 +421,9 @@ def load_recipes(project: Project, names: list[str] | None = None) -> dict[str, 
         raw[name] = (data, ctx)
 
     recipes: dict[str, Recipe] = {}
-    for name in raw:
+    for name in _parents_first(raw):  # a bad inherited value is reported in the file that has it
         recipes[name] = _resolve(name, raw, defaults, project)
+    recipes = {name: recipes[name] for name in raw}
 
     if names is None:
         return recipes
@@ -425,6 +438,22 @@ def load_recipes(project: Project, names: list[str] | None = None) -> dict[str, 
             )
         picked[want] = recipes[want]
     return picked
+
+
+def _parents_first(raw: Mapping[str, tuple[dict[str, Any], _Ctx]]) -> list[str]:
+    """Recipe names, each after the recipe it ``extends`` (cycles are left to :func:`_flatten`)."""
+    order: list[str] = []
+    seen: set[str] = set()
+    for name in raw:
+        chain: list[str] = []
+        cur: Any = name
+        while isinstance(cur, str) and cur in raw and cur not in seen and cur not in chain:
+            chain.append(cur)
+            cur = raw[cur][0].get("extends")
+        for n in reversed(chain):
+            seen.add(n)
+            order.append(n)
+    return order
 
 
 def _flatten(name: str, raw: Mapping[str, tuple[dict[str, Any], _Ctx]], seen: tuple[str, ...] = ()) -> dict[str, Any]:

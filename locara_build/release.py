@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, log
-from .errors import ConfigError, VerifyError
+from .errors import ConfigError, VerifyError, disk_full, is_no_space
 from .extract import read_member
 from .httpfetch import sha256_file
 from .lock import atomic_write_bytes
@@ -406,12 +406,18 @@ def make_release(
                 hint="Sync a newer upstream or bump the revision; pass --force only to re-issue an old version on purpose.",
             )
         manifest = _manifest(plan, artifacts, now, expires_days, key)
-        staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=_ensure(out.parent)))
         try:
-            _write_release(plan, present, manifest, staged, key, now, notes)
-            _replace_dir(staged, out)
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
+            staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=_ensure(out.parent)))
+            try:
+                _write_release(plan, present, manifest, staged, key, now, notes)
+                _replace_dir(staged, out)
+            except BaseException:
+                shutil.rmtree(staged, ignore_errors=True)
+                raise
+        except OSError as exc:
+            if is_no_space(exc):
+                raise disk_full(exc, out.parent, f"release {version}",
+                                kept=f"The releases beside it in {out.parent} are untouched.") from None
             raise
     files = sorted(p.name for p in out.iterdir())
     log.summary(

@@ -22,7 +22,7 @@ from typing import IO
 
 from . import log
 from .errors import LocaraError
-from .redact import redact
+from .redact import SECRET_ENV, redact
 
 __all__ = ["Result", "run", "spawn", "Process", "which", "format_cmd"]
 
@@ -51,11 +51,14 @@ def which(name: str, path: str | None = None) -> str | None:
 
 
 def _merged_env(env: Mapping[str, str] | None, unset: Sequence[str] = ()) -> dict[str, str] | None:
-    if env is None and not unset:
+    """The child's environment: ours + ``env`` - ``unset`` - the secrets (:data:`SECRET_ENV`) the
+    caller did not pass explicitly. No child ever inherits a credential by accident."""
+    secrets = [k for k in SECRET_ENV if k in os.environ and k not in (env or {})]
+    if env is None and not unset and not secrets:
         return None
     merged = dict(os.environ)
     merged.update(env or {})
-    for key in unset:
+    for key in (*unset, *secrets):
         merged.pop(key, None)
     return merged
 

@@ -96,14 +96,15 @@ class Source:
     def slug(self) -> str:
         if self.kind == "pypi":
             return f"pypi-{self.package}"
-        parts = urlsplit(self.url) if "://" in self.url else None
+        # from the spec (the URL without credentials): one mirror per upstream, whatever token fetched it
+        parts = urlsplit(self.spec) if "://" in self.spec else None
         if parts is not None:
             base = (parts.hostname or "") + parts.path
         else:
-            base = self.url.split("@", 1)[-1].replace(":", "/")
+            base = self.spec.split("@", 1)[-1].replace(":", "/")
         base = re.sub(r"\.git/?$", "", base.rstrip("/"))
         readable = re.sub(r"[^A-Za-z0-9._]+", "-", base).strip("-.")[-60:] or "upstream"
-        digest = hashlib.sha256(_normalise_url(self.url).encode()).hexdigest()[:8]
+        digest = hashlib.sha256(_normalise_url(self.spec).encode()).hexdigest()[:8]
         return f"{readable}-{digest}"
 
     @property
@@ -162,8 +163,12 @@ def parse_source(text: str) -> Source:
             )
         return Source(spec=str(path), kind="git", url=str(path))
     parts = urlsplit(text) if "://" in text else None
-    if parts is not None and parts.password:
-        register(parts.password)
+    if parts is not None and (parts.username or parts.password):
+        # https://user:TOKEN@host/x.git (or https://TOKEN@host/x.git): fetch with it, but never
+        # record it: the spec goes into the lock (committed), plans, BUILDINFO.json, release.json.
+        register(parts.password if parts.password else parts.username)  # no password: the user part is the token
+        host = parts.netloc.rsplit("@", 1)[1]
+        return Source(spec=parts._replace(netloc=host).geturl().rstrip("/"), kind="git", url=text.rstrip("/"))
     return Source(spec=text.rstrip("/"), kind="git", url=text.rstrip("/"))
 
 
@@ -226,6 +231,8 @@ def ensure_mirror(work: WorkDir, source: Source, *, fetch: bool = True) -> Mirro
                 _init_bare(path, source)
             return Mirror(path, source, created=created)
         if _mirror_ready(path):
+            if source.url != source.spec:  # credentials given this time: fetch with them
+                git("config", "remote.origin.url", source.url, git_dir=path)
             if fetch:
                 with log.step(f"fetch {source.url}"):
                     _git_fetch(path, source)
@@ -627,12 +634,17 @@ class SyncResult:
         }
 
 
-def _read_old_lock(path: Path) -> Lock | None:
+def _read_old_lock(path: Path, upstream: str | None) -> Lock | None:
     if not path.exists():
         return None
     try:
         return read_lock(path)
     except LockError as exc:
+        if upstream is None:  # it named the upstream to follow: never guess another one
+            raise LockError(
+                exc.message + " Without it `sync` does not know which upstream to follow.",
+                hint=(exc.hint or "") + " (`sync --upstream URL|PATH|pypi:SPEC` re-creates it.)",
+            ) from None
         log.warn(f"{exc.message} sync will replace it.")
         return None
 
@@ -648,7 +660,7 @@ def sync(
     """Fetch the upstream into its mirror, resolve ``ref`` and (if anything changed) rewrite the lock."""
     start = time.monotonic()
     lock_path = project.lock_path
-    old = _read_old_lock(lock_path)
+    old = _read_old_lock(lock_path, upstream)
     spec = upstream or (old.source if old else DEFAULT_UPSTREAM)
     channel = channel or (old.channel if old else "build")
     if channel not in CHANNELS:

@@ -35,6 +35,8 @@ from .httpfetch import sha256_file
 from .lock import Lock, atomic_write_bytes, read_lock, write_lock
 from .notes import release_notes
 from .plan import Plan, RecipePlan, make_plan
+from .redact import redact
+from .signing.minisign import SecretKey
 from .workdir import Project, WorkDir
 
 __all__ = ["WeeklyOptions", "WeeklyReport", "RecipeOutcome", "run_weekly", "STATE_FILE"]
@@ -178,23 +180,29 @@ def _up_to_date(state: dict[str, Any], plan: Plan, root: Path) -> Path | None:
 def run_weekly(project: Project, work: WorkDir, opts: WeeklyOptions) -> WeeklyReport:
     start = time.monotonic()
     report = WeeklyReport()
-    try:
-        with work_lock(work, wait=opts.wait):
+    with work_lock(work, wait=opts.wait):  # a refused run (busy) leaves the running one's report alone
+        try:
             _run(project, work, opts, report)
-    except LocaraError as exc:
-        report.status = "failed"
-        report.exit_code = exc.exit_code
-        report.message = exc.message
-        raise
-    finally:
-        report.seconds = time.monotonic() - start
-        _save_report(work, report)
+        except LocaraError as exc:
+            report.status = "failed"
+            report.exit_code = exc.exit_code
+            report.message = exc.message
+            raise
+        except KeyboardInterrupt:  # Ctrl-C / SIGTERM: say so, never "ok"
+            report.status = "interrupted"
+            report.exit_code = 130
+            report.message = "interrupted: finished stages are kept; run the same command again to resume"
+            raise
+        finally:
+            report.seconds = time.monotonic() - start
+            _save_report(work, report)
     return report
 
 
 def _save_report(work: WorkDir, report: WeeklyReport) -> None:
     reports = work.ensure(work.root / "reports")
-    data = (json.dumps(report.to_dict(), indent=2, sort_keys=True) + "\n").encode()
+    # error messages may quote anything (a URL with credentials): secrets never reach the file
+    data = (redact(json.dumps(report.to_dict(), indent=2, sort_keys=True)) + "\n").encode()
     atomic_write_bytes(reports / "weekly-latest.json", data)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     atomic_write_bytes(reports / f"weekly-{stamp}.json", data)
@@ -203,6 +211,9 @@ def _save_report(work: WorkDir, report: WeeklyReport) -> None:
 def _run(project: Project, work: WorkDir, opts: WeeklyOptions, report: WeeklyReport) -> None:
     from . import patchqueue, source
 
+    # The key first: a missing key, a wrong password or a corrupted key file must fail in
+    # seconds, before the lock or anything else changes, not after an hour of building.
+    key = _signing_key(opts)
     state = _read_state(work)
     root = _releases_root(work, opts)
     old_lock_bytes = project.lock_path.read_bytes() if project.lock_path.exists() else None
@@ -294,7 +305,7 @@ def _run(project: Project, work: WorkDir, opts: WeeklyOptions, report: WeeklyRep
         _summary(report)
         return
 
-    release_dir = _release(plan, work, opts, report, root, packaged)
+    release_dir = _release(plan, work, opts, report, root, packaged, key)
     if release_dir is None:
         report.status = "packaged"
         _summary(report)
@@ -415,20 +426,35 @@ def _package_done(plan: Plan, rp: RecipePlan) -> dict[str, Any] | None:
     return rec
 
 
-def _release(
-    plan: Plan, work: WorkDir, opts: WeeklyOptions, report: WeeklyReport, root: Path, packaged: list[RecipeOutcome]
-) -> Path | None:
-    from .release import MANIFEST, make_release, release_versions
+_NO_KEY = "no signing key (pass --key FILE or set LOCARA_MINISIGN_KEY): artifacts are packaged but not released"
+
+
+def _signing_key(opts: WeeklyOptions) -> SecretKey | None:
+    """The release key (None: package only), or the error that stops the run before it starts."""
     from .signing.keys import load_signing_key
 
     if opts.key is None and not os.environ.get("LOCARA_MINISIGN_KEY"):
-        msg = "no signing key (pass --key FILE or set LOCARA_MINISIGN_KEY): artifacts are packaged but not released"
         if opts.require_signing:
-            raise SignError(msg + ".", hint="Create one with `locara-build keys generate` and pass --key.")
-        log.warn(msg)
-        report.message = msg
+            raise SignError(_NO_KEY + ".", hint="Create one with `locara-build keys generate` and pass --key.")
         return None
-    key = load_signing_key(opts.key)
+    return load_signing_key(opts.key)
+
+
+def _release(
+    plan: Plan,
+    work: WorkDir,
+    opts: WeeklyOptions,
+    report: WeeklyReport,
+    root: Path,
+    packaged: list[RecipeOutcome],
+    key: SecretKey | None,
+) -> Path | None:
+    from .release import MANIFEST, make_release, release_versions
+
+    if key is None:
+        log.warn(_NO_KEY)
+        report.message = _NO_KEY
+        return None
     dist = work.root / "dist" / str(plan.version)
     previous = None
     older = [(v, p) for v, p in release_versions(root) if v < plan.version]

@@ -52,3 +52,12 @@ def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = No
 @pytest.fixture
 def cli():
     return run_cli
+
+
+@pytest.fixture(scope="session")
+def llama_pipeline(tmp_path_factory: pytest.TempPathFactory):
+    """The real sync -> patches apply -> build -> smoke of linux-x86_64-cpu-ci, once per session
+    (tests/support/pipeline.py); its build output is shared by the tests that need a real server."""
+    from support.pipeline import llama_pipeline as run_pipeline
+
+    return run_pipeline(tmp_path_factory.mktemp("llama-pipeline"))

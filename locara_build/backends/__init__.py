@@ -8,10 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol
 
-from ..cmakevalue import CMakeValue
+from locara_build.cmakevalue import CMakeValue
 
 if TYPE_CHECKING:
-    from ..recipe import Recipe
+    from collections.abc import Mapping
+
+    from locara_build.recipe import Recipe
+    from locara_build.toolchain import HostSetup, Tool
 
 __all__ = ["Backend", "REGISTRY", "get"]
 
@@ -23,6 +26,10 @@ class Backend(Protocol):
     def cmake_defines(self, recipe: Recipe) -> dict[str, CMakeValue]: ...
 
     def requirements(self, recipe: Recipe) -> tuple[str, ...]: ...
+
+    def host_setup(self, recipe: Recipe, host_os: str, tools: Mapping[str, Tool]) -> HostSetup:
+        """Environment / extra CMake entries for this host (e.g. a provisioned Vulkan include dir)."""
+        ...
 
 
 def _registry() -> dict[str, Backend]:

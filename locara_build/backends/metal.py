@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from ..cmakevalue import CMakeValue
+from locara_build.cmakevalue import CMakeValue
+
+if TYPE_CHECKING:
+    from locara_build.toolchain import HostSetup, Tool
 
 
 @dataclass(frozen=True)
@@ -15,6 +20,11 @@ class MetalBackend:
 
     def requirements(self, recipe: object) -> tuple[str, ...]:
         return ("xcode",)
+
+    def host_setup(self, recipe: object, host_os: str, tools: Mapping[str, Tool]) -> HostSetup:
+        from locara_build.toolchain import HostSetup
+
+        return HostSetup()
 
 
 BACKEND = MetalBackend()

@@ -5,6 +5,7 @@ Importing the command modules registers their commands on :data:`app`.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import traceback
@@ -13,8 +14,8 @@ import typer
 from rich.markup import escape
 
 from .. import log
-from ..errors import LocaraError
-from ..redact import redact
+from ..errors import LocaraError, disk_full, is_no_space
+from ..redact import redact, register_env_secrets
 from . import (  # noqa: F401  (imported for their commands)
     build_cmds,
     ci_cmds,
@@ -45,6 +46,7 @@ def _sigterm(signum: int, frame: object) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _sigterm)
+    register_env_secrets()  # masked wherever they might be echoed, from the first line on
     try:
         # standalone_mode=False: click *returns* the code of `raise typer.Exit(n)` instead of exiting
         rv = app(args=argv, standalone_mode=False, prog_name="locara-build")
@@ -68,6 +70,14 @@ def main(argv: list[str] | None = None) -> None:
     except KeyboardInterrupt:
         log.console.print("[yellow]interrupted[/]: finished stages are kept; run the same command again to resume.")
         sys.exit(130)
+    except OSError as exc:
+        if not is_no_space(exc):
+            _report_unexpected(exc)
+            sys.exit(1)
+        # a full disk is the host's problem, not a bug: a clear message, never a traceback
+        err = disk_full(exc, os.path.dirname(exc.filename) if exc.filename else os.getcwd(), "locara-build")
+        _report(err)
+        sys.exit(err.exit_code)
     except Exception as exc:  # a bug: report it without ever printing a secret
         _report_unexpected(exc)
         sys.exit(1)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,7 +16,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from locara_build import log
+from locara_build import httpfetch, log
 from locara_build.errors import ConfigError, LocaraError, VerifyError
 from locara_build.models import (
     Model,
@@ -88,9 +89,13 @@ def fetch_cmd(
     all_: Annotated[bool, typer.Option("--all", help="Fetch every model in the manifest.")] = False,
     manifest: ManifestOpt = None,
     store: StoreOpt = None,
+    timeout: Annotated[float, typer.Option("--timeout", help="Seconds without data before a download is abandoned.")] = 30.0,
     json_: JsonOpt = False,
 ) -> None:
     """Download a model into the store (<store>/sha256/<hex>): resumable, verified, atomic; never keeps a bad file."""
+    if timeout <= 0:
+        raise ConfigError(f"--timeout {timeout:g}: must be more than 0 seconds.", hint="For example --timeout 30.")
+    fetcher = functools.partial(httpfetch.fetch, timeout=(httpfetch.DEFAULT_TIMEOUT[0], timeout))
     root = _store(store)
     models: list[Model]
     if url is not None:
@@ -122,7 +127,7 @@ def fetch_cmd(
             def update(done: int, total: int | None, task: Any = task, progress: Progress = progress) -> None:
                 progress.update(task, completed=done, total=total)
 
-            outcome = fetch_model(m, root, progress=update)
+            outcome = fetch_model(m, root, progress=update, fetch=fetcher)
         verb = "downloaded" if outcome.downloaded else "already in the store"
         if outcome.resumed_from:
             verb += f" (resumed at {outcome.resumed_from} bytes)"

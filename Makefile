@@ -1,0 +1,38 @@
+# locara-build — the two commands on a fresh machine:
+#
+#   make weekly    set up, then build / smoke-test / package / sign / release llama-server
+#                  for every recipe this host can build (a local signing key is created once)
+#   make test      set up, then run the test suite (fast tests + the real llama.cpp end-to-end build)
+#
+# Knobs: UPSTREAM=pypi:llama-cpp-python==X | git URL | path, RECIPES="a b", KEY=path/to/minisign.key
+
+UPSTREAM ?= pypi:llama-cpp-python==0.3.36
+KEY      ?= $(HOME)/.config/locara-build/release.key
+RECIPES  ?=
+PYTHON   ?= python3
+
+.PHONY: setup weekly test test-fast test-slow lint docs
+
+setup:
+	./scripts/setup.sh
+
+weekly: setup
+	@test -f "$(KEY)" || locara-build keys generate --out "$(dir $(KEY))" --name "$(basename $(notdir $(KEY)))" --unencrypted
+	locara-build weekly --upstream "$(UPSTREAM)" --key "$(KEY)" $(foreach r,$(RECIPES),-r $(r))
+
+test: setup
+	$(PYTHON) -m pytest -m "not slow"
+
+test-fast: setup
+	$(PYTHON) -m pytest -m "not slow and not e2e"
+
+# Real Vulkan (lavapipe), Windows (zig + wine) and CUDA (nvcc) builds: long; run by hand.
+test-slow: setup
+	$(PYTHON) -m pytest -m slow
+
+lint: setup
+	ruff check locara_build tests
+
+docs:
+	$(PYTHON) -m locara_build.clidoc > docs/cli.md
+	locara-build ci render

@@ -1,0 +1,181 @@
+"""``doctor``: what this host can build, smoke-test and sign, and what to install for the rest.
+
+Requirements come from three places, merged in this order (duplicates dropped):
+``cmake`` + ``ninja`` (every build), the target platform's ``requirements(recipe, host_os)``
+(compilers; ``zig`` for Windows cross-builds from Linux), the backend's ``requirements(recipe)``
+(``nvcc>=12.0``, ``glslc``, ``vulkan-headers>=1.3.261``, ``xcode``) and the recipe's own
+``requires``. Each is checked by :func:`locara_build.toolchain.unmet`, which names the reason and
+the fix. ``build`` refuses a recipe whose build check fails, with the same words.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from . import backends, platforms, toolchain
+from .recipe import Recipe
+from .toolchain import Tool
+
+__all__ = [
+    "Check",
+    "RecipeReport",
+    "DoctorReport",
+    "build_requirements",
+    "smoke_requirements",
+    "sign_requirements",
+    "check_recipe",
+    "doctor",
+]
+
+ALWAYS = ("cmake", "ninja")
+
+
+@dataclass(frozen=True)
+class Check:
+    ok: bool
+    requirements: tuple[str, ...] = ()
+    reasons: tuple[str, ...] = ()
+    fixes: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "requirements": list(self.requirements),
+            "reasons": list(self.reasons),
+            "fixes": list(self.fixes),
+        }
+
+    def why(self) -> str:
+        return "; ".join(self.reasons)
+
+    def how(self) -> str:
+        return "; ".join(dict.fromkeys(f for f in self.fixes if f))
+
+
+@dataclass(frozen=True)
+class RecipeReport:
+    name: str
+    os: str
+    arch: str
+    backend: str
+    flavour: str
+    runner: str
+    build: Check
+    smoke: Check
+    sign: Check
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "os": self.os,
+            "arch": self.arch,
+            "backend": self.backend,
+            "flavour": self.flavour,
+            "runner": self.runner,
+            "buildable": self.build.ok,
+            "build": self.build.to_dict(),
+            "smoke": self.smoke.to_dict(),
+            "sign": self.sign.to_dict(),
+        }
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    host_os: str
+    host_arch: str
+    tools: Mapping[str, Tool]
+    recipes: tuple[RecipeReport, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "host": {"os": self.host_os, "arch": self.host_arch},
+            "tools": {name: tool.to_dict() for name, tool in self.tools.items()},
+            "recipes": [r.to_dict() for r in self.recipes],
+            "buildable": [r.name for r in self.recipes if r.build.ok],
+        }
+
+
+def _dedupe(items: Iterable[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(i for i in items if i))
+
+
+def build_requirements(recipe: Recipe, host_os: str) -> tuple[str, ...]:
+    platform = platforms.get(recipe.os)
+    backend = backends.get(recipe.backend)
+    return _dedupe((*ALWAYS, *platform.requirements(recipe, host_os), *backend.requirements(recipe), *recipe.requires))
+
+
+def smoke_requirements(recipe: Recipe, host_os: str) -> tuple[str, ...]:
+    return _dedupe(recipe.smoke.emulator[:1])
+
+
+def sign_requirements(recipe: Recipe, host_os: str) -> tuple[str, ...]:
+    if recipe.signing == "authenticode" and host_os != "windows":
+        return ("osslsigncode",)
+    if recipe.signing == "macos":
+        return ("codesign", "notarytool")
+    return ()
+
+
+def _check(requirements: tuple[str, ...], tools: Mapping[str, Tool], reasons: list[str], fixes: list[str]) -> Check:
+    for req in requirements:
+        miss = toolchain.unmet(req, tools)
+        if miss:
+            reasons.append(miss[0])
+            fixes.append(miss[1])
+    return Check(ok=not reasons, requirements=requirements, reasons=tuple(reasons), fixes=tuple(fixes))
+
+
+def check_recipe(
+    recipe: Recipe, tools: Mapping[str, Tool], host_os: str | None = None, host_arch: str | None = None
+) -> RecipeReport:
+    host_os = host_os or platforms.host_os()
+    host_arch = host_arch or platforms.host_arch()
+    platform = platforms.get(recipe.os)
+    runner = f"its CI runner ({recipe.runner})" if recipe.runner else f"a {recipe.os} host"
+
+    reasons: list[str] = []
+    fixes: list[str] = []
+    if not platform.can_build_on(host_os):
+        reasons.append(f"{recipe.os} binaries cannot be built on a {host_os} host")
+        fixes.append(f"build `{recipe.name}` on {runner}")
+    elif recipe.os == host_os and recipe.arch != host_arch and recipe.toolchain is None:
+        reasons.append(f"{recipe.arch} binaries need an {recipe.arch} host or a cross toolchain (this host is {host_arch})")
+        fixes.append(f"build `{recipe.name}` on {runner}")
+    build = _check(build_requirements(recipe, host_os), tools, reasons, fixes)
+
+    reasons, fixes = [], []
+    if recipe.smoke.skip:
+        reasons.append(f"smoke test skipped by the recipe: {recipe.smoke.skip}")
+        fixes.append(f"smoke-test `{recipe.name}` on {runner}")
+    elif recipe.arch != host_arch:
+        reasons.append(f"{recipe.arch} binaries do not run on this {host_arch} host")
+        fixes.append(f"smoke-test `{recipe.name}` on {runner}")
+    elif recipe.os != host_os and not recipe.smoke.emulator:
+        reasons.append(f"{recipe.os} binaries do not run on a {host_os} host and the recipe names no smoke.emulator")
+        fixes.append(f"smoke-test `{recipe.name}` on {runner}")
+    smoke = _check(smoke_requirements(recipe, host_os) if recipe.os != host_os else (), tools, reasons, fixes)
+    if not build.ok and smoke.ok:
+        smoke = Check(ok=False, requirements=smoke.requirements, reasons=("needs a build first (not buildable here)",))
+
+    sign = _check(sign_requirements(recipe, host_os), tools, [], [])
+    return RecipeReport(
+        name=recipe.name,
+        os=recipe.os,
+        arch=recipe.arch,
+        backend=recipe.backend,
+        flavour=recipe.flavour,
+        runner=recipe.runner,
+        build=build,
+        smoke=smoke,
+        sign=sign,
+    )
+
+
+def doctor(recipes: Iterable[Recipe], *, tools: Mapping[str, Tool] | None = None) -> DoctorReport:
+    tools = dict(tools) if tools is not None else toolchain.probe_all()
+    host_os, host_arch = platforms.host_os(), platforms.host_arch()
+    reports = tuple(check_recipe(r, tools, host_os, host_arch) for r in sorted(recipes, key=lambda r: r.name))
+    return DoctorReport(host_os=host_os, host_arch=host_arch, tools=tools, recipes=reports)

@@ -1,0 +1,867 @@
+"""Fault injection for the fault suite (tests/test_faults_*.py).
+
+* :func:`standin_env` — a whole pipeline in seconds: a local git "upstream" holding a tiny CMake
+  project in place of llama.cpp (its ``llama-server`` is a real ELF that execs a small Python HTTP
+  server speaking the endpoints the smoke stage checks), tagged ``b100``; a project with a ``tiny``
+  recipe, recipes/models.toml and a one-patch series made against it; a minisign key. ``sync``,
+  ``patches``, ``build``, ``smoke``, ``package``, ``release``, ``publish`` and ``weekly`` all run
+  for real on it.
+* :func:`start_cli` / :class:`Running` — the real CLI in its own process group, optionally paused at
+  a *fault point*: ``LOCARA_TEST_FAILPOINT=module:attr[@N]`` makes ``tests/support/failpoint.py``
+  wrap that function so that its N-th call prints ``FAILPOINT <name>`` on stderr and waits (until
+  a release file appears). A test waits for the marker, then sends a real signal (SIGINT to the
+  process group, SIGTERM, SIGKILL) — so the signal lands inside the stage it is meant for, every
+  time, however fast or slow the machine is.
+* :func:`disk_limit` — a small tmpfs mounted over a directory (root); where mounting is refused,
+  a per-process ``RLIMIT_FSIZE`` (writes fail with EFBIG, as Python ignores SIGXFSZ) instead.
+* :class:`GitHubStandIn` — the few GitHub Releases endpoints publish uses, on 127.0.0.1; an upload
+  whose body arrives short (the client died) is kept as a broken ``starter`` asset, as GitHub does.
+* :func:`tree_state`, :func:`snapshot` — byte-exact pictures of the state a fault must not touch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import re
+import resource
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+REPO = Path(__file__).resolve().parents[2]
+TESTS = REPO / "tests"
+FAILPOINT = Path(__file__).with_name("failpoint.py")
+RECIPE = "tiny"
+TAG = "b100"
+
+# --- the stand-in llama-server -----------------------------------------------------------------
+
+SERVER_PY = r'''
+import json, os, sys, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+MODE = os.environ.get("STANDIN_MODE", "ok")  # ok | never-healthy | exit
+exe = Path(sys.argv[1])
+args = sys.argv[2:]
+if not args:
+    for d in (exe.parent, exe.parent.parent):
+        f = d / "llama-server.args"
+        if f.is_file():
+            lines = [l for l in f.read_text().splitlines() if l.strip() and l.strip() != "..."]
+            args = [str((f.parent / l).resolve()) if l.startswith("./") else l for l in lines]
+            break
+opts = dict(zip(args[::2], args[1::2]))
+port = int(opts.get("--port", 8080))
+model = opts.get("-m")
+ui = opts.get("--path")
+print(f"stand-in: loading model {model}", flush=True)
+if MODE == "exit":
+    print("stand-in: error: failed to load model", flush=True)
+    sys.exit(3)
+
+
+class H(BaseHTTPRequestHandler):
+    def log_message(self, *a):
+        pass
+
+    def _json(self, obj, status=200):
+        body = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        if self.path == "/health":
+            if MODE == "never-healthy":
+                return self._json({"error": {"code": 503, "message": "Loading model"}}, 503)
+            return self._json({"status": "ok"})
+        if self.path == "/props":
+            return self._json({"model_path": model})
+        if self.path == "/" and ui:
+            body = (Path(ui) / "index.html").read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            return self.wfile.write(body)
+        self._json({"error": "not found"}, 404)
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if self.path == "/completion":
+            n = body["n_predict"]
+            return self._json({"content": " tok" * n, "tokens_predicted": n,
+                               "timings": {"prompt_n": 4, "predicted_per_second": 123.4, "prompt_per_second": 456.7}})
+        if self.path == "/v1/chat/completions":
+            n = body["max_tokens"]
+            return self._json({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "tiny",
+                               "choices": [{"index": 0, "finish_reason": "length",
+                                            "message": {"role": "assistant", "content": "hi " * n}}],
+                               "usage": {"prompt_tokens": 9, "completion_tokens": n, "total_tokens": 9 + n}})
+        self._json({"error": "not found"}, 404)
+
+
+srv = HTTPServer(("127.0.0.1", port), H)
+print(f"stand-in: main: server is listening on http://127.0.0.1:{port}", flush=True)
+srv.serve_forever()
+'''
+
+MAIN_C = """\
+/* Stand-in for llama.cpp's llama-server: exec Python with the embedded HTTP server. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+#include "standin.h"
+
+static const char *banner = "locara stand-in server";
+
+int main(int argc, char **argv) {
+    char exe[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    if (n < 0) { perror("readlink"); return 1; }
+    exe[n] = 0;
+    char **args = calloc((size_t)argc + 4, sizeof *args);
+    args[0] = (char *)STANDIN_PYTHON;
+    args[1] = "-c";
+    args[2] = (char *)STANDIN_SERVER;
+    args[3] = exe;
+    for (int i = 1; i < argc; i++) args[3 + i] = argv[i];
+    (void)banner;
+    execv(STANDIN_PYTHON, args);
+    perror("execv");
+    return 127;
+}
+"""
+
+CMAKELISTS = """\
+cmake_minimum_required(VERSION 3.14)
+project(standin C)
+set(CMAKE_RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/bin)
+option(GGML_CCACHE "use ccache if available (as ggml does)" ON)
+if(GGML_CCACHE)
+  find_program(CCACHE_FOUND ccache)
+  if(CCACHE_FOUND)
+    set_property(GLOBAL PROPERTY RULE_LAUNCH_COMPILE "${CCACHE_FOUND}")
+  endif()
+endif()
+# A step that takes 10 s when $STANDIN_SLOW is set in the build's environment (slow.started marks
+# its start): room to kill a build mid-compile. Its output is always the same.
+add_custom_command(OUTPUT ${CMAKE_BINARY_DIR}/slow.h
+  COMMAND ${CMAKE_COMMAND} -E touch ${CMAKE_BINARY_DIR}/slow.started
+  COMMAND sh -c "test -z \\"$STANDIN_SLOW\\" || sleep 10"
+  COMMAND ${CMAKE_COMMAND} -E echo "#define SLOW 1" > ${CMAKE_BINARY_DIR}/slow.h
+  COMMENT "Generating slow.h")
+add_executable(llama-server main.c ${CMAKE_BINARY_DIR}/slow.h)
+target_include_directories(llama-server PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
+"""
+
+RECIPE_TOML = """\
+description = "fault-suite stand-in for llama.cpp: a tiny CMake project"
+os = "linux"
+arch = "x86_64"
+backend = "cpu"
+flavour = "dev"
+targets = ["llama-server"]
+
+[ship]
+binaries = ["llama-server"]
+libraries = []
+
+[smoke]
+timeout = 20
+n_predict = 4
+"""
+
+MAIN_LINE = 'static const char *banner = "locara stand-in server";\n'
+PATCHED_LINE = 'static const char *banner = "locara stand-in server (patched)";\n'
+
+
+def _c_bytes(data: bytes) -> str:
+    body = ",".join(str(b) for b in data)
+    return "{" + body + ",0}"
+
+
+def standin_header() -> str:
+    py = sys.executable.replace("\\", "\\\\").replace('"', '\\"')
+    return (
+        f'#define STANDIN_PYTHON "{py}"\n'
+        f"static const char STANDIN_SERVER[] = {_c_bytes(SERVER_PY.encode())};\n"
+    )
+
+
+def tiny_vocab(path: Path) -> None:
+    """A tokenizer-only GGUF (llama/SPM style, 64 tokens): what tinymodel reads from an upstream tree."""
+    from gguf import GGUFWriter, TokenType
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tokens = [b"<unk>", b"<s>", b"</s>"] + [f"\u2581t{i}".encode() for i in range(61)]
+    w = GGUFWriter(str(path), "llama")
+    w.add_tokenizer_model("llama")
+    w.add_token_list(tokens)
+    w.add_token_scores([0.0] * len(tokens))
+    w.add_token_types([TokenType.UNKNOWN, TokenType.CONTROL, TokenType.CONTROL] + [TokenType.NORMAL] * 61)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+# --- git ---------------------------------------------------------------------------------------
+
+_GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C",
+            "GIT_AUTHOR_NAME": "upstream", "GIT_AUTHOR_EMAIL": "upstream@example.invalid",
+            "GIT_COMMITTER_NAME": "upstream", "GIT_COMMITTER_EMAIL": "upstream@example.invalid",
+            "GIT_AUTHOR_DATE": "2026-10-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-10-01T00:00:00Z"}
+
+
+def git(*args: str, cwd: Path | None = None) -> str:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    env.update(_GIT_ENV)
+    res = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
+    if res.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} failed ({res.returncode}): {res.stderr}")
+    return res.stdout
+
+
+@dataclass
+class StandInUpstream:
+    bare: Path  # the "upstream" (a bare repo, given to sync as a path)
+    work: Path  # a checkout used to make commits
+
+    def commit(self, message: str, files: dict[str, str], tag: str | None = None) -> str:
+        for rel, text in files.items():
+            (self.work / rel).write_text(text)
+        git("add", "-A", cwd=self.work)
+        git("commit", "-q", "-m", message, cwd=self.work)
+        if tag:
+            git("tag", "-f", tag, cwd=self.work)
+        git("push", "-q", "-f", "origin", "HEAD:refs/heads/master", "--tags", cwd=self.work)
+        return git("rev-parse", "HEAD", cwd=self.work).strip()
+
+    def rev(self, ref: str = "master") -> str:
+        return git("rev-parse", f"{ref}^{{commit}}", cwd=self.bare).strip()
+
+
+def make_upstream(root: Path) -> StandInUpstream:
+    bare = root / "upstream.git"
+    work = root / "upstream-work"
+    git("init", "-q", "--bare", "-b", "master", str(bare))
+    git("clone", "-q", str(bare), str(work))
+    (work / "models").mkdir(parents=True)
+    tiny_vocab(work / "models" / "ggml-vocab-llama-spm.gguf")
+    up = StandInUpstream(bare, work)
+    up.commit("stand-in llama.cpp", {
+        "CMakeLists.txt": CMAKELISTS,
+        "main.c": MAIN_C,
+        "standin.h": standin_header(),
+        "LICENSE": "MIT License\n\nCopyright (c) the stand-in authors\n",
+        "README.md": "stand-in\n",
+    }, tag=TAG)
+    return up
+
+
+def make_patch(up: StandInUpstream, dest: Path, *, old: str = MAIN_LINE, new: str = PATCHED_LINE,
+               subject: str = "stand-in: mark the banner as patched") -> str:
+    """A ``git format-patch`` file changing main.c at the upstream's HEAD; returns its file name."""
+    with tempfile.TemporaryDirectory() as tmp:
+        side = Path(tmp) / "side"
+        git("clone", "-q", str(up.bare), str(side))
+        text = (side / "main.c").read_text()
+        assert old in text
+        (side / "main.c").write_text(text.replace(old, new))
+        git("commit", "-q", "-am", f"{subject}\n\nNot upstreamable: test fixture.", cwd=side)
+        out = Path(tmp) / "out"
+        git("format-patch", "-q", "--zero-commit", "--no-signature", "--no-numbered", "--full-index", "-o", str(out),
+            "-1", "HEAD", cwd=side)
+        f = next(out.iterdir())
+        dest.mkdir(parents=True, exist_ok=True)
+        shutil.copy(f, dest / f.name)
+        return f.name
+
+
+@dataclass
+class StandInEnv:
+    root: Path
+    up: StandInUpstream
+    project: Path
+    work: Path
+    key_file: Path  # unencrypted minisign secret key
+    pub: Path
+    patch_name: str
+    env: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def lock(self) -> Path:
+        return self.project / "recipes" / "upstream.lock"
+
+    @property
+    def tree(self) -> Path:
+        return self.work / "src" / "llama.cpp"
+
+    @property
+    def stamp(self) -> Path:
+        return self.work / "src" / "llama.cpp.json"
+
+    def base(self) -> list[str]:
+        return ["--project", str(self.project), "--work-dir", str(self.work)]
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        return run_cli(*self.base(), *args, env={**self.env, **(env or {})}, timeout=timeout)
+
+    def start(self, *args: str, env: dict[str, str] | None = None, failpoint: str | None = None,
+              preexec: Callable[[], None] | None = None) -> Running:
+        return start_cli(*self.base(), *args, env={**self.env, **(env or {})}, failpoint=failpoint, preexec=preexec)
+
+    def weekly_args(self, *extra: str) -> list[str]:
+        return ["weekly", "-r", RECIPE, "--key", str(self.key_file), *extra]
+
+    def plan(self) -> dict[str, Any]:
+        res = self.cli("plan", "-r", RECIPE, "--json")
+        assert res.returncode == 0, res.stderr
+        return json.loads(res.stdout)
+
+    def recipe_plan(self) -> dict[str, Any]:
+        return self.plan()["recipes"][0]
+
+
+def standin_env(root: Path, *, ccache: Path | None = None) -> StandInEnv:
+    """Upstream + project + key (nothing synced yet)."""
+    from support.release_kit import make_keys
+
+    root.mkdir(parents=True, exist_ok=True)
+    up = make_upstream(root)
+    project = root / "project"
+    (project / "recipes").mkdir(parents=True)
+    shutil.copy2(REPO / "recipes" / "defaults.toml", project / "recipes" / "defaults.toml")
+    shutil.copy2(REPO / "recipes" / "models.toml", project / "recipes" / "models.toml")
+    (project / "recipes" / f"{RECIPE}.toml").write_text(RECIPE_TOML)
+    name = make_patch(up, project / "patches")
+    (project / "patches" / "series").write_text(f"{name}\n")
+    keys = make_keys(root / "keys")
+    work = root / "work"
+    work.mkdir()
+    env = {"CCACHE_DIR": str(ccache or (root / "ccache"))}
+    return StandInEnv(root, up, project, work, keys.key_file, keys.pub, name, env)
+
+
+def clone_env(src: StandInEnv, root: Path) -> StandInEnv:
+    """A copy of ``src`` (project, work dir, upstream) under ``root``: a test may break it freely.
+    Paths inside the work dir (the tree's `upstream` remote, the mirror's origin) are repointed."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name in ("upstream.git", "upstream-work", "project", "work", "keys"):
+        if (src.root / name).exists():
+            shutil.copytree(src.root / name, root / name, symlinks=True)
+    up = StandInUpstream(root / "upstream.git", root / "upstream-work")
+    git("remote", "set-url", "origin", str(up.bare), cwd=up.work)
+    env = StandInEnv(root, up, root / "project", root / "work", root / "keys" / src.key_file.name,
+                     root / "keys" / src.pub.name, src.patch_name, dict(src.env))
+    lock = env.lock
+    if lock.exists():
+        lock.write_text(lock.read_text().replace(str(src.up.bare), str(up.bare)))
+    for mirror in (env.work / "mirrors").glob("*.git") if (env.work / "mirrors").is_dir() else ():
+        shutil.rmtree(mirror)  # its name derives from the upstream path: sync recreates it from the copy
+    if (env.tree / ".git").exists():
+        git("remote", "remove", "upstream", cwd=env.tree)
+    # build outputs and records name absolute paths of the old work dir: start those stages afresh
+    for name in ("builds", "cmake", "dist", "releases", "logs", "reports", "state", "tmp", "smoke"):
+        shutil.rmtree(env.work / name, ignore_errors=True)
+    return env
+
+
+# --- running the CLI -------------------------------------------------------------------------
+
+
+def _env(extra: dict[str, str] | None) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(extra or {})
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), env.get("PYTHONPATH", "")) if p)
+    env.setdefault("COLUMNS", "200")
+    return env
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
+            preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "locara_build", *args], env=_env(env), capture_output=True, text=True,
+                          timeout=timeout, preexec_fn=preexec)
+
+
+class Running:
+    """A CLI process in its own process group; stderr is collected in the background."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], release: Path):
+        self.proc = proc
+        self.release_file = release
+        self._err = bytearray()
+        self._out = bytearray()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._pump, args=(proc.stderr, self._err), daemon=True),
+                         threading.Thread(target=self._pump, args=(proc.stdout, self._out), daemon=True)]
+        for t in self._threads:
+            t.start()
+
+    def _pump(self, stream: Any, buf: bytearray) -> None:
+        while True:
+            ready, _, _ = select.select([stream], [], [], 0.5)
+            if ready:
+                chunk = os.read(stream.fileno(), 65536)
+                if not chunk:
+                    return
+                with self._lock:
+                    buf.extend(chunk)
+            elif self.proc.poll() is not None:
+                chunk = os.read(stream.fileno(), 65536) if select.select([stream], [], [], 0)[0] else b""
+                if not chunk:
+                    return
+                with self._lock:
+                    buf.extend(chunk)
+
+    @property
+    def stderr(self) -> str:
+        with self._lock:
+            return self._err.decode("utf-8", "replace")
+
+    @property
+    def stdout(self) -> str:
+        with self._lock:
+            return self._out.decode("utf-8", "replace")
+
+    def wait_for(self, pattern: str, timeout: float = 120) -> re.Match[str]:
+        rx = re.compile(pattern, re.M)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = rx.search(self.stderr)
+            if m:
+                return m
+            if self.proc.poll() is not None:
+                time.sleep(0.3)  # let the pump drain
+                m = rx.search(self.stderr)
+                if m:
+                    return m
+                raise AssertionError(f"exited {self.proc.returncode} before /{pattern}/:\n{self.stderr[-4000:]}")
+            time.sleep(0.05)
+        self.kill()
+        raise AssertionError(f"no /{pattern}/ within {timeout}s:\n{self.stderr[-4000:]}")
+
+    def wait_for_file(self, path: Path, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if path.exists():
+                return
+            if self.proc.poll() is not None:
+                raise AssertionError(f"exited {self.proc.returncode} before {path} appeared:\n{self.stderr[-4000:]}")
+            time.sleep(0.05)
+        self.kill()
+        raise AssertionError(f"{path} did not appear within {timeout}s:\n{self.stderr[-4000:]}")
+
+    def signal_group(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, sig)
+
+    def signal(self, sig: int) -> None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, sig)
+
+    def resume(self) -> None:
+        """Let a process paused at its fault point go on."""
+        self.release_file.touch()
+
+    def wait(self, timeout: float = 120) -> int:
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+            raise AssertionError(f"still running after {timeout}s:\n{self.stderr[-4000:]}") from None
+        for t in self._threads:
+            t.join(5)
+        return rc
+
+    def kill(self) -> None:
+        self.signal_group(signal.SIGKILL)
+        with contextlib.suppress(Exception):
+            self.proc.wait(10)
+
+
+def start_cli(*args: str, env: dict[str, str] | None = None, failpoint: str | None = None,
+              preexec: Callable[[], None] | None = None) -> Running:
+    """The real CLI (via tests/support/failpoint.py, which only adds the fault point) in a new session."""
+    release = Path(tempfile.mkdtemp(prefix="locara-failpoint-")) / "release"
+    full = _env(env)
+    if failpoint:
+        full["LOCARA_TEST_FAILPOINT"] = failpoint
+        full["LOCARA_TEST_FAILPOINT_RELEASE"] = str(release)
+
+    def setup() -> None:
+        os.setsid()
+        if preexec:
+            preexec()
+
+    proc = subprocess.Popen([sys.executable, str(FAILPOINT), *args], env=full, stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=setup)
+    return Running(proc, release)
+
+
+def processes_running(needle: str | Path) -> list[int]:
+    """PIDs whose command line mentions ``needle``."""
+    raw = str(needle).encode()
+    pids = []
+    for proc in Path("/proc").iterdir():
+        if proc.name.isdigit() and int(proc.name) != os.getpid():
+            try:
+                if raw in (proc / "cmdline").read_bytes():
+                    pids.append(int(proc.name))
+            except OSError:
+                pass
+    return pids
+
+
+def wait_gone(needle: str | Path, timeout: float = 15) -> list[int]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        left = processes_running(needle)
+        if not left:
+            return []
+        time.sleep(0.1)
+    return processes_running(needle)
+
+
+# --- state pictures ----------------------------------------------------------------------------
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    """Every path under ``root`` -> kind + content hash / link target (mtimes ignored)."""
+    snap: dict[str, str] = {}
+    if not root.exists():
+        return snap
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
+        for name in sorted(dirnames + filenames):
+            p = Path(dirpath) / name
+            rel = str(p.relative_to(root))
+            if p.is_symlink():
+                snap[rel] = "link:" + os.readlink(p)
+            elif p.is_dir():
+                snap[rel] = "dir"
+            else:
+                snap[rel] = f"file:{oct(p.stat().st_mode & 0o7777)}:" + hashlib.sha256(p.read_bytes()).hexdigest()
+    return snap
+
+
+def tree_state(tree: Path) -> dict[str, Any]:
+    """The patched source tree as a build sees it: HEAD, branch, status, stamp, no git op in progress."""
+    stamp = tree.with_name(tree.name + ".json")
+    return {
+        "head": git("rev-parse", "HEAD", cwd=tree).strip(),
+        "branch": git("symbolic-ref", "-q", "--short", "HEAD", cwd=tree).strip(),
+        "status": git("status", "--porcelain", cwd=tree),
+        "stamp": stamp.read_bytes() if stamp.exists() else None,
+        "in_progress": sorted(p for p in ("rebase-apply", "rebase-merge", "MERGE_HEAD") if (tree / ".git" / p).exists()),
+        "main.c": (tree / "main.c").read_bytes(),
+    }
+
+
+def hint_of(stderr: str) -> str:
+    """The `next:` line(s) of an error report."""
+    m = re.search(r"^next: (.*(?:\n(?!error:).*)*)", stderr, re.M)
+    assert m, f"no `next:` line in:\n{stderr[-3000:]}"
+    return m.group(1)
+
+
+def error_of(stderr: str) -> str:
+    m = re.search(r"^error: (.*(?:\n(?!next:).*)*)", stderr, re.M)
+    assert m, f"no `error:` line in:\n{stderr[-3000:]}"
+    return m.group(1)
+
+
+# --- a full disk -------------------------------------------------------------------------------
+
+
+@dataclass
+class DiskLimit:
+    path: Path
+    kind: str  # "tmpfs" | "rlimit"
+    size: int
+
+    def preexec(self) -> None:
+        """For the CLI process: the per-file size cap (rlimit fallback only)."""
+        if self.kind == "rlimit":
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.size, self.size))
+
+    def resize(self, size: int) -> None:
+        """Free space: a bigger tmpfs (contents kept), or a higher cap."""
+        self.size = size
+        if self.kind == "tmpfs":
+            subprocess.run(["mount", "-o", f"remount,size={size}", str(self.path)], check=True, capture_output=True)
+
+
+def _can_mount() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount") is not None
+
+
+@contextlib.contextmanager
+def disk_limit(path: Path, size: int) -> Iterator[DiskLimit]:
+    """``path`` (created, empty) on a ``size``-byte tmpfs when this process may mount one; else
+    the caller applies :meth:`DiskLimit.preexec` (RLIMIT_FSIZE) to the process under test."""
+    path.mkdir(parents=True, exist_ok=True)
+    mounted = False
+    if _can_mount():
+        res = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "locara-fault-tmpfs", str(path)],
+                             capture_output=True, text=True)
+        mounted = res.returncode == 0
+    try:
+        yield DiskLimit(path, "tmpfs" if mounted else "rlimit", size)
+    finally:
+        if mounted:
+            for _ in range(20):
+                if subprocess.run(["umount", str(path)], capture_output=True).returncode == 0:
+                    break
+                time.sleep(0.2)
+            else:
+                subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def fill(path: Path, leave: int) -> Path:
+    """Fill the file system under ``path`` until about ``leave`` bytes are free."""
+    st = os.statvfs(path)
+    free = st.f_bavail * st.f_frsize
+    ballast = path / ".ballast"
+    with open(ballast, "wb") as fh:
+        with contextlib.suppress(OSError):
+            fh.write(b"\0" * max(0, free - leave))
+    return ballast
+
+
+# --- a GitHub Releases stand-in ------------------------------------------------------------------
+
+
+@dataclass
+class GitHubState:
+    token: str
+    releases: list[dict[str, Any]] = field(default_factory=list)
+    assets: dict[int, dict[str, Any]] = field(default_factory=dict)
+    next_id: int = 1
+    pause_upload: str | None = None  # asset name: read half its body, then wait (for a kill)
+    upload_started: threading.Event = field(default_factory=threading.Event)
+    log: list[tuple[str, str]] = field(default_factory=list)
+    headers_seen: list[str] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class _GHHandler(BaseHTTPRequestHandler):
+    server: _GHServer
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+    def _json(self, status: int, body: Any) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _body(self) -> bytes:
+        data = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
+        self.server.state.bodies.append(data)
+        return data
+
+    def _view(self, rel: dict[str, Any]) -> dict[str, Any]:
+        base, repo = self.server.base, self.server.repo
+        return {**rel, "upload_url": f"{base}/uploads/repos/{repo}/releases/{rel['id']}/assets{{?name,label}}",
+                "html_url": f"{base}/{repo}/releases/tag/{rel['tag_name']}"}
+
+    def _dispatch(self, method: str) -> None:
+        st = self.server.state
+        url = urlparse(self.path)
+        path, query = url.path, parse_qs(url.query)
+        st.log.append((method, self.path))
+        st.headers_seen.append(str(self.headers))
+        if self.headers.get("Authorization") != f"Bearer {st.token}":
+            if self.headers.get("Content-Length"):
+                self._body()
+            return self._json(401, {"message": "Bad credentials"})
+        repo = f"/repos/{self.server.repo}"
+        m = re.fullmatch(rf"/uploads{repo}/releases/(\d+)/assets", path)
+        if method == "POST" and m:
+            return self._upload(int(m[1]), query["name"][0])
+        with st.lock:
+            if method == "GET" and path == f"{repo}/releases/latest":
+                pub = [r for r in st.releases if not r["draft"]]
+                return self._json(200, self._view(pub[-1])) if pub else self._json(404, {"message": "Not Found"})
+            m = re.fullmatch(rf"{repo}/releases/tags/(.+)", path)
+            if method == "GET" and m:
+                hit = [r for r in st.releases if r["tag_name"] == m[1] and not r["draft"]]
+                return self._json(200, self._view(hit[0])) if hit else self._json(404, {"message": "Not Found"})
+            if method == "GET" and path == f"{repo}/releases":
+                return self._json(200, [self._view(r) for r in reversed(st.releases)] if query.get("page", ["1"]) == ["1"] else [])
+            if method == "POST" and path == f"{repo}/releases":
+                body = json.loads(self._body())
+                rel = {"id": st.next_id, "tag_name": body["tag_name"], "name": body.get("name"), "body": body.get("body"),
+                       "draft": bool(body.get("draft")), "prerelease": False}
+                st.next_id += 1
+                st.releases.append(rel)
+                return self._json(201, self._view(rel))
+            m = re.fullmatch(rf"{repo}/releases/(\d+)", path)
+            if method == "PATCH" and m:
+                rel = next(r for r in st.releases if r["id"] == int(m[1]))
+                rel["draft"] = json.loads(self._body()).get("draft", rel["draft"])
+                return self._json(200, self._view(rel))
+            m = re.fullmatch(rf"{repo}/releases/(\d+)/assets", path)
+            if method == "GET" and m:
+                items = [{k: v for k, v in a.items() if k != "data"} for a in st.assets.values() if a["release"] == int(m[1])]
+                return self._json(200, items if query.get("page", ["1"]) == ["1"] else [])
+            m = re.fullmatch(rf"{repo}/releases/assets/(\d+)", path)
+            if method == "DELETE" and m:
+                st.assets.pop(int(m[1]), None)
+                self.send_response(204)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+        self._json(404, {"message": "Not Found"})
+
+    def _upload(self, release_id: int, name: str) -> None:
+        st = self.server.state
+        length = int(self.headers["Content-Length"])
+        with st.lock:
+            if any(a["name"] == name and a["release"] == release_id for a in st.assets.values()):
+                self.rfile.read(length)
+                return self._json(422, {"message": "Validation Failed", "errors": [{"code": "already_exists"}]})
+            asset = {"id": st.next_id, "name": name, "release": release_id, "state": "starter", "size": 0, "data": b""}
+            st.next_id += 1
+            st.assets[asset["id"]] = asset
+        data = b""
+        if st.pause_upload == name:
+            data = self.rfile.read(length // 2)
+            asset.update(data=data, size=len(data))
+            st.upload_started.set()
+        rest = self.rfile.read(length - len(data))  # short when the client died
+        data += rest
+        asset.update(data=data, size=len(data))
+        if len(data) < length:  # GitHub keeps a broken "starter" asset when an upload dies midway
+            self.close_connection = True
+            return
+        asset.update(state="uploaded", digest="sha256:" + hashlib.sha256(data).hexdigest())
+        st.bodies.append(data)
+        self._json(201, {k: v for k, v in asset.items() if k != "data"})
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+
+class _GHServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, repo: str, token: str):
+        super().__init__(("127.0.0.1", 0), _GHHandler)
+        self.repo = repo
+        self.state = GitHubState(token)
+        host, port = self.server_address[:2]
+        self.base = f"http://{host}:{port}"
+
+
+class GitHubStandIn:
+    def __init__(self, token: str, repo: str = "locara/locara-build"):
+        self.server = _GHServer(repo, token)
+        self.repo = repo
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    @property
+    def state(self) -> GitHubState:
+        return self.server.state
+
+    @property
+    def base(self) -> str:
+        return self.server.base
+
+    def assets(self) -> dict[str, dict[str, Any]]:
+        names = [a["name"] for a in self.state.assets.values()]
+        assert len(names) == len(set(names)), f"duplicate assets: {names}"
+        return {a["name"]: a for a in self.state.assets.values()}
+
+    def __enter__(self) -> GitHubStandIn:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# --- a server that accepts and never answers ---------------------------------------------------
+
+
+@contextlib.contextmanager
+def silent_server() -> Iterator[int]:
+    """A TCP port on 127.0.0.1 that accepts connections and never sends a byte."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(16)
+    port = server.getsockname()[1]
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+                held.append(conn)
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    try:
+        yield port
+    finally:
+        stop.set()
+        thread.join()
+        for c in held:
+            c.close()
+        server.close()
+
+
+def closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def kill_pids(pids: list[int]) -> None:
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
