@@ -28,6 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from . import __version__, doctor, log, toolchain
 from .build import build_recipe, is_built
 from .errors import BusyError, LocaraError, PatchError, SignError
@@ -399,6 +401,8 @@ def _recipe_pipeline(
         oc.error = {"exit_code": exc.exit_code, "message": exc.message, "hint": exc.hint}
         log.console.print(f"[bold red]{rp.name}: {stage} failed[/] (exit {exc.exit_code}); continuing with the other recipes")
         log.info(exc.message)
+        if exc.hint:  # the next step, as a failing single-stage command would print it
+            log.console.print("[bold]next:[/] " + escape(redact(exc.hint)), highlight=False)
     finally:
         oc.seconds = time.monotonic() - start
 

@@ -88,7 +88,7 @@ class Case:
 
 
 CASES: dict[str, Case] = {
-    "toml-syntax": Case(_append("base.toml", "[cmake\n"), "base.toml", 16, "invalid TOML", "Fix the syntax"),
+    "toml-syntax": Case(_append("base.toml", "[cmake\n"), "base.toml", 15, "invalid TOML", "Fix the syntax"),
     "duplicate-key": Case(_edit("base.toml", 'os = "linux"\n', 'os = "linux"\nos = "linux"\n'), "base.toml", 3,
                           "invalid TOML", "Fix the syntax"),
     "unknown-key": Case(_edit("base.toml", "[ship]\n", "[ship]\nbinaires = []\n"), "base.toml", 11,
@@ -111,7 +111,7 @@ CASES: dict[str, Case] = {
     "duplicate-names": Case(_write("zz-other.toml", 'name = "base"\n' + BASE), "zz-other.toml", 1,
                             "duplicate recipe name `base`", "unique name"),
     "empty-file": Case(_write("zz-empty.toml", ""), "zz-empty.toml", None, "recipe file is empty", "at least os, arch"),
-    "extends-cycle": Case(_edit("base.toml", 'description = "base recipe"\n', 'extends = "child"\n'), "base.toml", 1,
+    "extends-cycle": Case(_edit("base.toml", 'description = "base recipe"\n', 'extends = "child"\n'), "child.toml", 1,
                           "cycle", "Break the cycle"),
     "extends-unknown": Case(_edit("child.toml", 'extends = "base"', 'extends = "bsae"'), "child.toml", 1,
                             "unknown recipe `bsae`. Did you mean `base`?", "existing recipe"),
@@ -122,7 +122,7 @@ CASES: dict[str, Case] = {
                                    "relative to the project root"),
     "empty-targets": Case(_edit("base.toml", 'os = "linux"\n', 'os = "linux"\ntargets = []\n'), "base.toml", 3,
                           "`targets` is empty", "llama-server"),
-    "not-utf8": Case(_append("base.toml", b'\n# caf\xe9 latin-1\n'), "base.toml", 17, "not UTF-8", "UTF-8"),
+    "not-utf8": Case(_append("base.toml", b'\n# caf\xe9 latin-1\n'), "base.toml", 16, "not UTF-8", "UTF-8"),
     "table-as-array": Case(_write("zz-arr.toml", '[[ship]]\nbinaries = ["x"]\n'), "zz-arr.toml", 1,
                            "`ship` must be a table", "[ship]"),
     "defaults-unknown-key": Case(_edit("defaults.toml", "[smoke]\n", "[smoke]\nretries = 3\n"), "defaults.toml", None,

@@ -50,15 +50,18 @@ def main(argv: list[str] | None = None) -> None:
     try:
         # standalone_mode=False: click *returns* the code of `raise typer.Exit(n)` instead of exiting
         rv = app(args=argv, standalone_mode=False, prog_name="locara-build")
+        if rv == 130:  # typer turns Ctrl-C (and our SIGTERM) into a bare exit code 130
+            _interrupted()
         if isinstance(rv, int) and rv != 0:
             sys.exit(rv)
     except LocaraError as exc:
         _report(exc)
         sys.exit(exc.exit_code)
     except typer.Abort:
-        log.console.print("[yellow]interrupted[/]: finished stages are kept; run the same command again to resume.")
-        sys.exit(130)
+        _interrupted()
     except typer.Exit as exc:
+        if exc.exit_code == 130:
+            _interrupted()
         sys.exit(exc.exit_code)
     except typer.TyperException as exc:  # usage errors: unknown option, bad value, missing argument
         show = getattr(exc, "show", None)
@@ -68,8 +71,7 @@ def main(argv: list[str] | None = None) -> None:
             log.console.print(f"[bold red]error:[/] {escape(redact(str(exc)))}")
         sys.exit(2)
     except KeyboardInterrupt:
-        log.console.print("[yellow]interrupted[/]: finished stages are kept; run the same command again to resume.")
-        sys.exit(130)
+        _interrupted()
     except OSError as exc:
         if not is_no_space(exc):
             _report_unexpected(exc)
@@ -81,6 +83,11 @@ def main(argv: list[str] | None = None) -> None:
     except Exception as exc:  # a bug: report it without ever printing a secret
         _report_unexpected(exc)
         sys.exit(1)
+
+
+def _interrupted() -> None:
+    log.console.print("[yellow]interrupted[/]: finished stages are kept; run the same command again to resume.")
+    sys.exit(130)
 
 
 def _report_unexpected(exc: BaseException) -> None:

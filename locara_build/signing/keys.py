@@ -66,6 +66,11 @@ def load_signing_key(key_file: Path | None = None) -> SecretKey:
                 f"cannot read the signing key {key_file}: {exc.strerror}.",
                 hint="Pass the secret key written by `locara-build keys generate` with --key, or set LOCARA_MINISIGN_KEY.",
             ) from None
+        except UnicodeDecodeError:  # a binary file: never echo its bytes, it may be key material
+            raise ConfigError(
+                f"{key_file}: not a minisign secret key (not text).",
+                hint="Pass the secret key written by `locara-build keys generate` with --key, or set LOCARA_MINISIGN_KEY.",
+            ) from None
         source = str(key_file)
     else:
         env = secret_env(KEY_ENV)

@@ -160,6 +160,11 @@ class PublicKey:
             text = path.read_text("utf-8")
         except OSError as exc:
             raise ConfigError(f"cannot read public key {path}: {exc.strerror}.", hint="Check the path.") from None
+        except UnicodeDecodeError:
+            raise ConfigError(
+                f"{path}: not a minisign public key (not text).",
+                hint="Use the .pub file written by `locara-build keys generate` or `minisign -G`.",
+            ) from None
         return cls.from_text(text, source=str(path))
 
     def to_base64(self) -> str:

@@ -166,9 +166,11 @@ endif()
 # its start): room to kill a build mid-compile. Its output is always the same.
 add_custom_command(OUTPUT ${CMAKE_BINARY_DIR}/slow.h
   COMMAND ${CMAKE_COMMAND} -E touch ${CMAKE_BINARY_DIR}/slow.started
-  COMMAND sh -c "test -z \\"$STANDIN_SLOW\\" || sleep 10"
-  COMMAND ${CMAKE_COMMAND} -E echo "#define SLOW 1" > ${CMAKE_BINARY_DIR}/slow.h
-  COMMENT "Generating slow.h")
+  COMMAND sh -c "test -z $STANDIN_SLOW || sleep 10"
+  COMMAND ${CMAKE_COMMAND} -E copy ${CMAKE_CURRENT_SOURCE_DIR}/slow.h.in ${CMAKE_BINARY_DIR}/slow.h
+  DEPENDS ${CMAKE_CURRENT_SOURCE_DIR}/slow.h.in
+  COMMENT "Generating slow.h"
+  VERBATIM)
 add_executable(llama-server main.c ${CMAKE_BINARY_DIR}/slow.h)
 target_include_directories(llama-server PRIVATE ${CMAKE_CURRENT_SOURCE_DIR})
 """
@@ -234,9 +236,11 @@ _GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL
             "GIT_AUTHOR_DATE": "2026-10-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-10-01T00:00:00Z"}
 
 
-def git(*args: str, cwd: Path | None = None) -> str:
+def git(*args: str, cwd: Path | None = None, date: str | None = None) -> str:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
     env.update(_GIT_ENV)
+    if date:
+        env.update(GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date)
     res = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
     if res.returncode != 0:
         raise RuntimeError(f"git {' '.join(args)} failed ({res.returncode}): {res.stderr}")
@@ -252,7 +256,9 @@ class StandInUpstream:
         for rel, text in files.items():
             (self.work / rel).write_text(text)
         git("add", "-A", cwd=self.work)
-        git("commit", "-q", "-m", message, cwd=self.work)
+        # one day after the previous commit: versions (dated by the commit) go up as upstream's do
+        count = int(git("rev-list", "--count", "--all", cwd=self.work).strip() or 0) if (self.work / ".git" / "refs").exists() else 0
+        git("commit", "-q", "-m", message, cwd=self.work, date=f"@{1790812800 + 86400 * count} +0000")
         if tag:
             git("tag", "-f", tag, cwd=self.work)
         git("push", "-q", "-f", "origin", "HEAD:refs/heads/master", "--tags", cwd=self.work)
@@ -274,6 +280,7 @@ def make_upstream(root: Path) -> StandInUpstream:
         "CMakeLists.txt": CMAKELISTS,
         "main.c": MAIN_C,
         "standin.h": standin_header(),
+        "slow.h.in": "#define SLOW 1\n",
         "LICENSE": "MIT License\n\nCopyright (c) the stand-in authors\n",
         "README.md": "stand-in\n",
     }, tag=TAG)
@@ -334,6 +341,10 @@ class StandInEnv:
 
     def weekly_args(self, *extra: str) -> list[str]:
         return ["weekly", "-r", RECIPE, "--key", str(self.key_file), *extra]
+
+    def weekly_from_scratch(self, *extra: str) -> list[str]:
+        """weekly naming the upstream (as on a first run, before any lock exists)."""
+        return self.weekly_args("--upstream", str(self.up.bare), *extra)
 
     def plan(self) -> dict[str, Any]:
         res = self.cli("plan", "-r", RECIPE, "--json")
@@ -457,6 +468,7 @@ class Running:
                 m = rx.search(self.stderr)
                 if m:
                     return m
+                self.kill()
                 raise AssertionError(f"exited {self.proc.returncode} before /{pattern}/:\n{self.stderr[-4000:]}")
             time.sleep(0.05)
         self.kill()
@@ -468,6 +480,7 @@ class Running:
             if path.exists():
                 return
             if self.proc.poll() is not None:
+                self.kill()
                 raise AssertionError(f"exited {self.proc.returncode} before {path} appeared:\n{self.stderr[-4000:]}")
             time.sleep(0.05)
         self.kill()
@@ -491,14 +504,23 @@ class Running:
         except subprocess.TimeoutExpired:
             self.kill()
             raise AssertionError(f"still running after {timeout}s:\n{self.stderr[-4000:]}") from None
-        for t in self._threads:
-            t.join(5)
+        self._close()
         return rc
 
+    def _close(self) -> None:
+        for t in self._threads:
+            t.join(5)
+        for stream in (self.proc.stdout, self.proc.stderr):
+            with contextlib.suppress(Exception):
+                stream.close()  # type: ignore[union-attr]
+
     def kill(self) -> None:
-        self.signal_group(signal.SIGKILL)
+        """Stop it (idempotent; only this process group, which the test started)."""
+        if self.proc.poll() is None:
+            self.signal_group(signal.SIGKILL)
         with contextlib.suppress(Exception):
             self.proc.wait(10)
+        self._close()
 
 
 def start_cli(*args: str, env: dict[str, str] | None = None, failpoint: str | None = None,
@@ -605,6 +627,18 @@ class DiskLimit:
         if self.kind == "rlimit":
             resource.setrlimit(resource.RLIMIT_FSIZE, (self.size, self.size))
 
+    def squeeze(self, pid: int, leave: int = 4096) -> None:
+        """Now, while process ``pid`` is paused: the disk full (about ``leave`` bytes left), or, in
+        rlimit mode, that process unable to write a file past ``leave`` bytes."""
+        if self.kind == "tmpfs":
+            fill(self.path, leave)
+        else:
+            resource.prlimit(pid, resource.RLIMIT_FSIZE, (leave, leave))
+
+    def relax(self) -> None:
+        """Space again (the ballast removed; an rlimit dies with its process)."""
+        (self.path / ".ballast").unlink(missing_ok=True)
+
     def resize(self, size: int) -> None:
         """Free space: a bigger tmpfs (contents kept), or a higher cap."""
         self.size = size
@@ -613,6 +647,8 @@ class DiskLimit:
 
 
 def _can_mount() -> bool:
+    if os.environ.get("LOCARA_TEST_NO_MOUNT"):  # exercise the rlimit fallback where mounting works
+        return False
     return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount") is not None
 
 
@@ -658,8 +694,9 @@ class GitHubState:
     releases: list[dict[str, Any]] = field(default_factory=list)
     assets: dict[int, dict[str, Any]] = field(default_factory=dict)
     next_id: int = 1
-    pause_upload: str | None = None  # asset name: read half its body, then wait (for a kill)
+    pause_upload: str | None = None  # asset name: read 1 MiB of its body, then stop reading until resumed
     upload_started: threading.Event = field(default_factory=threading.Event)
+    resume_upload: threading.Event = field(default_factory=threading.Event)
     log: list[tuple[str, str]] = field(default_factory=list)
     headers_seen: list[str] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
@@ -752,11 +789,16 @@ class _GHHandler(BaseHTTPRequestHandler):
             st.assets[asset["id"]] = asset
         data = b""
         if st.pause_upload == name:
-            data = self.rfile.read(length // 2)
+            st.pause_upload = None
+            data = self.rfile.read(min(length // 2, 1 << 20))
             asset.update(data=data, size=len(data))
             st.upload_started.set()
-        rest = self.rfile.read(length - len(data))  # short when the client died
-        data += rest
+            st.resume_upload.wait(60)  # the client blocks in send() meanwhile (buffers full)
+        while len(data) < length:  # short when the client died
+            chunk = self.rfile.read1(min(1 << 20, length - len(data))) if hasattr(self.rfile, "read1") else b""
+            if not chunk:
+                break
+            data += chunk
         asset.update(data=data, size=len(data))
         if len(data) < length:  # GitHub keeps a broken "starter" asset when an upload dies midway
             self.close_connection = True
@@ -865,3 +907,20 @@ def kill_pids(pids: list[int]) -> None:
     for pid in pids:
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+
+
+def prepared_env(root: Path, *, build: bool = False, release: bool = False) -> StandInEnv:
+    """:func:`standin_env` + ``sync`` + ``patches apply`` (+ a finished ``weekly`` release when
+    ``release``, + ``build`` when ``build``)."""
+    env = standin_env(root)
+    res = env.cli("sync", "--upstream", str(env.up.bare))
+    assert res.returncode == 0, res.stderr
+    res = env.cli("patches", "apply")
+    assert res.returncode == 0, res.stderr
+    if build:
+        res = env.cli("build", "-r", RECIPE)
+        assert res.returncode == 0, res.stderr
+    if release:
+        res = env.cli(*env.weekly_args())
+        assert res.returncode == 0, res.stderr
+    return env
