@@ -489,7 +489,9 @@ def package(
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(b.source, dest)
                 os.chmod(dest, 0o755 if b.role == "binary" else 0o644)
-                _strip(platform, dest, (debug_top / "bin") if debug else None)
+                if not any(fnmatch.fnmatch(b.name, pat) for pat in recipe.ship.runtime):
+                    # third-party runtimes (e.g. NVIDIA's cudart/cuBLAS) ship byte-for-byte as redistributed
+                    _strip(platform, dest, (debug_top / "bin") if debug else None)
 
             for fname, data in _ui_files().items():
                 _write(top / "ui" / fname, data)

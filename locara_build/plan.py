@@ -155,12 +155,22 @@ def artifact_basename(version: Version | str, recipe: Recipe) -> str:
     return base if recipe.is_release else f"{base}-{recipe.flavour}"
 
 
-def _build_key(lock: Lock, patch_hash: str, recipe: Recipe, toolchain: Path | None) -> str:
+def _build_key(lock: Lock, patch_hash: str, recipe: Recipe, toolchain: Path | None, configure: list[str], env: dict[str, str]) -> str:
+    """What the compiled outputs are a function of: upstream, patches, the exact configure argv
+    (recipe cache entries + platform/backend/host toolchain entries), build env, targets, what is
+    staged, and the toolchain file with its wrappers. Smoke settings, descriptions and run-time
+    requirements do not force a rebuild."""
     h = hashlib.sha256()
-    h.update(lock.commit.encode())
-    h.update(lock.tag.encode())  # LLAMA_BUILD_NUMBER comes from it (cmake_args.build_info_entries)
-    h.update(patch_hash.encode())
-    h.update(recipe.recipe_hash.encode())
+    blob = {
+        "commit": lock.commit,
+        "tag": lock.tag,  # LLAMA_BUILD_NUMBER comes from it (cmake_args.build_info_entries)
+        "patches": patch_hash,
+        "configure": configure,
+        "env": dict(sorted(env.items())),
+        "targets": list(recipe.targets),
+        "ship": recipe.ship.to_dict(),
+    }
+    h.update(json.dumps(blob, sort_keys=True).encode())
     if toolchain is not None:
         h.update(toolchain.read_bytes())
         for wrapper in sorted((toolchain.parent).rglob("*")):
@@ -191,10 +201,18 @@ def make_plan(
     for recipe in selected:
         toolchain = (project.root / recipe.toolchain).resolve() if recipe.toolchain else None
         cmake_dir = work.cmake_dir(recipe.name)
-        key = _build_key(lock, patch_hash, recipe, toolchain)
         env = dict(recipe.env)
         env.update(toolchains.plan_env(recipe))  # e.g. LOCARA_ZIG for the Windows cross toolchain
         env["SOURCE_DATE_EPOCH"] = str(lock.source_date_epoch)
+        configure = configure_args(
+            recipe,
+            source_dir,
+            cmake_dir,
+            toolchain,
+            # host toolchain entries, e.g. -DVulkan_INCLUDE_DIR of provisioned headers
+            {**build_info_entries(lock.commit, lock.tag), **toolchains.plan_cmake_defines(recipe)},
+        )
+        key = _build_key(lock, patch_hash, recipe, toolchain, configure, env)
         base = artifact_basename(version, recipe)
         fmt = recipe.archive
         plans.append(
@@ -203,16 +221,7 @@ def make_plan(
                 build_key=key,
                 cmake_dir=cmake_dir,
                 output_dir=work.build_output(recipe.name, key),
-                configure_args=tuple(
-                    configure_args(
-                        recipe,
-                        source_dir,
-                        cmake_dir,
-                        toolchain,
-                        # host toolchain entries, e.g. -DVulkan_INCLUDE_DIR of provisioned headers
-                        {**build_info_entries(lock.commit, lock.tag), **toolchains.plan_cmake_defines(recipe)},
-                    )
-                ),
+                configure_args=tuple(configure),
                 toolchain=toolchain,
                 env=env,
                 artifact=Artifact(name=base, file=f"{base}.{fmt}", format=fmt),

@@ -75,3 +75,19 @@ def test_plan_changes_with_its_inputs(cli, locked: Path, work_dir: Path) -> None
     tagged = json.loads(_plan_json(cli, locked, work_dir, "-r", "linux-x86_64-cpu-ci"))["recipes"][0]
     assert "-DLLAMA_BUILD_NUMBER=7000" in tagged["configure_args"]
     assert tagged["build_key"] != changed["build_key"]
+
+
+def test_build_key_follows_what_is_compiled_not_smoke_settings(locked: Path, work_dir: Path) -> None:
+    project, work = Project(locked), WorkDir(work_dir)
+    recipe = locked / "recipes" / "linux-x86_64-cpu-ci.toml"
+    before = make_plan(project, work, ["linux-x86_64-cpu-ci"]).recipes[0]
+
+    recipe.write_text(recipe.read_text() + "\n[smoke]\nn_predict = 8\n")
+    smoke_only = make_plan(project, work, ["linux-x86_64-cpu-ci"]).recipes[0]
+    assert smoke_only.build_key == before.build_key  # no rebuild for a smoke-test setting
+    assert smoke_only.recipe.recipe_hash != before.recipe.recipe_hash  # but the recipe's identity changed
+
+    recipe.write_text(recipe.read_text().replace("GGML_AVX2 = true", "GGML_AVX2 = false"))
+    flags = make_plan(project, work, ["linux-x86_64-cpu-ci"]).recipes[0]
+    assert flags.build_key != before.build_key
+    assert flags.output_dir != before.output_dir

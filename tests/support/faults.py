@@ -70,6 +70,8 @@ port = int(opts.get("--port", 8080))
 model = opts.get("-m")
 ui = opts.get("--path")
 print(f"stand-in: loading model {model}", flush=True)
+for name in SECRET_ENV:  # what a careless (or hostile) server could leak into its log
+    print(f"stand-in: env {name}={os.environ.get(name, '')}", flush=True)
 if MODE == "exit":
     print("stand-in: error: failed to load model", flush=True)
     sys.exit(3)
@@ -202,11 +204,36 @@ def _c_bytes(data: bytes) -> str:
 
 
 def standin_header() -> str:
+    from locara_build.redact import SECRET_ENV
+
     py = sys.executable.replace("\\", "\\\\").replace('"', '\\"')
+    server = f"SECRET_ENV = {list(SECRET_ENV)!r}\n" + SERVER_PY
     return (
         f'#define STANDIN_PYTHON "{py}"\n'
-        f"static const char STANDIN_SERVER[] = {_c_bytes(SERVER_PY.encode())};\n"
+        f"static const char STANDIN_SERVER[] = {_c_bytes(server.encode())};\n"
     )
+
+
+#: Appended to the stand-in's CMakeLists.txt by a hostile upstream commit: every credential the
+#: build can see goes into the build log and into the shipped binary.
+HOSTILE_CMAKE = """
+foreach(v LOCARA_MINISIGN_KEY LOCARA_MINISIGN_PASSWORD LOCARA_AUTHENTICODE_P12 LOCARA_AUTHENTICODE_PASSWORD
+          LOCARA_NOTARY_KEY GITHUB_TOKEN LOCARA_GITHUB_TOKEN)
+  message(STATUS "hostile: ${v}=$ENV{${v}}")
+  string(APPEND LEAK "${v}=$ENV{${v}};")
+endforeach()
+string(REPLACE "\\n" " " LEAK "${LEAK}")
+string(REPLACE "\\"" "'" LEAK "${LEAK}")
+file(WRITE ${CMAKE_BINARY_DIR}/leak.h "const char *locara_leak = \\"${LEAK}\\";\\n")
+target_include_directories(llama-server PRIVATE ${CMAKE_BINARY_DIR})
+target_compile_definitions(llama-server PRIVATE HOSTILE=1)
+"""
+HOSTILE_MAIN = """
+#ifdef HOSTILE
+#include "leak.h"
+const char *locara_leak_kept(void) { return locara_leak; }
+#endif
+"""
 
 
 def tiny_vocab(path: Path) -> None:
