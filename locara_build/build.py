@@ -23,7 +23,6 @@ orphaned cmake/ninja, if still running, is stopped by the next run before it sta
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -39,6 +38,7 @@ from typing import Any
 
 from . import doctor, log, platforms, toolchain, toolchains
 from .cmakevalue import render_define
+from .digest import sha256_file
 from .errors import BuildError, BusyError
 from .lock import atomic_write_bytes
 from .plan import Plan, RecipePlan
@@ -531,14 +531,6 @@ def _copy_preserving_links(src: Path, dest: Path) -> None:
     shutil.copy2(src, dest, follow_symlinks=True)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _file_records(root: Path) -> list[dict[str, Any]]:
     records: list[dict[str, Any]] = []
     for path in sorted(root.rglob("*")):
@@ -547,7 +539,7 @@ def _file_records(root: Path) -> list[dict[str, Any]]:
             records.append({"path": rel, "link": os.readlink(path)})
         elif path.is_file():
             records.append(
-                {"path": rel, "size": path.stat().st_size, "sha256": _sha256(path), "mode": f"{path.stat().st_mode & 0o777:04o}"}
+                {"path": rel, "size": path.stat().st_size, "sha256": sha256_file(path), "mode": f"{path.stat().st_mode & 0o777:04o}"}
             )
     return records
 

@@ -49,6 +49,8 @@ class Limits:
 
 DEFAULT_LIMITS = Limits()
 _CHUNK = 1 << 20
+_MAX_PART = 255  # bytes in one path component (NAME_MAX on Linux, macOS and Windows file systems)
+_MAX_NAME = 1024  # bytes in a whole member path (far beyond any real release layout)
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,10 @@ def _check_name(archive: Path, raw: str) -> str:
     for part in parts:
         if part in ("", ".", ".."):
             raise _fail(archive, f"member {raw!r} has a `{part or '//'}` path component")
+        if len(part.encode("utf-8", "surrogateescape")) > _MAX_PART:  # no file system takes it: refuse, not crash
+            raise _fail(archive, f"member {raw[:80]!r}... has a path component longer than {_MAX_PART} bytes")
+    if len(name.encode("utf-8", "surrogateescape")) > _MAX_NAME:
+        raise _fail(archive, f"member {raw[:80]!r}... has a path longer than {_MAX_NAME} bytes")
     return name
 
 

@@ -13,12 +13,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +34,6 @@ __all__ = [
     "shallow_commits",
     "network_env",
     "network_timeout",
-    "file_lock",
     "Scratch",
     "CommitInfo",
     "commit_info",
@@ -184,23 +182,6 @@ def network_env() -> dict[str, str]:
     if "GIT_SSH_COMMAND" not in os.environ:
         env["GIT_SSH_COMMAND"] = f"ssh -o BatchMode=yes -o ConnectTimeout={stall} -o ServerAliveInterval=15"
     return env
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock on ``path`` (waits), so two runs never fetch into one mirror at once."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+") as fh:
-        try:
-            import fcntl
-        except ImportError:  # Windows: git's own ref locks still protect the repository
-            yield
-            return
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 # --- scratch workspace --------------------------------------------------------------------

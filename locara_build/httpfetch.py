@@ -13,18 +13,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-import requests
-
 from . import log
+from .digest import sha256_file
 from .errors import NetworkError, VerifyError
+
+if TYPE_CHECKING:  # requests (+ urllib3, charset_normalizer, idna) is imported on the first download:
+    import requests  # sha256_file and local paths need none of it, nor does the CLI's start-up
 
 __all__ = ["fetch", "fetch_bytes", "sha256_file", "FetchResult", "DEFAULT_TIMEOUT"]
 
@@ -43,14 +45,6 @@ class FetchResult:
     resumed_from: int  # bytes already present when this call started (0 = fresh)
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(CHUNK), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _is_local(url: str) -> bool:
     scheme = urlparse(url).scheme
     return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
@@ -67,6 +61,8 @@ def _validator_path(part: Path) -> Path:
 
 def fetch_bytes(url: str, *, timeout: tuple[float, float] = DEFAULT_TIMEOUT, max_size: int = 64 << 20) -> bytes:
     """Small documents (manifests, signatures). Size-capped."""
+    import requests
+
     if _is_local(url):
         path = _local_path(url)
         try:
@@ -96,6 +92,8 @@ def fetch_bytes(url: str, *, timeout: tuple[float, float] = DEFAULT_TIMEOUT, max
 
 
 def _reason(exc: BaseException) -> str:
+    import requests
+
     # urllib3 reports a read timeout in the middle of a streamed body as a ConnectionError.
     if isinstance(exc, requests.Timeout) or "timed out" in str(exc).lower():
         return "timed out (the server stopped sending data)"
@@ -121,6 +119,8 @@ def fetch(
     part = dest.with_name(dest.name + ".part")
     if _is_local(url):
         return _finish(_copy_local(url, part), dest, sha256, size, 0, url)
+    import requests
+
     resumed_from = part.stat().st_size if part.exists() else 0
     validator_file = _validator_path(part)
     validator = validator_file.read_text().strip() if validator_file.exists() and resumed_from else ""

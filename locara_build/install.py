@@ -330,33 +330,10 @@ def _switch_current(prefix: Path, dirname: str) -> None:
 
 
 def _progress_download(url: str, dest: Path, *, sha256: str, size: int, timeout: float) -> httpfetch.FetchResult:
-    from rich.progress import (
-        BarColumn,
-        DownloadColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-        TransferSpeedColumn,
-    )
-
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=log.console,
-        transient=not log.console.is_terminal,
-    ) as progress:
-        task = progress.add_task(dest.name, total=size)
-
-        def update(done: int, total: int | None) -> None:
-            progress.update(task, completed=done, total=total or size)
-
+    with log.download_progress(dest.name, size) as update:
         result = httpfetch.fetch(
             url, dest, sha256=sha256, size=size, timeout=(httpfetch.DEFAULT_TIMEOUT[0], timeout), progress=update
         )
-        progress.update(task, completed=size)
     if result.resumed_from:
         log.info(f"resumed {dest.name} from byte {result.resumed_from}")
     return result

@@ -19,7 +19,11 @@ import tomli_w
 
 from .errors import LockError
 
-__all__ = ["Lock", "read_lock", "write_lock", "atomic_write_bytes"]
+# The upstream a lock follows when none was ever named (`sync` without --upstream and no lock yet).
+# Defined here, not in source.py, so the CLI can show it in --help without importing the sync machinery.
+DEFAULT_UPSTREAM = "https://github.com/ggml-org/llama.cpp"
+
+__all__ = ["DEFAULT_UPSTREAM", "Lock", "read_lock", "write_lock", "atomic_write_bytes"]
 
 SHA_RE = re.compile(r"^[0-9a-f]{40}$")
 

@@ -14,7 +14,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from rich.console import Console
@@ -68,6 +68,7 @@ def _escape(text: str) -> str:
 @contextlib.contextmanager
 def step(name: str) -> Iterator[None]:
     start = time.monotonic()
+    name = redact(name)  # step names quote URLs and paths: secrets in them are masked too
     if _in_github_actions():
         sys.stderr.write(f"::group::{name}\n")
     console.print(f"[bold cyan]==>[/] [bold]{_escape(name)}[/]")
@@ -81,6 +82,29 @@ def step(name: str) -> Iterator[None]:
             sys.stderr.write("::endgroup::\n")
         mark = "[green]done[/]" if ok else "[red]failed[/]"
         console.print(f"    {mark} {_escape(name)} in {took:.1f}s")
+
+
+@contextlib.contextmanager
+def download_progress(label: str, total: int | None) -> Iterator[Callable[[int, int | None], None]]:
+    """A download bar on stderr (bytes, speed, time left), gone once done (the caller says the
+    outcome); yields the ``progress(done, total)`` callback that httpfetch and models take."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
+    columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(label, total=total)
+
+        def update(done: int, now_total: int | None) -> None:
+            progress.update(task, completed=done, total=now_total or total)
+
+        yield update
 
 
 def summary(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:

@@ -20,14 +20,16 @@ import json
 import os
 import re
 import tomllib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 from locara_build import httpfetch, log
+from locara_build.digest import sha256_file
 from locara_build.errors import ConfigError, NetworkError, VerifyError
+from locara_build.filelock import file_lock
 from locara_build.lock import atomic_write_bytes
 
 __all__ = [
@@ -343,26 +345,6 @@ def store_has(store: Path, model: Model) -> Path | None:
     return path
 
 
-@contextlib.contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a+b") as fh:
-        try:
-            import fcntl
-        except ImportError:  # Windows: no advisory locks; one fetch at a time is the user's job
-            yield
-            return
-        try:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            log.info(f"waiting for another download of {path.stem} to finish")
-            fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
 @dataclass(frozen=True)
 class FetchOutcome:
     model: Model
@@ -386,7 +368,8 @@ def fetch_model(
     dest = blob_path(store, model.sha256)
     failures: list[str] = []
     verify_failed = False
-    with _locked(dest.with_name(dest.name + ".lock")):
+    lock = dest.with_name(dest.name + ".lock")
+    with file_lock(lock, on_wait=lambda: log.info(f"waiting for another download of {lock.stem} to finish")):
         present = store_has(store, model)  # another process may have finished it meanwhile
         if present:
             return FetchOutcome(model, present, False, None, 0)
@@ -456,7 +439,7 @@ def verify_store(store: Path, *, remove: bool = True) -> tuple[list[StoredBlob],
     """Re-hash every blob; (good, bad). Bad blobs (content != name) are deleted when ``remove``."""
     good, bad = [], []
     for blob in list_store(store):
-        if httpfetch.sha256_file(blob.path) == blob.sha256:
+        if sha256_file(blob.path) == blob.sha256:
             good.append(blob)
         else:
             bad.append(blob)

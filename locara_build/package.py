@@ -38,7 +38,6 @@ A staged file that mentions the work dir, the project or the source/build paths 
 from __future__ import annotations
 
 import fnmatch
-import hashlib
 import json
 import os
 import re
@@ -63,6 +62,8 @@ from locara_build.platforms import BinaryInfo, Platform
 from locara_build.sbom import PatchInfo, SbomInput, ShippedFile, ToolInfo, make_sbom
 from locara_build.sourcetree import require_tree
 from locara_build.workdir import WorkDir
+
+from .digest import sha256_file
 
 __all__ = [
     "PackageResult",
@@ -398,14 +399,6 @@ def _write(path: Path, data: bytes, executable: bool = False) -> None:
     os.chmod(path, 0o755 if executable else 0o644)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _verify_build(out: Path, record: dict[str, Any]) -> None:
     """The build output must be what its build.json says (it is immutable; a change is tampering)."""
     for entry in record.get("files") or []:
@@ -414,7 +407,7 @@ def _verify_build(out: Path, record: dict[str, Any]) -> None:
         path = out / entry["path"]
         if not path.is_file():
             raise VerifyError(f"{path} is listed in {out / 'build.json'} but missing.", hint=f"Delete {out} and rebuild.")
-        if _sha256(path) != entry["sha256"]:
+        if sha256_file(path) != entry["sha256"]:
             raise VerifyError(
                 f"{path} changed after the build (sha256 differs from {out / 'build.json'}); refusing to package it.",
                 hint=f"Delete {out} and run `locara-build build` again.",
@@ -555,7 +548,7 @@ def package(
                 debug_path = archive.write_tar_gz(
                     dist / debug_artifact_name(name), name, archive.entries_from_tree(debug_top), plan.source_date_epoch
                 )
-            digest = _sha256(artifact_path)
+            digest = sha256_file(artifact_path)
             size = artifact_path.stat().st_size
             rec = {
                 "schema": RECORD_SCHEMA,
@@ -579,9 +572,9 @@ def package(
                 "files": [
                     {"path": f.path, "sha256": f.sha256, "size": f.size, "mode": "0755" if f.executable else "0644"} for f in files
                 ]
-                + [{"path": "sbom.cdx.json", "sha256": _sha256(top / "sbom.cdx.json"), "size": len(sbom.encode()), "mode": "0644"}],
+                + [{"path": "sbom.cdx.json", "sha256": sha256_file(top / "sbom.cdx.json"), "size": len(sbom.encode()), "mode": "0644"}],
                 "debug": (
-                    {"file": debug_path.name, "sha256": _sha256(debug_path), "size": debug_path.stat().st_size} if debug_path else None
+                    {"file": debug_path.name, "sha256": sha256_file(debug_path), "size": debug_path.stat().st_size} if debug_path else None
                 ),
                 "signing": signing,
                 "zlib": archive.zlib_version(),
@@ -620,7 +613,7 @@ def _shipped_files(top: Path) -> list[ShippedFile]:
     for path in sorted(top.rglob("*")):
         if path.is_file() and path.name != "sbom.cdx.json":
             st = path.stat()
-            out.append(ShippedFile(path.relative_to(top).as_posix(), _sha256(path), st.st_size, bool(st.st_mode & stat.S_IXUSR)))
+            out.append(ShippedFile(path.relative_to(top).as_posix(), sha256_file(path), st.st_size, bool(st.st_mode & stat.S_IXUSR)))
     return out
 
 

@@ -30,7 +30,8 @@ from typing import Any
 
 from . import log
 from .errors import PatchError, SourceError
-from .gitutil import IDENTITY, Scratch, file_lock, git, is_ancestor, shallow_commits
+from .filelock import file_lock
+from .gitutil import IDENTITY, Scratch, git, is_ancestor, shallow_commits
 from .lock import Lock, atomic_write_bytes, read_lock
 from .run import Result
 from .series import PatchFile, read_series, series_hash

@@ -179,6 +179,12 @@ def _build_key(lock: Lock, patch_hash: str, recipe: Recipe, toolchain: Path | No
     return h.hexdigest()[:16]
 
 
+def _placeless(text: str, places: dict[str, str]) -> str:
+    for path, tag in sorted(places.items(), key=lambda kv: -len(kv[0])):
+        text = text.replace(path, tag)
+    return text
+
+
 def make_plan(
     project: Project,
     work: WorkDir,
@@ -212,7 +218,11 @@ def make_plan(
             # host toolchain entries, e.g. -DVulkan_INCLUDE_DIR of provisioned headers
             {**build_info_entries(lock.commit, lock.tag), **toolchains.plan_cmake_defines(recipe)},
         )
-        key = _build_key(lock, patch_hash, recipe, toolchain, configure, env)
+        # the key must not depend on where the work dir / checkout live (no compiled byte does:
+        # -ffile-prefix-map), or the same inputs give other BUILDINFO/SBOM bytes on every machine
+        places = {str(work.root): "<work>", str(project.root): "<project>"}
+        key = _build_key(lock, patch_hash, recipe, toolchain, [_placeless(a, places) for a in configure],
+                         {k: _placeless(v, places) for k, v in env.items()})
         base = artifact_basename(version, recipe)
         fmt = recipe.archive
         plans.append(

@@ -33,8 +33,8 @@ from urllib.parse import quote
 import requests
 
 from . import __version__, log
+from .digest import sha256_file
 from .errors import ConfigError, NetworkError, VerifyError, disk_full, is_no_space
-from .httpfetch import sha256_file
 from .lock import atomic_write_bytes
 from .plan import PRODUCT
 from .redact import secret_env

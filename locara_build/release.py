@@ -29,9 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from . import __version__, log
+from .digest import sha256_file
 from .errors import ConfigError, VerifyError, disk_full, is_no_space
 from .extract import read_member
-from .httpfetch import sha256_file
 from .lock import atomic_write_bytes
 from .plan import PRODUCT, Plan, RecipePlan
 from .provenance import make_statement, sign_envelope

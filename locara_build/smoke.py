@@ -107,7 +107,10 @@ def free_port() -> int:
 
 
 def _port_free(port: int) -> bool:
+    """Whether llama-server could listen on ``port``. Like every server, it sets SO_REUSEADDR, so a
+    port left in TIME_WAIT by an earlier run is free; one somebody listens on still fails to bind."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind(("127.0.0.1", port))
         except OSError:

@@ -39,10 +39,10 @@ from packaging.version import InvalidVersion, Version
 
 from . import log
 from .errors import ConfigError, LockError, SourceError
+from .filelock import file_lock
 from .gitutil import (
     commit_exists,
     commit_info,
-    file_lock,
     git,
     is_ancestor,
     network_env,
@@ -50,7 +50,7 @@ from .gitutil import (
     rev_parse,
     shallow_commits,
 )
-from .lock import Lock, read_lock, write_lock
+from .lock import DEFAULT_UPSTREAM, Lock, read_lock, write_lock
 from .redact import register
 from .run import run
 from .workdir import Project, WorkDir
@@ -71,7 +71,6 @@ __all__ = [
     "sync",
 ]
 
-DEFAULT_UPSTREAM = "https://github.com/ggml-org/llama.cpp"
 CHANNELS = ("build", "stable")
 
 _BUILD_TAG = re.compile(r"^b(\d+)$")

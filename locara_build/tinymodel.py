@@ -19,6 +19,7 @@ import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from .digest import sha256_file
 from .errors import SmokeError
 
 __all__ = ["TinyModelSpec", "VOCAB_RELPATH", "tiny_model", "write_tiny_model"]
@@ -49,14 +50,6 @@ class TinyModelSpec:
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def tiny_model(vocab: Path, cache_dir: Path, spec: TinyModelSpec | None = None) -> Path:
     """The cached tiny model for ``vocab`` (created on first use)."""
     spec = spec or TinyModelSpec()
@@ -66,7 +59,7 @@ def tiny_model(vocab: Path, cache_dir: Path, spec: TinyModelSpec | None = None) 
             hint="Run `locara-build patches apply` to prepare the source tree (it holds "
             f"{VOCAB_RELPATH}), or pass a model with --model.",
         )
-    dest = cache_dir / f"tiny-llama-{spec.key(_sha256(vocab))}.gguf"
+    dest = cache_dir / f"tiny-llama-{spec.key(sha256_file(vocab))}.gguf"
     if dest.is_file():
         return dest
     write_tiny_model(vocab, dest, spec)

@@ -26,20 +26,24 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from . import __version__, doctor, log, toolchain
-from .build import build_recipe, is_built
+from . import __version__, log
+from .digest import sha256_file
 from .errors import BusyError, LocaraError, PatchError, SignError
-from .httpfetch import sha256_file
 from .lock import Lock, atomic_write_bytes, read_lock, write_lock
-from .notes import release_notes
 from .plan import Plan, RecipePlan, make_plan
 from .redact import redact
-from .signing.minisign import SecretKey
 from .workdir import Project, WorkDir
+
+if TYPE_CHECKING:
+    from .signing.keys import PendingSigningKey
+    from .signing.minisign import SecretKey
+
+# The stages (build, doctor/toolchain probing, signing, notes) are imported where they are used:
+# a run with nothing to do ("up to date") needs none of them and must answer in about a second.
 
 __all__ = ["WeeklyOptions", "WeeklyReport", "RecipeOutcome", "run_weekly", "STATE_FILE"]
 
@@ -183,12 +187,22 @@ def run_weekly(project: Project, work: WorkDir, opts: WeeklyOptions) -> WeeklyRe
     start = time.monotonic()
     report = WeeklyReport()
     with work_lock(work, wait=opts.wait):  # a refused run (busy) leaves the running one's report alone
+        lock_before = project.lock_path.read_bytes() if project.lock_path.exists() else None
         try:
             _run(project, work, opts, report)
+            if report.status == "failed":
+                note = _put_lock_back(project, lock_before, report)
+                if note:
+                    log.warn(note.strip())
+                    report.message += note
         except LocaraError as exc:
             report.status = "failed"
             report.exit_code = exc.exit_code
             report.message = exc.message
+            note = _put_lock_back(project, lock_before, report)
+            if note:
+                exc.message += note
+                report.message += note
             raise
         except KeyboardInterrupt:  # Ctrl-C / SIGTERM: say so, never "ok"
             report.status = "interrupted"
@@ -213,9 +227,10 @@ def _save_report(work: WorkDir, report: WeeklyReport) -> None:
 def _run(project: Project, work: WorkDir, opts: WeeklyOptions, report: WeeklyReport) -> None:
     from . import patchqueue, source
 
-    # The key first: a missing key, a wrong password or a corrupted key file must fail in
-    # seconds, before the lock or anything else changes, not after an hour of building.
-    key = _signing_key(opts)
+    # The key first: a missing or corrupted key file or a missing password must fail in seconds,
+    # before anything changes, not after an hour of building. A wrong password shows once the key
+    # is derived (seconds of scrypt, in the background during the sync): before any patch or build.
+    pending = _signing_key(opts)
     state = _read_state(work)
     root = _releases_root(work, opts)
     old_lock_bytes = project.lock_path.read_bytes() if project.lock_path.exists() else None
@@ -249,6 +264,8 @@ def _run(project: Project, work: WorkDir, opts: WeeklyOptions, report: WeeklyRep
     report.version = str(plan.version)
     report.upstream["new"] = lock.to_dict()
 
+    key = pending.result() if pending is not None else None  # there is work to do: the key must be good
+
     with log.step("check patches"):
         # Checked against the new commit *from the last good lock*, so a failure is bisected
         # between the two (same source only: another source has another mirror).
@@ -271,6 +288,8 @@ def _run(project: Project, work: WorkDir, opts: WeeklyOptions, report: WeeklyRep
             )
     with log.step("prepare source tree"):
         patchqueue.prepare_tree(project, work, lock=lock)
+
+    from . import doctor, toolchain
 
     names = [rp.name for rp in plan.recipes]
     tools = toolchain.probe_all()
@@ -342,6 +361,22 @@ def _culprit(bisect: dict[str, Any]) -> str:
     return f"broken by upstream {str(first.get('sha', ''))[:12]} \"{first.get('subject', '')}\"{pr}"
 
 
+def _put_lock_back(project: Project, before: bytes | None, report: WeeklyReport) -> str:
+    """A run that released nothing leaves the lock as it found it: the lock names the last upstream
+    commit that was built, tested and released, so a CI job that commits it never commits one that
+    fails. Finished builds stay in their keyed dirs: the next run re-syncs and resumes them."""
+    now = project.lock_path.read_bytes() if project.lock_path.exists() else None
+    if now == before:
+        return ""
+    _restore_lock(project, before)
+    new = (report.upstream or {}).get("new") or {}
+    ref = new.get("tag") or new.get("commit") or "<ref>"
+    return (
+        f" The lock ({project.lock_path.name}) was put back as it was before this run; to work on the failure "
+        f"at upstream {ref}, run `locara-build sync --ref {ref}` first."
+    )
+
+
 def _restore_lock(project: Project, old_bytes: bytes | None) -> None:
     if old_bytes is None:
         project.lock_path.unlink(missing_ok=True)
@@ -372,6 +407,7 @@ def _bump_revision_if_needed(
 def _recipe_pipeline(
     plan: Plan, rp: RecipePlan, work: WorkDir, opts: WeeklyOptions, oc: RecipeOutcome, tools: dict[str, Any]
 ) -> None:
+    from .build import build_recipe
     from .package import package
     from .smoke import smoke_recipe
 
@@ -408,6 +444,8 @@ def _recipe_pipeline(
 
 
 def _smoke_done(rp: RecipePlan) -> bool:
+    from .build import is_built
+
     path = rp.output_dir / "smoke.json"
     try:
         rec = json.loads(path.read_text("utf-8"))
@@ -433,15 +471,16 @@ def _package_done(plan: Plan, rp: RecipePlan) -> dict[str, Any] | None:
 _NO_KEY = "no signing key (pass --key FILE or set LOCARA_MINISIGN_KEY): artifacts are packaged but not released"
 
 
-def _signing_key(opts: WeeklyOptions) -> SecretKey | None:
-    """The release key (None: package only), or the error that stops the run before it starts."""
-    from .signing.keys import load_signing_key
+def _signing_key(opts: WeeklyOptions) -> PendingSigningKey | None:
+    """The release key (None: package only), or the error that stops the run before it starts. Its
+    file, shape and password are checked now; the decryption runs meanwhile (PendingSigningKey)."""
+    from .signing.keys import PendingSigningKey
 
     if opts.key is None and not os.environ.get("LOCARA_MINISIGN_KEY"):
         if opts.require_signing:
             raise SignError(_NO_KEY + ".", hint="Create one with `locara-build keys generate` and pass --key.")
         return None
-    return load_signing_key(opts.key)
+    return PendingSigningKey(opts.key)
 
 
 def _release(
@@ -453,6 +492,7 @@ def _release(
     packaged: list[RecipeOutcome],
     key: SecretKey | None,
 ) -> Path | None:
+    from .notes import release_notes
     from .release import MANIFEST, make_release, release_versions
 
     if key is None:

@@ -28,6 +28,7 @@ def test_build_failing_midway_exit_5_keeps_previous_output_and_release(tmp_path:
     before = {"builds": snapshot(builds), "releases": snapshot(env.work / "releases"),
               "state": (env.work / "state" / "weekly.json").read_bytes()}
     (good_key,) = [p.name for p in builds.iterdir()]
+    lock_before = env.lock.read_bytes()
 
     cmake = (env.up.work / "CMakeLists.txt").read_text()
     env.up.commit("server: add broken.c (#5151)", {
@@ -47,7 +48,12 @@ def test_build_failing_midway_exit_5_keeps_previous_output_and_release(tmp_path:
     hint = hint_of(res.stderr)
     assert "locara-build build -r tiny" in hint and good_key in hint  # "earlier builds ... are untouched: <key>"
 
-    # the same through `build` alone: error + next lines from the CLI
+    # the lock names the last good (released) commit again, so CI never commits b101
+    assert env.lock.read_bytes() == lock_before
+    assert "locara-build sync --ref b101" in report["message"] and "was put back" in res.stderr
+
+    # the same through `build` alone, once synced to b101: error + next lines from the CLI
+    assert env.cli("sync", "--ref", "b101").returncode == 0
     res = env.cli("build", "-r", "tiny")
     assert res.returncode == 5, res.stderr
     err = error_of(res.stderr)

@@ -64,12 +64,8 @@ def test_port_already_taken_exit_6(built: StandInEnv) -> None:
 def test_a_fixed_port_serves_both_smoke_runs(built: StandInEnv) -> None:
     """`smoke --port P` starts two servers on P, one after the other (with arguments, then from
     llama-server.args). The first one's closed connections leave P in TIME_WAIT for a minute, which
-    every server ignores (SO_REUSEADDR), so the second must start there too.
-
-    FAILS today: smoke.py's `_port_free()` test-binds P *without* SO_REUSEADDR, so TIME_WAIT reads
-    as "already in use" and the second run exits 6 (so does any re-run on P within a minute). Fix
-    (smoke.py, not edited here): `s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)` before
-    `s.bind(...)` in `_port_free` (a port somebody listens on still fails to bind)."""
+    every server ignores (SO_REUSEADDR), so the second must start there too
+    (a port somebody *listens* on is still refused: the test above)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]

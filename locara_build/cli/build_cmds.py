@@ -9,13 +9,11 @@ import typer
 
 from locara_build import log
 from locara_build.errors import ConfigError
-from locara_build.plan import make_plan
-from locara_build.recipe import load_recipes
 
 from .app import JsonOpt, RecipeOpt, app, output, state
 
-# The stage modules are imported inside the commands: `locara-build build` with nothing to do
-# must stay fast, and other commands need none of them.
+# The stage modules (and plan/recipe, which pull in jinja2) are imported inside the commands:
+# `locara-build build` with nothing to do must stay fast, and other commands need none of them.
 
 RecipesAllOpt = Annotated[
     list[str] | None,
@@ -31,6 +29,7 @@ def doctor_cmd(
 ) -> None:
     """Detect toolchains (with versions) and list which recipes this host can build, and why not the others."""
     from locara_build.doctor import doctor as run_doctor
+    from locara_build.recipe import load_recipes
 
     st = state()
     recipes = load_recipes(st.project, recipe)
@@ -73,6 +72,7 @@ def build_cmd(
     """Configure and build each recipe's targets (only those) into its immutable, keyed output dir."""
     from locara_build.build import build as run_build
     from locara_build.doctor import doctor as run_doctor
+    from locara_build.plan import make_plan
 
     st = state()
     plan = make_plan(st.project, st.work, recipe)
@@ -110,6 +110,7 @@ def smoke_cmd(
 ) -> None:
     """Start each built llama-server on 127.0.0.1 with a tiny model and check its endpoints (and its args file)."""
     from locara_build.build import is_built
+    from locara_build.plan import make_plan
     from locara_build.smoke import default_ui_dir
     from locara_build.smoke import smoke as run_smoke
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from locara_build import ci, log
+from locara_build import log
 
 from .app import JsonOpt, app, output, state
 
@@ -29,6 +29,8 @@ CheckOpt = Annotated[
 @ci_app.command("render")
 def render_cmd(check: CheckOpt = False, json_: JsonOpt = False) -> None:
     """Render ci/workflows/*.yml and .github/workflows/*.yml from ci/templates/*.yml.j2 and recipes/."""
+    from locara_build import ci  # jinja2, recipes: only for this command
+
     st = state()
     project = st.project
     statuses, warnings = ci.check(project) if check else ci.write(project)

@@ -4,33 +4,17 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 
-from locara_build import httpfetch, log
+from locara_build import log
 from locara_build.errors import ConfigError, LocaraError, VerifyError
-from locara_build.models import (
-    Model,
-    ModelManifest,
-    adhoc_model,
-    blob_path,
-    fetch_model,
-    list_store,
-    load_manifest,
-    store_has,
-    verify_store,
-)
 
 from .app import JsonOpt, app, output, state
+
+if TYPE_CHECKING:  # imported inside the commands: the store and downloads cost start-up time
+    from locara_build.models import Model, ModelManifest
 
 models_app = typer.Typer(
     help="Models: fetch (verified, resumable) into the content-addressed store, list, locate, verify.",
@@ -56,6 +40,8 @@ def _store(flag: Path | None) -> Path:
 
 
 def _manifest(flag: Path | None) -> ModelManifest:
+    from locara_build.models import load_manifest
+
     if flag is not None:
         return load_manifest(flag.expanduser().resolve())
     try:
@@ -66,18 +52,6 @@ def _manifest(flag: Path | None) -> ModelManifest:
             hint="Pass --manifest <unpacked artifact>/models/manifest.json, or --url URL --sha256 HEX.",
         ) from None
     return load_manifest(project.models_path)
-
-
-def _progress() -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        TimeRemainingColumn(),
-        console=log.console,
-        transient=True,
-    )
 
 
 @models_app.command("fetch")
@@ -93,6 +67,9 @@ def fetch_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Download a model into the store (<store>/sha256/<hex>): resumable, verified, atomic; never keeps a bad file."""
+    from locara_build import httpfetch
+    from locara_build.models import adhoc_model, fetch_model
+
     if timeout <= 0:
         raise ConfigError(f"--timeout {timeout:g}: must be more than 0 seconds.", hint="For example --timeout 30.")
     fetcher = functools.partial(httpfetch.fetch, timeout=(httpfetch.DEFAULT_TIMEOUT[0], timeout))
@@ -121,12 +98,7 @@ def fetch_cmd(
             )
     results: list[dict[str, Any]] = []
     for m in models:
-        with _progress() as progress:
-            task = progress.add_task(f"{m.id}", total=m.size if m.size >= 0 else None)
-
-            def update(done: int, total: int | None, task: Any = task, progress: Progress = progress) -> None:
-                progress.update(task, completed=done, total=total)
-
+        with log.download_progress(m.id, m.size if m.size >= 0 else None) as update:
             outcome = fetch_model(m, root, progress=update, fetch=fetcher)
         verb = "downloaded" if outcome.downloaded else "already in the store"
         if outcome.resumed_from:
@@ -150,6 +122,8 @@ def fetch_cmd(
 @models_app.command("list")
 def list_cmd(manifest: ManifestOpt = None, store: StoreOpt = None, json_: JsonOpt = False) -> None:
     """The manifest's models and whether each is in the store; then anything else the store holds."""
+    from locara_build.models import list_store, store_has
+
     root = _store(store)
     try:
         mf: ModelManifest | None = _manifest(manifest)
@@ -201,6 +175,8 @@ def path_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Print the store path of a model (exit 8 when it is not fetched yet), e.g. `llama-server -m "$(locara-build models path)"`."""
+    from locara_build.models import blob_path, store_has
+
     root = _store(store)
     mf = _manifest(manifest)
     m = mf.get(model_id) if model_id else mf.default_model
@@ -223,6 +199,8 @@ def verify_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Re-hash every model in the store; a file whose content no longer matches its name is deleted (exit 8)."""
+    from locara_build.models import verify_store
+
     root = _store(store)
     good, bad = verify_store(root, remove=not keep)
     output(json_, {"store": str(root), "ok": [b.sha256 for b in good], "corrupt": [str(b.path) for b in bad]})

@@ -8,11 +8,7 @@ from typing import Annotated
 import typer
 
 from locara_build import log
-from locara_build.build import is_built
 from locara_build.errors import ConfigError
-from locara_build.models import load_manifest
-from locara_build.package import package as run_package
-from locara_build.plan import make_plan
 
 from .app import JsonOpt, RecipeOpt, app, output, state
 
@@ -40,6 +36,11 @@ def package_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Package each built recipe: bin/ + ui/ + models/manifest.json + launchers + LICENSES + BUILDINFO + SBOM."""
+    from locara_build.build import is_built
+    from locara_build.models import load_manifest
+    from locara_build.package import package as run_package
+    from locara_build.plan import make_plan
+
     st = state()
     plan = make_plan(st.project, st.work, recipe)
     manifest = load_manifest(models.resolve()) if models else None

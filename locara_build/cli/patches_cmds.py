@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from locara_build import log
-from locara_build.bisect import BisectReport, find_breaking_commits
 from locara_build.errors import PatchError
-from locara_build.patchqueue import CheckReport, check_series, prepare_tree, refresh
 
 from .app import JsonOpt, app, output, state
+
+if TYPE_CHECKING:  # the patch queue and bisect are imported inside the commands (start-up time)
+    from locara_build.bisect import BisectReport
+    from locara_build.patchqueue import CheckReport
 
 patches_app = typer.Typer(
     help="The patch series (patches/series) on top of the locked upstream commit.",
@@ -23,6 +25,8 @@ app.add_typer(patches_app, name="patches")
 @patches_app.command("apply")
 def apply_cmd(json_: JsonOpt = False) -> None:
     """Prepare the patched source tree for the locked commit (idempotent; all-or-nothing)."""
+    from locara_build.patchqueue import prepare_tree
+
     st = state()
     result = prepare_tree(st.project, st.work)
     if output(json_, result.to_dict()):
@@ -86,6 +90,8 @@ def check_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Try the series against an upstream ref without touching the lock or the tree: clean / 3-way / FAILED."""
+    from locara_build.patchqueue import check_series
+
     st = state()
     report = check_series(st.project, st.work, ref=ref, bisect=not no_bisect)
     if output(json_, report.to_dict()):
@@ -105,6 +111,8 @@ def check_cmd(
 @patches_app.command("refresh")
 def refresh_cmd(json_: JsonOpt = False) -> None:
     """Regenerate patches/ (and patches/series) from the patched branch in the source tree."""
+    from locara_build.patchqueue import refresh
+
     st = state()
     result = refresh(st.project, st.work)
     if output(json_, result.to_dict()):
@@ -142,6 +150,8 @@ def bisect_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Find the first upstream commit at which each patch stops applying; offer a rebased patch."""
+    from locara_build.bisect import find_breaking_commits
+
     st = state()
     report = find_breaking_commits(st.project, st.work, from_ref=from_ref, to_ref=to_ref, write=write)
     if not output(json_, report.to_dict()):

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from .. import log
-from ..plan import make_plan
 from .app import JsonOpt, RecipeOpt, app, output, state
 
 
 @app.command("plan")
 def plan_cmd(recipe: RecipeOpt = None, json_: JsonOpt = False) -> None:
     """Show the full, frozen plan: upstream, patches, recipes, CMake args, targets, artifact names."""
+    from ..plan import make_plan
+
     st = state()
     plan = make_plan(st.project, st.work, recipe)
     if output(json_, plan.to_dict()):

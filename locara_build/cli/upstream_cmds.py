@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from locara_build import log
-from locara_build.source import DEFAULT_UPSTREAM, sync
+from locara_build.lock import DEFAULT_UPSTREAM
 
 from .app import JsonOpt, app, output, state
 
@@ -36,6 +36,8 @@ def sync_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Fetch upstream into the cached mirror, resolve the ref and write recipes/upstream.lock."""
+    from locara_build.source import sync
+
     st = state()
     result = sync(st.project, st.work, upstream=upstream, ref=ref, channel=channel)
     if output(json_, result.to_dict()):

@@ -7,7 +7,6 @@ from typing import Annotated
 
 import typer
 
-from ..weekly import WeeklyOptions, run_weekly
 from .app import JsonOpt, RecipeOpt, app, output, state
 
 
@@ -36,6 +35,8 @@ def weekly_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """The maintainer's / CI's one command: ship the newest llama.cpp for every recipe this host can build."""
+    from ..weekly import WeeklyOptions, run_weekly
+
     st = state()
     opts = WeeklyOptions(
         upstream=upstream,

@@ -16,6 +16,7 @@ import binascii
 import getpass
 import os
 import sys
+import threading
 from importlib import resources
 from pathlib import Path
 
@@ -58,6 +59,41 @@ def read_password(*, confirm: bool = False, prompt: str = "Password for the mini
 
 def load_signing_key(key_file: Path | None = None) -> SecretKey:
     """The release signing key from ``key_file``, else from ``$LOCARA_MINISIGN_KEY``."""
+    text, password, source = _read_signing_key(key_file)
+    return SecretKey.from_text(text, password, source=source)
+
+
+class PendingSigningKey:
+    """A signing key whose file, shape and password were checked at once, and whose decryption
+    (minisign's scrypt: ~6 s and 1 GiB here) runs in a background thread meanwhile. ``weekly`` only
+    waits for it once there is work to do, so a run with nothing to do never pays for it."""
+
+    def __init__(self, key_file: Path | None = None) -> None:
+        text, password, source = _read_signing_key(key_file)
+        SecretKey.check_text(text, password, source=source)
+        self._key: SecretKey | None = None
+        self._error: BaseException | None = None
+
+        def derive() -> None:
+            try:
+                self._key = SecretKey.from_text(text, password, source=source)
+            except BaseException as exc:  # handed to the thread that asks for the key
+                self._error = exc
+
+        # a daemon: a run that ends (up to date, Ctrl-C) does not wait for the key derivation
+        self._thread = threading.Thread(target=derive, name="signing-key", daemon=True)
+        self._thread.start()
+
+    def result(self) -> SecretKey:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
+        assert self._key is not None
+        return self._key
+
+
+def _read_signing_key(key_file: Path | None) -> tuple[str, str | None, str]:
+    """The key's text, its password (asked for on a terminal when it is encrypted) and where it came from."""
     if key_file is not None:
         try:
             text = key_file.read_text("utf-8")
@@ -88,7 +124,7 @@ def load_signing_key(key_file: Path | None = None) -> SecretKey:
     password = secret_env(PASSWORD_ENV)
     if password is None and _is_encrypted(text) and sys.stdin.isatty():
         password = read_password()
-    return SecretKey.from_text(text, password, source=source)
+    return text, password, source
 
 
 def _is_encrypted(text: str) -> bool:

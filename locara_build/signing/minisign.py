@@ -221,15 +221,17 @@ class SecretKey:
         return f"{UNTRUSTED_PREFIX}{comment}\n{base64.b64encode(blob).decode()}\n"
 
     @classmethod
-    def from_text(cls, text: str, password: str | None, *, source: str = "secret key") -> SecretKey:
+    def check_text(cls, text: str, password: str | None, *, source: str = "secret key") -> None:
+        """Everything :meth:`from_text` checks short of the key derivation (seconds of scrypt): the
+        file's shape, its algorithms, and that an encrypted key has a password."""
+        cls._parse(text, password, source)
+
+    @staticmethod
+    def _parse(text: str, password: str | None, source: str) -> tuple[bytes, bytes, KdfLimits, bytes]:
         lines = [ln.strip() for ln in text.strip().splitlines() if ln.strip()]
         if lines and lines[0].startswith(UNTRUSTED_PREFIX):
             lines.pop(0)
-        bad = ConfigError(
-            f"{source}: not a minisign secret key.",
-            hint="Use the .key file written by `locara-build keys generate` or `minisign -G` "
-            "(in CI: the whole file's contents in LOCARA_MINISIGN_KEY).",
-        )
+        bad = _not_a_secret_key(source)
         if len(lines) != 1:
             raise bad
         try:
@@ -249,10 +251,18 @@ class SecretKey:
                     hint="Set LOCARA_MINISIGN_PASSWORD (a CI secret) or run interactively to be asked for it.",
                 )
             register(password)
-            stream = _kdf_stream(password, salt, limits, len(body))
-            body = bytes(a ^ b for a, b in zip(body, stream, strict=True))
         elif kdf != KDF_NONE:
             raise bad
+        return kdf, salt, limits, body
+
+    @classmethod
+    def from_text(cls, text: str, password: str | None, *, source: str = "secret key") -> SecretKey:
+        kdf, salt, limits, body = cls._parse(text, password, source)
+        bad = _not_a_secret_key(source)
+        if kdf == KDF_SCRYPT:
+            assert password  # _parse refused an encrypted key without one
+            stream = _kdf_stream(password, salt, limits, len(body))
+            body = bytes(a ^ b for a, b in zip(body, stream, strict=True))
         key_id, sk, chk = body[:8], body[8:72], body[72:104]
         # minisign -W writes an all-zero checksum for unencrypted keys; the public-key check below still applies
         unchecked = kdf == KDF_NONE and chk == bytes(32)
@@ -265,6 +275,14 @@ class SecretKey:
         if key.public_key.raw != sk[32:]:
             raise bad
         return key
+
+
+def _not_a_secret_key(source: str) -> ConfigError:
+    return ConfigError(
+        f"{source}: not a minisign secret key.",
+        hint="Use the .key file written by `locara-build keys generate` or `minisign -G` "
+        "(in CI: the whole file's contents in LOCARA_MINISIGN_KEY).",
+    )
 
 
 def generate() -> SecretKey:

@@ -4,8 +4,6 @@ a lock so two builds never provision the same thing at once, and verified downlo
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import os
 import shutil
 from collections.abc import Iterator
@@ -13,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from locara_build.digest import sha256_file
+from locara_build.filelock import file_lock
 from locara_build.workdir import resolve_work_dir
 
 __all__ = ["Finding", "toolchains_dir", "ensure_dir", "provision_lock", "sha256_file", "staging_dir", "publish_dir"]
@@ -61,21 +61,9 @@ def ensure_dir(path: Path) -> Path:
 
 @contextlib.contextmanager
 def provision_lock() -> Iterator[None]:
-    root = ensure_dir(toolchains_dir())
-    with open(root / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    """One provisioning at a time in the shared toolchains folder."""
+    with file_lock(ensure_dir(toolchains_dir()) / ".lock"):
+        yield
 
 
 def staging_dir(final: Path) -> Path:

@@ -432,7 +432,9 @@ def clone_env(src: StandInEnv, root: Path) -> StandInEnv:
 def _env(extra: dict[str, str] | None) -> dict[str, str]:
     env = dict(os.environ)
     env.update(extra or {})
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS), env.get("PYTHONPATH", "")) if p)
+    # this checkout's package first (whatever some other editable install points at), then the helpers
+    paths = (str(TESTS.parent), str(TESTS), env.get("PYTHONPATH", ""))
+    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     env.setdefault("COLUMNS", "200")
     return env
 

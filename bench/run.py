@@ -1,0 +1,1131 @@
+#!/usr/bin/env python3
+"""locara-build benchmarks: the weekly job and the binaries we ship (run by hand, never in CI).
+
+Every measurement is a pair, A (ours) against B (the baseline: the same work done by hand or by
+upstream's way), run side by side in one invocation, interleaved (A B, B A, A B, ...), so load
+drift hits both sides alike. Each pair's result goes to ``bench/results/<name>.json`` (samples,
+medians, the ratio A/B, the load average around every sample, the exact A and B commands);
+``python bench/run.py table`` renders the table in docs/performance.md from those files.
+
+    python bench/run.py startup        --runs 11        # `locara-build --help` vs a bare typer app
+    python bench/run.py noop-weekly    --runs 7         # weekly with nothing changed (goal < 3 s)
+    python bench/run.py orchestration  --runs 5         # `build` vs configure+build by hand
+    python bench/run.py orchestration  --runs 1 --cold  # ... with ccache disabled on both sides
+    python bench/run.py upgrade        --runs 5         # 0.3.35 -> 0.3.36 rebuild vs plain ccache
+    python bench/run.py served         --runs 5         # packaged CPU server vs -march=native
+    python bench/run.py size                            # artifact vs upstream-style tar -czf
+    python bench/run.py install        --runs 7         # install vs curl + sha256sum + tar
+    python bench/run.py table                           # the markdown table
+
+Scratch work dirs, snapshots and private compiler caches live under ``--bench-dir`` (default
+``$LOCARA_BENCH_DIR``, else ``~/.cache/locara-build/bench``). Compile-heavy steps take
+``flock <bench-dir>/../cpu.lock``-style serialisation from ``--cpu-lock`` when given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import re
+import shlex
+import shutil
+import statistics
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.request
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+sys.path.insert(0, str(REPO / "tests"))  # support.llama (vendored trees), support.httpserver, support.pipeline
+
+from support.pipeline import copy_project  # noqa: E402  (the tests' private project copy: recipes, patches, ci)
+
+OLD_VERSION, NEW_VERSION = "0.3.35", "0.3.36"
+CI_RECIPE = "linux-x86_64-cpu-ci"
+RELEASE_CPU = "linux-x86_64-cpu"
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+
+def median(xs: Sequence[float]) -> float:
+    if not xs:
+        raise ValueError("median of no samples")
+    return float(statistics.median(xs))
+
+
+def summarize(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
+    """Medians of both sides, the ratio of the medians (A/B) and the median of the per-run ratios
+    (each pair ran back to back, so its ratio is the least disturbed by slow drift in load)."""
+    ma, mb = median(a), median(b)
+    pairs = [x / y for x, y in zip(a, b, strict=False) if y]
+    return {
+        "a_median": ma,
+        "b_median": mb,
+        "ratio": ma / mb if mb else None,
+        "pair_ratio_median": median(pairs) if pairs else None,
+        "a_spread": [min(a), max(a)],
+        "b_spread": [min(b), max(b)],
+        "runs": min(len(a), len(b)),
+    }
+
+
+def goal_met(value: float | None, op: str, target: float) -> bool | None:
+    if value is None:
+        return None
+    return {"<=": value <= target, ">=": value >= target, "<": value < target}[op]
+
+
+# --- running things -----------------------------------------------------------------------------
+
+
+def loadavg() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def fmt_cmd(argv: Sequence[str], env: dict[str, str] | None = None) -> str:
+    prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in sorted((env or {}).items()))
+    return (prefix + " " if prefix else "") + shlex.join([str(a) for a in argv])
+
+
+def sh(
+    argv: Sequence[str | Path],
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    log: Path | None = None,
+    check: bool = True,
+    timeout: float | None = None,
+    unset: Sequence[str] = (),
+) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+    """Run ``argv``; return (wall seconds, completed process). Output goes to ``log`` (appended)."""
+    full = {**os.environ, **(env or {})}
+    for k in unset:
+        full.pop(k, None)
+    argv = [str(a) for a in argv]
+    out = open(log, "ab") if log else subprocess.DEVNULL  # noqa: SIM115
+    try:
+        if log:
+            out.write(f"\n+ {fmt_cmd(argv, env)}\n".encode())  # type: ignore[union-attr]
+            out.flush()  # type: ignore[union-attr]
+        start = time.perf_counter()
+        proc = subprocess.run(argv, env=full, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, check=False)
+        seconds = time.perf_counter() - start
+    finally:
+        if log:
+            out.close()  # type: ignore[union-attr]
+    if check and proc.returncode != 0:
+        raise SystemExit(f"bench: `{fmt_cmd(argv)}` exited {proc.returncode}" + (f"; log: {log}" if log else ""))
+    return seconds, proc
+
+
+def capture(argv: Sequence[str | Path], *, env: dict[str, str] | None = None, cwd: Path | None = None) -> str:
+    full = {**os.environ, **(env or {})}
+    return subprocess.run([str(a) for a in argv], env=full, cwd=cwd, check=True, capture_output=True, text=True).stdout
+
+
+@dataclass
+class Side:
+    label: str
+    command: str  # the exact command measured (shell form), for the docs
+    run: Callable[[int], float]  # run i -> seconds (or the measured value)
+    samples: list[float] = field(default_factory=list)
+    loads: list[float] = field(default_factory=list)
+    extra: list[dict[str, Any]] = field(default_factory=list)
+
+
+def interleaved(a: Side, b: Side, runs: int, *, quiet: bool = False) -> None:
+    """A B, B A, A B, ...: every pair back to back, the order alternating so neither side always
+    runs on a warmer (or busier) machine."""
+    for i in range(runs):
+        order = (a, b) if i % 2 == 0 else (b, a)
+        for side in order:
+            before = loadavg()
+            value = side.run(i)
+            side.samples.append(value)
+            side.loads.append(max(before, loadavg()))
+            if not quiet:
+                print(f"  run {i + 1}/{runs} {side.label}: {value:.3f} (load {side.loads[-1]})", flush=True)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    mem = ""
+    with contextlib.suppress(OSError, IndexError):
+        mem = f"{int(Path('/proc/meminfo').read_text().split()[1]) // (1 << 20)} GiB"
+    return {
+        "cpu": model,
+        "cores": os.cpu_count(),
+        "memory": mem,
+        "os": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def save(name: str, result: dict[str, Any], out_dir: Path = RESULTS) -> Path:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    result = {"name": name, "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine(), **result}
+    path = out_dir / f"{name}.json"
+    path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
+    print(f"bench: wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
+    print(row_markdown(result))
+    return path
+
+
+def pair_result(
+    a: Side, b: Side, *, title: str, unit: str, goal: tuple[str, float], reproduce: str,
+    higher_is_better: bool = False, measure: str = "ratio", notes: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """``measure``: "ratio" (the goal applies to A/B) or "a" (the goal applies to A's median)."""
+    s = summarize(a.samples, b.samples)
+    value = s["ratio"] if measure == "ratio" else s["a_median"]
+    return {
+        "title": title,
+        "unit": unit,
+        "higher_is_better": higher_is_better,
+        "a": {"label": a.label, "command": a.command, "samples": a.samples, "load": a.loads, "extra": a.extra},
+        "b": {"label": b.label, "command": b.command, "samples": b.samples, "load": b.loads, "extra": b.extra},
+        **s,
+        "goal": {"measure": measure, "op": goal[0], "value": goal[1]},
+        "met": goal_met(value, goal[0], goal[1]),
+        "reproduce": reproduce,
+        "notes": notes or {},
+    }
+
+
+# --- the table ----------------------------------------------------------------------------------
+
+
+def _fmt(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    if unit == "s":
+        return f"{value:.2f} s" if value < 100 else f"{value:.0f} s"
+    if unit == "bytes":
+        return f"{value / (1 << 20):.1f} MiB"
+    return f"{value:.1f} {unit}"
+
+
+def row_markdown(r: dict[str, Any]) -> str:
+    goal = r["goal"]
+    target = f"{'A' if goal['measure'] == 'a' else 'A/B'} {goal['op']} {goal['value']:g}" + (" s" if goal["measure"] == "a" else "x")
+    met = {True: "yes", False: "**no**", None: "-"}[r.get("met")]
+    ratio = f"{r['ratio']:.3f}x" if r.get("ratio") is not None else "-"
+    pair = f" (pairs {r['pair_ratio_median']:.3f}x)" if r.get("pair_ratio_median") is not None and r.get("runs", 0) > 1 else ""
+    return (
+        f"| {r['title']} | {r['a']['label']}: {_fmt(r['a_median'], r['unit'])} | {r['b']['label']}: {_fmt(r['b_median'], r['unit'])} "
+        f"| {ratio}{pair} | {r.get('runs', 1)} | {target} | {met} | `{r['reproduce']}` |"
+    )
+
+
+TABLE_HEAD = (
+    "| measurement | A (median) | B (median) | A/B | runs | goal | met | reproduce |\n"
+    "|---|---|---|---|---|---|---|---|"
+)
+
+
+def cmd_table(args: argparse.Namespace) -> None:
+    results = sorted(RESULTS.glob("*.json"))
+    order = [
+        "startup", "noop-weekly", "noop-weekly-encrypted-key", "orchestration-warm", "orchestration-cold",
+        "upgrade", "served-prompt", "served-gen", "install",
+    ]
+    docs = {p.stem: json.loads(p.read_text()) for p in results}
+    print(TABLE_HEAD)
+    for name in [*order, *sorted(k for k in docs if k not in order)]:
+        if name in docs and "a" in docs[name]:
+            print(row_markdown(docs[name]))
+
+
+# --- shared setup: bench work dirs with a prepared source tree ---------------------------------
+
+
+def bench_dir(args: argparse.Namespace) -> Path:
+    d = Path(args.bench_dir or os.environ.get("LOCARA_BENCH_DIR") or Path.home() / ".cache" / "locara-build" / "bench")
+    d.mkdir(parents=True, exist_ok=True)
+    return d.resolve()
+
+
+def tool() -> list[str]:
+    exe = shutil.which("locara-build")
+    return [exe] if exe else [sys.executable, "-m", "locara_build"]
+
+
+def sdists_dir(version: str) -> Path:
+    from support.llama import sdist_tarball
+
+    return sdist_tarball(version).parent
+
+
+def shared_ccache() -> Path:
+    return Path(os.environ.get("CCACHE_DIR") or Path.home() / ".cache" / "ccache")
+
+
+@contextlib.contextmanager
+def cpu_lock(path: str | None) -> Iterator[None]:
+    """Serialise compile-heavy steps with other users of the machine (``flock PATH``)."""
+    if not path:
+        yield
+        return
+    with open(path, "a") as fh:
+        print(f"bench: waiting for {path}", flush=True)
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@dataclass
+class Bench:
+    """A private project copy + work dir + tool invocation."""
+
+    project: Path
+    work: Path
+    env: dict[str, str]
+    log: Path
+
+    def cli(self, *args: str, env: dict[str, str] | None = None, check: bool = True) -> tuple[float, subprocess.CompletedProcess[bytes]]:
+        return sh([*tool(), "--project", str(self.project), "--work-dir", str(self.work), *args],
+                  env={**self.env, **(env or {})}, log=self.log, check=check)
+
+    def cli_json(self, *args: str) -> dict[str, Any]:
+        argv = [*tool(), "--project", str(self.project), "--work-dir", str(self.work), *args, "--json"]
+        return json.loads(capture(argv, env=self.env))
+
+    def argv(self, *args: str) -> list[str]:
+        return ["locara-build", "--project", str(self.project), "--work-dir", str(self.work), *args]
+
+    def plan(self, recipe: str) -> dict[str, Any]:
+        return next(r for r in self.cli_json("plan", "-r", recipe)["recipes"] if r["name"] == recipe)
+
+
+def prepared(root: Path, version: str, *, ccache_dir: Path) -> Bench:
+    """``root``/project + ``root``/work synced to llama-cpp-python ``version`` with the patches applied."""
+    b = Bench(copy_project(root / "project"), root / "work", {"CCACHE_DIR": str(ccache_dir),
+              "LOCARA_PYPI_SDISTS": str(sdists_dir(version))}, root / "bench.log")
+    b.work.mkdir(parents=True, exist_ok=True)
+    b.cli("sync", "--upstream", f"pypi:llama-cpp-python=={version}")
+    b.cli("patches", "apply")
+    return b
+
+
+def ccache_rate(record: dict[str, Any]) -> dict[str, Any]:
+    c = record.get("ccache") or {}
+    return {"hits": c.get("hits"), "misses": c.get("misses"), "hit_rate": c.get("hit_rate")}
+
+
+def stats_log_counts(path: Path) -> dict[str, Any]:
+    """Hits and misses from a ccache ``CCACHE_STATSLOG`` file (one counter name per line)."""
+    hits = misses = 0
+    with contextlib.suppress(OSError):
+        for line in path.read_text(errors="replace").splitlines():
+            if line in ("direct_cache_hit", "preprocessed_cache_hit"):
+                hits += 1
+            elif line == "cache_miss":
+                misses += 1
+    total = hits + misses
+    return {"hits": hits, "misses": misses, "hit_rate": round(hits / total, 4) if total else None}
+
+
+# --- 1. start-up and the no-op weekly ----------------------------------------------------------
+
+BARE_TYPER = """\
+import typer
+app = typer.Typer()
+@app.command()
+def a() -> None: ...
+@app.command()
+def b() -> None: ...
+app()
+"""
+
+
+def cmd_startup(args: argparse.Namespace) -> None:
+    a = Side("locara-build --help", "locara-build --help", lambda i: sh([*tool(), "--help"])[0])
+    b = Side("bare typer app --help", "python -c '<2-command typer app>' --help",
+             lambda i: sh([sys.executable, "-c", BARE_TYPER, "--help"])[0])
+    sh([*tool(), "--help"])  # warm the page cache and .pyc files
+    interleaved(a, b, args.runs)
+    notes = {"importtime_top": importtime_top()}
+    save("startup", pair_result(a, b, title="CLI start-up (`--help`)", unit="s", goal=("<=", 1.5),
+                                reproduce=f"python bench/run.py startup --runs {args.runs}", notes=notes))
+
+
+def importtime_top(n: int = 12) -> list[tuple[str, float]]:
+    """The slowest imports (cumulative ms) of ``locara_build.cli``, from ``python -X importtime``."""
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-c", "import locara_build.cli"],
+                          capture_output=True, text=True, check=True)
+    rows = []
+    for line in proc.stderr.splitlines():
+        m = re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line)
+        if m:
+            rows.append((m[4], int(m[2]) / 1000, len(m[3])))
+    total = next((ms for name, ms, _ in rows if name == "locara_build.cli"), 0.0)
+    top = sorted(((name, ms) for name, ms, depth in rows if depth <= 7), key=lambda r: -r[1])[:n]
+    return [("TOTAL locara_build.cli", total), *top]
+
+
+def noop_setup(args: argparse.Namespace) -> tuple[Bench, str | None, list[str], Path]:
+    """A work dir whose last weekly released (default: one made here for the CI recipe, with the
+    warm shared ccache: minutes), and two keys: unencrypted, and password-protected with
+    minisign's default scrypt cost."""
+    root = bench_dir(args) / "noop"
+    key_dir = root / "keys"
+    if not (key_dir / "plain.key").exists():
+        key_dir.mkdir(parents=True, exist_ok=True)
+        sh([*tool(), "keys", "generate", "--out", key_dir, "--name", "plain", "--unencrypted"])
+        sh([*tool(), "keys", "generate", "--out", key_dir, "--name", "sealed"], env={"LOCARA_MINISIGN_PASSWORD": "bench"})
+    if args.work:
+        b = Bench(Path(args.project or REPO).resolve(), Path(args.work).resolve(), {}, root / "bench.log")
+        return b, args.upstream, args.recipe or [], key_dir
+    spec, recipes = f"pypi:llama-cpp-python=={NEW_VERSION}", args.recipe or [CI_RECIPE]
+    project = root / "project" if (root / "project").exists() else copy_project(root / "project")
+    b = Bench(project, root / "work", {"CCACHE_DIR": str(shared_ccache()), "LOCARA_PYPI_SDISTS": str(sdists_dir(NEW_VERSION))},
+              root / "bench.log")
+    b.work.mkdir(parents=True, exist_ok=True)
+    if not list((b.work / "releases").glob("*/release.json")):
+        with cpu_lock(args.cpu_lock):
+            b.cli("weekly", "--upstream", spec, "--key", str(key_dir / "plain.key"), *sum((["-r", r] for r in recipes), []))
+    return b, spec, recipes, key_dir
+
+
+def weekly_args(spec: str | None, recipes: list[str], key: Path) -> list[str]:
+    return ["weekly", *(["--upstream", spec] if spec else []), "--key", str(key), *sum((["-r", r] for r in recipes), []), "--json"]
+
+
+def check_noop(work: Path) -> None:
+    report = json.loads((work / "reports" / "weekly-latest.json").read_text())
+    if report["status"] != "up-to-date":
+        raise SystemExit(f"bench: weekly was not a no-op: {report['status']} ({report['message']})")
+
+
+def cmd_noop_weekly(args: argparse.Namespace) -> None:
+    """A weekly run on a work dir whose last release already holds these inputs: "up to date"."""
+    b, spec, recipes, key_dir = noop_setup(args)
+    env = {"LOCARA_MINISIGN_PASSWORD": "bench"}
+    for key, name in ((key_dir / "plain.key", "noop-weekly"), (key_dir / "sealed.key", "noop-weekly-encrypted-key")):
+        wargs = weekly_args(spec, recipes, key)
+
+        def weekly(i: int, wargs: list[str] = wargs) -> float:
+            seconds, _ = b.cli(*wargs, env=env)
+            check_noop(b.work)
+            return seconds
+
+        a = Side("no-op weekly", fmt_cmd(b.argv(*wargs), env if "sealed" in key.name else None), weekly)
+        base = Side("locara-build --help", "locara-build --help", lambda i: sh([*tool(), "--help"])[0])
+        weekly(0)  # warm-up
+        interleaved(a, base, args.runs)
+        title = "no-op `weekly`" + (" (password-protected key)" if "sealed" in key.name else "")
+        extra = f" --work {args.work}" if args.work else ""
+        save(name, pair_result(a, base, title=title, unit="s", goal=("<", 3.0), measure="a",
+                               reproduce=f"python bench/run.py noop-weekly --runs {args.runs}{extra}",
+                               notes={"recipes": recipes or "every release recipe", "work": str(b.work),
+                                      "key": "unencrypted" if "plain" in key.name else "scrypt sensitive (minisign default)"}))
+    key_load = Side("decrypt the sealed key", "python -c 'load_signing_key(sealed.key)'", lambda i: sh(
+        [sys.executable, "-c", "import sys; from pathlib import Path; from locara_build.signing.keys import load_signing_key; "
+         "load_signing_key(Path(sys.argv[1]))", key_dir / "sealed.key"], env=env)[0])
+    plain_load = Side("load the plain key", "python -c 'load_signing_key(plain.key)'", lambda i: sh(
+        [sys.executable, "-c", "import sys; from pathlib import Path; from locara_build.signing.keys import load_signing_key; "
+         "load_signing_key(Path(sys.argv[1]))", key_dir / "plain.key"])[0])
+    interleaved(key_load, plain_load, args.runs)
+    save("key-load", pair_result(key_load, plain_load, title="signing key load (profile of the sealed no-op)", unit="s",
+                                 goal=("<", 3.0), measure="a", reproduce=f"python bench/run.py noop-weekly --runs {args.runs}"))
+
+
+def export_ref(ref: str, root: Path) -> Path:
+    """``git archive REF locara_build`` unpacked under ``root`` (the "before" side of a code change)."""
+    sha = capture(["git", "-C", REPO, "rev-parse", "--short", ref]).strip()
+    dest = root / f"before-{sha}"
+    if not (dest / "locara_build" / "__init__.py").exists():
+        dest.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", ref, "locara_build"],
+                                 check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest
+
+
+def cmd_startup_diff(args: argparse.Namespace) -> None:
+    """The working tree's CLI against ``--before REF``'s (both as ``python -m locara_build`` with
+    PYTHONPATH pointing at the code): ``--help`` and the no-op weekly."""
+    root = bench_dir(args)
+    before = export_ref(args.before, root)
+    b, spec, recipes, key_dir = noop_setup(args)
+
+    def cli(code: Path, *argv: str) -> float:
+        return sh([sys.executable, "-m", "locara_build", *argv], env={**b.env, "PYTHONPATH": str(code)}, log=b.log)[0]
+
+    for name, argv in (("startup-before-after", ["--help"]),
+                       ("noop-weekly-before-after",
+                        ["--project", str(b.project), "--work-dir", str(b.work), *weekly_args(spec, recipes, key_dir / "plain.key")])):
+        cli(REPO, *argv)
+        cli(before, *argv)
+        a = Side("working tree", f"PYTHONPATH=. python -m locara_build {shlex.join(argv)}", lambda i, argv=argv: cli(REPO, *argv))
+        z = Side(f"before ({args.before})", f"PYTHONPATH=<git archive {args.before}> python -m locara_build ...",
+                 lambda i, argv=argv: cli(before, *argv))
+        interleaved(a, z, args.runs)
+        title = "CLI start-up, after/before" if name.startswith("startup") else "no-op weekly, after/before"
+        save(name, pair_result(a, z, title=title, unit="s", goal=("<=", 1.0),
+                               reproduce=f"python bench/run.py startup-diff --before {args.before} --runs {args.runs}"))
+
+
+# --- 2. orchestration overhead: `build` vs configure + build by hand --------------------------
+
+
+def cmd_orchestration(args: argparse.Namespace) -> None:
+    root = bench_dir(args) / "orchestration"
+    recipe = args.recipe[0] if args.recipe else CI_RECIPE
+    ccache_dir = Path(args.ccache_dir) if args.ccache_dir else shared_ccache()
+    b = prepared(root, NEW_VERSION, ccache_dir=ccache_dir)
+    rp = b.plan(recipe)
+    cmake_dir, out_dir = Path(rp["cmake_dir"]), Path(rp["output_dir"])
+    cold = {"CCACHE_DISABLE": "1"} if args.cold else {}
+
+    def clean() -> None:
+        shutil.rmtree(cmake_dir, ignore_errors=True)
+        shutil.rmtree(out_dir, ignore_errors=True)
+
+    def ours(i: int) -> float:
+        clean()
+        seconds, _ = b.cli("build", "-r", recipe, env=cold)
+        rec = json.loads((out_dir / "build.json").read_text())
+        a.extra.append({"ccache": ccache_rate(rec), "durations": rec["durations"], "edges": rec["ninja"]})
+        return seconds
+
+    # The exact argv and environment the tool used, from its own record (identical flags).
+    with cpu_lock(args.cpu_lock):
+        if not (out_dir / "build.json").exists():
+            b.cli("build", "-r", recipe)  # warm-up: fills the cache for the warm pairs
+        rec = json.loads((out_dir / "build.json").read_text())
+        cmake = rec["toolchain"]["cmake"]["path"]
+        configure = [cmake, *rec["configure"]["args"]]
+        build = [cmake, "--build", str(cmake_dir), "--target", *rp["targets"]]
+        env = {**rec["configure"]["env"], "CCACHE_DIR": str(ccache_dir), "CCACHE_BASEDIR": str(b.work),
+               "CCACHE_NOHASHDIR": "1", **cold}
+        stats = root / "by-hand.ccache-stats"
+
+        def by_hand(i: int) -> float:
+            clean()
+            stats.unlink(missing_ok=True)
+            t1, _ = sh(configure, env=env, log=b.log)
+            t2, _ = sh(build, env={**env, "CCACHE_STATSLOG": str(stats)}, log=b.log)
+            edges = capture(["grep", "-c", "", str(cmake_dir / ".ninja_log")]).strip()
+            bside.extra.append({"ccache": stats_log_counts(stats), "configure": t1, "build": t2, "ninja_log_lines": edges})
+            return t1 + t2
+
+        a = Side(f"`build -r {recipe}`", fmt_cmd(b.argv("build", "-r", recipe), cold), ours)
+        bside = Side("cmake by hand", f"{fmt_cmd(configure, env)} && {fmt_cmd(build)}", by_hand)
+        interleaved(a, bside, args.runs)
+    name = "orchestration-cold" if args.cold else "orchestration-warm"
+    what = "ccache disabled (cold)" if args.cold else "same warm ccache"
+    save(name, pair_result(a, bside, title=f"`build` vs cmake by hand ({recipe}, {what})", unit="s", goal=("<=", 1.05),
+                           reproduce=f"python bench/run.py orchestration --runs {args.runs}" + (" --cold" if args.cold else ""),
+                           notes={"recipe": recipe, "ccache_dir": str(ccache_dir)}))
+
+
+# --- 3. weekly upgrade rebuild (0.3.35 -> 0.3.36) vs plain ccache ------------------------------
+
+
+def _snapshot(src: Path, dest: Path) -> None:
+    if dest.exists():
+        shutil.rmtree(dest)
+    sh(["cp", "-a", src, dest])
+
+
+def _restore(snap: Path, dest: Path) -> None:
+    shutil.rmtree(dest, ignore_errors=True)
+    sh(["cp", "-a", snap, dest])
+
+
+def cmd_upgrade(args: argparse.Namespace) -> None:
+    """Last week's work dir (0.3.35 built, warm private ccache) moves to this week's commit.
+
+    A: the tool: ``sync``/``patches apply`` to 0.3.36 (untimed), then ``build`` (timed): the same
+       work dir, so CMake reconfigures (--fresh) and ninja + ccache redo only what changed.
+    B: plain ccache by hand on the same step: the same patched 0.3.35 tree built by hand with the
+       same flags (private ccache, ``CCACHE_BASEDIR``), the tree moved to the 0.3.36 commit with
+       ``git checkout``, a fresh build dir, configure + build (timed).
+    Both start from a restored snapshot (tree + build dir + cache) each run. The one-off
+    preparation (``--prepare-only`` runs just that) builds 0.3.35 once, cold, through the tool: the
+    "cold" reference.
+    """
+    root = bench_dir(args) / "upgrade"
+    recipe = args.recipe[0] if args.recipe else CI_RECIPE
+    snaps = root / "snapshots"
+    ready = snaps / ".ready"
+    tool_cache, hand_cache = root / "ccache-tool", root / "ccache-hand"
+    hand = root / "hand"
+    if not ready.exists():
+        with cpu_lock(args.cpu_lock):
+            _prepare_upgrade(root, recipe, tool_cache, hand_cache, hand, snaps)
+        ready.touch()
+    meta = json.loads((snaps / "meta.json").read_text())
+    print(f"bench: upgrade prepared: {json.dumps({k: meta.get(k) for k in ('cold_build_seconds', 'hand_seed', 'changed_files')})}")
+    print(f"bench: preprocessed inputs: {json.dumps({k: v for k, v in meta['preprocessed'].items() if k != 'changed_list'})}")
+    if args.prepare_only or args.runs < 1:
+        return
+    b = Bench(root / "project", root / "work", {"CCACHE_DIR": str(tool_cache),
+              "LOCARA_PYPI_SDISTS": str(sdists_dir(NEW_VERSION))}, root / "bench.log")
+
+    def ours(i: int) -> float:
+        _restore(snaps / "work", b.work)
+        _restore(snaps / "ccache-tool", tool_cache)
+        sh(["cp", snaps / "upstream.lock", b.project / "recipes" / "upstream.lock"])
+        b.cli("sync", "--upstream", f"pypi:llama-cpp-python=={NEW_VERSION}")
+        b.cli("patches", "apply")
+        seconds, _ = b.cli("build", "-r", recipe)
+        out = Path(b.plan(recipe)["output_dir"])
+        rec = json.loads((out / "build.json").read_text())
+        a.extra.append({"ccache": ccache_rate(rec), "edges": rec["ninja"], "durations": rec["durations"]})
+        return seconds
+
+    configure36 = meta["hand_configure_new"]
+    build_new = Path(meta["hand_build_new"])
+    env = meta["hand_env"]
+    stats = root / "hand.ccache-stats"
+
+    def by_hand(i: int) -> float:
+        _restore(snaps / "hand-src", hand / "src")
+        _restore(snaps / "ccache-hand", hand_cache)
+        shutil.rmtree(build_new, ignore_errors=True)
+        sh(["git", "-C", hand / "src" / "llama.cpp", "checkout", "--quiet", meta["head_new"]], log=b.log)
+        stats.unlink(missing_ok=True)
+        t1, _ = sh(configure36, env=env, log=b.log)
+        t2, _ = sh([meta["cmake"], "--build", build_new, "--target", *meta["targets"]],
+                   env={**env, "CCACHE_STATSLOG": str(stats)}, log=b.log)
+        bside.extra.append({"ccache": stats_log_counts(stats), "configure": t1, "build": t2})
+        return t1 + t2
+
+    a = Side("weekly upgrade `build`", fmt_cmd(b.argv("build", "-r", recipe)), ours)
+    bside = Side("plain ccache by hand", f"git checkout <0.3.36 patched> && {fmt_cmd(configure36, env)} && cmake --build ...",
+                 by_hand)
+    with cpu_lock(args.cpu_lock):
+        interleaved(a, bside, args.runs)
+    notes = {k: meta[k] for k in ("cold_build_seconds", "cold_build_ccache", "hand_seed", "preprocessed",
+                                  "changed_files") if k in meta}
+    if meta.get("cold_build_seconds"):
+        notes["warm_over_cold"] = round(median(a.samples) / meta["cold_build_seconds"], 4)
+    save("upgrade", pair_result(a, bside, title=f"upgrade rebuild 0.3.35 -> 0.3.36 ({recipe}, warm cache)", unit="s",
+                                goal=("<=", 1.1), reproduce=f"python bench/run.py upgrade --runs {args.runs}", notes=notes))
+
+
+def _prepare_upgrade(root: Path, recipe: str, tool_cache: Path, hand_cache: Path, hand: Path, snaps: Path) -> None:
+    """One cold build of 0.3.35 through the tool (private, empty cache); the by-hand side's tree,
+    cache and flags; the share of translation units whose preprocessed input changes.
+
+    The by-hand side's cache starts as a copy of the tool's, then the patched 0.3.35 tree is
+    built by hand into it: whatever that build would have compiled is compiled (a miss), what the
+    tool's entries already hold is a hit, so the result holds every entry a cold by-hand build
+    would have left (and the tool's, which a 0.3.36 by-hand lookup can only hit where a by-hand
+    0.3.35 build would have made the same entry). That saves a second cold build (the by-hand
+    tree sits at the tool's depth, ``cmake/<dir>`` next to ``src/llama.cpp``, so most hit)."""
+    for d in (root / "work", root / "project", tool_cache, hand_cache, hand, snaps):
+        shutil.rmtree(d, ignore_errors=True)
+    snaps.mkdir(parents=True)
+    tool_cache.mkdir(parents=True)
+    meta: dict[str, Any] = {}
+    # last week: 0.3.35 through the tool, cold (empty private cache) -- the "cold build" reference
+    b = prepared(root, OLD_VERSION, ccache_dir=tool_cache)
+    b.env["LOCARA_PYPI_SDISTS"] += os.pathsep + str(sdists_dir(NEW_VERSION))
+    rp = b.plan(recipe)
+    print("bench: upgrade: cold build of 0.3.35 through the tool", flush=True)
+    t, _ = b.cli("build", "-r", recipe)
+    rec = json.loads((Path(rp["output_dir"]) / "build.json").read_text())
+    meta.update(cold_build_seconds=t, cold_build_ccache=ccache_rate(rec), cold_build_durations=rec["durations"],
+                cmake_dir=rp["cmake_dir"], targets=rp["targets"])
+    meta["cmake"] = rec["toolchain"]["cmake"]["path"]
+    tree = b.work / "src" / "llama.cpp"
+    meta["head_old"] = capture(["git", "-C", tree, "rev-parse", "HEAD"]).strip()
+    _snapshot(b.work, snaps / "work")
+    _snapshot(tool_cache, snaps / "ccache-tool")
+    shutil.copy2(b.project / "recipes" / "upstream.lock", snaps / "upstream.lock")
+
+    # this week's tree (untimed here): sync + apply on the work dir, to learn the patched head
+    # (every run restores the work dir from the snapshot above)
+    b.cli("sync", "--upstream", f"pypi:llama-cpp-python=={NEW_VERSION}")
+    b.cli("patches", "apply")
+    meta["head_new"] = capture(["git", "-C", tree, "rev-parse", "HEAD"]).strip()
+    meta["changed_files"] = len(capture(["git", "-C", tree, "diff", "--name-only", meta["head_old"], meta["head_new"]]).split())
+    new_rp = b.plan(recipe)
+
+    # plain ccache by hand: a clone of the patched tree, same flags, CCACHE_BASEDIR = its root
+    hand_src = hand / "src" / "llama.cpp"
+    (hand / "src").mkdir(parents=True)
+    sh(["git", "clone", "--quiet", "--no-checkout", tree, hand_src])
+    sh(["git", "-C", hand_src, "fetch", "--quiet", tree, meta["head_old"], meta["head_new"]])
+    sh(["git", "-C", hand_src, "checkout", "--quiet", meta["head_old"]])
+    env = {**rec["configure"]["env"], "CCACHE_DIR": str(hand_cache), "CCACHE_BASEDIR": str(hand), "CCACHE_NOHASHDIR": "1"}
+    meta["hand_env"] = env
+
+    def hand_argv(args_: list[str], build_dir: Path) -> list[str]:
+        out = []
+        for a in args_:
+            for d in {rp["cmake_dir"], new_rp["cmake_dir"]}:
+                a = a.replace(str(Path(d)), str(build_dir))
+            out.append(a.replace(str(tree), str(hand_src)))
+        return [meta["cmake"], *out]
+
+    old_args = rec["configure"]["args"]
+    host = [a for a in old_args if a not in rp["configure_args"]]  # CMAKE_MAKE_PROGRAM + host defines
+    build_old, build_new = hand / "cmake" / "build-old", hand / "cmake" / "build-new"
+    meta["hand_build_new"] = str(build_new)
+    meta["hand_configure_old"] = hand_argv(old_args, build_old)
+    meta["hand_configure_new"] = hand_argv([*new_rp["configure_args"], *host], build_new)
+    _snapshot(tool_cache, hand_cache)
+    stats = root / "hand-seed.ccache-stats"
+    stats.unlink(missing_ok=True)
+    print("bench: upgrade: 0.3.35 by hand (cache seeded from the tool's)", flush=True)
+    t1, _ = sh(meta["hand_configure_old"], env=env, log=b.log)
+    t2, _ = sh([meta["cmake"], "--build", build_old, "--target", *rp["targets"]],
+               env={**env, "CCACHE_STATSLOG": str(stats)}, log=b.log)
+    meta["hand_seed"] = {"seconds": round(t1 + t2, 3), "ccache": stats_log_counts(stats)}
+    _snapshot(hand / "src", snaps / "hand-src")
+    _snapshot(hand_cache, snaps / "ccache-hand")
+
+    # the floor: translation units whose preprocessed input differs between the two commits
+    # (both preprocessed in the same tree and build dir, so paths in line markers agree)
+    print("bench: upgrade: preprocessing every translation unit of both commits", flush=True)
+    old_pp = _preprocessed_hashes(_tu_commands(build_old, rp["targets"]), build_old)
+    shutil.rmtree(build_old)
+    sh(["git", "-C", hand_src, "checkout", "--quiet", meta["head_new"]])
+    probe = hand_argv([*new_rp["configure_args"], *host], build_old)
+    sh(probe, env=env, log=b.log)  # configure only: build.ninja lists this week's compile commands
+    new_pp = _preprocessed_hashes(_tu_commands(build_old, new_rp["targets"]), build_old)
+    shutil.rmtree(build_old)
+    meta["preprocessed"] = compare_preprocessed(old_pp, new_pp)
+    (snaps / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True) + "\n")
+
+
+def _tu_commands(cmake_dir: Path, targets: Sequence[str]) -> dict[str, list[str]]:
+    """object file -> compile argv (without the ccache launcher), from ninja's own command list."""
+    ninja = shutil.which("ninja") or "ninja"
+    text = capture([ninja, "-C", cmake_dir, "-t", "commands", *targets])
+    out: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        argv = shlex.split(line)
+        if " -c " not in f" {line} " or "-o" not in argv:
+            continue
+        while argv and Path(argv[0]).name == "ccache":
+            argv = argv[1:]
+        obj = argv[argv.index("-o") + 1]
+        out[obj] = argv
+    return out
+
+
+def preprocess_argv(argv: list[str]) -> list[str]:
+    """The compile argv turned into ``-E`` to stdout (dependency-file flags and ``-o`` dropped)."""
+    out: list[str] = []
+    skip = 0
+    for a in argv:
+        if skip:
+            skip -= 1
+            continue
+        if a in ("-o", "-MF", "-MT", "-MQ"):
+            skip = 1
+            continue
+        if a in ("-MD", "-MMD", "-c"):
+            continue
+        out.append(a)
+    return [*out, "-E"]
+
+
+def _preprocessed_hashes(commands: dict[str, list[str]], cwd: Path) -> dict[str, str]:
+    hashes = {}
+    for obj, argv in sorted(commands.items()):
+        proc = subprocess.run(preprocess_argv(argv), cwd=cwd, capture_output=True, check=False)
+        hashes[obj] = hashlib.sha256(proc.stdout).hexdigest() if proc.returncode == 0 else f"error:{proc.returncode}"
+    return hashes
+
+
+def compare_preprocessed(old: dict[str, str], new: dict[str, str]) -> dict[str, Any]:
+    """How many of the new tree's translation units must be recompiled whatever the cache:
+    those whose preprocessed text (what ccache's preprocessor mode hashes) changed or is new."""
+    changed = sorted(k for k in new if k in old and old[k] != new[k])
+    added = sorted(k for k in new if k not in old)
+    total = len(new)
+    return {
+        "tus": total,
+        "changed": len(changed),
+        "added": len(added),
+        "removed": len([k for k in old if k not in new]),
+        "must_recompile_share": round((len(changed) + len(added)) / total, 4) if total else None,
+        "preprocess_errors": {"old": sum(v.startswith("error:") for v in old.values()),
+                              "new": sum(v.startswith("error:") for v in new.values())},
+        "changed_list": changed[:60],
+    }
+
+
+# --- 4. served speed: the packaged CPU server vs a -march=native build -------------------------
+
+PROMPT = (
+    "The weekly job syncs the newest upstream commit, applies the patch series, builds every recipe, "
+    "runs the smoke test, packages the server with its libraries, signs the release and publishes it. "
+) * 6
+
+
+@dataclass
+class ModelSpec:
+    n_layer: int = 12
+    n_embd: int = 768
+    n_head: int = 12
+    n_ff: int = 2048
+
+
+def bench_model(root: Path, source_tree: Path, quantize: Path, qtype: str = "Q8_0") -> Path:
+    """A ~100+ MB llama model: the tiny-model generator scaled up (f32), quantized by llama-quantize."""
+    from locara_build.tinymodel import VOCAB_RELPATH, TinyModelSpec, write_tiny_model
+
+    spec = ModelSpec()
+    f32 = root / f"bench-llama-{spec.n_layer}x{spec.n_embd}-f32.gguf"
+    out = root / f"bench-llama-{spec.n_layer}x{spec.n_embd}-{qtype.lower()}.gguf"
+    if out.exists():
+        return out
+    if not f32.exists():
+        write_tiny_model(source_tree / VOCAB_RELPATH, f32, TinyModelSpec(n_layer=spec.n_layer, n_embd=spec.n_embd,
+                                                                          n_head=spec.n_head, n_ff=spec.n_ff))
+    sh([quantize, f32, out, qtype], log=root / "quantize.log", env={"LD_LIBRARY_PATH": str(quantize.parent)})
+    return out
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, body: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    with opener.open(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+def serve_and_measure(server: Path, model: Path, threads: int, n_predict: int, log: Path) -> dict[str, Any]:
+    """Start ``server``, wait for /health, one warm-up and one measured /completion; the server's
+    own timings (prompt and generation tokens/s)."""
+    port = free_port()
+    argv = [str(server), "-m", str(model), "--host", "127.0.0.1", "--port", str(port), "-t", str(threads),
+            "-tb", str(threads), "-c", "2048", "-np", "1", "--no-webui"]
+    with open(log, "ab") as fh:
+        fh.write(f"\n+ {fmt_cmd(argv)}\n".encode())
+        fh.flush()
+        proc = subprocess.Popen(argv, stdout=fh, stderr=subprocess.STDOUT)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise SystemExit(f"bench: {server} exited {proc.returncode}; log: {log}")
+            with contextlib.suppress(OSError):
+                with opener.open(f"{base}/health", timeout=2) as r:
+                    if json.loads(r.read()).get("status") == "ok":
+                        break
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: {server} not healthy after 120 s; log: {log}")
+            time.sleep(0.2)
+        body = {"prompt": PROMPT, "n_predict": n_predict, "temperature": 0, "ignore_eos": True, "cache_prompt": False,
+                "seed": 1}
+        _post(f"{base}/completion", {**body, "n_predict": 4})  # warm-up (page cache, thread pool)
+        res = _post(f"{base}/completion", body)
+        t = res["timings"]
+        return {"prompt_tps": t["prompt_per_second"], "gen_tps": t["predicted_per_second"], "prompt_n": t["prompt_n"],
+                "predicted_n": t["predicted_n"]}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def cmd_served(args: argparse.Namespace) -> None:
+    root = bench_dir(args) / "served"
+    root.mkdir(parents=True, exist_ok=True)
+    release_work = Path(args.work).resolve()  # the work dir whose weekly built and packaged linux-x86_64-cpu
+    artifact = _find_artifact(release_work, RELEASE_CPU, args.artifact)
+    unpacked = root / "package"
+    shutil.rmtree(unpacked, ignore_errors=True)
+    unpacked.mkdir()
+    with tarfile.open(artifact) as tf:
+        tf.extractall(unpacked, filter="data")
+    ours = next(unpacked.glob("*/bin/llama-server"))
+    # The same commit + patches, built by hand with -march=native (GGML_NATIVE=ON),
+    # in a bench work dir at the same depth as the release build (cmake/<name>), so that with
+    # CCACHE_BASEDIR every translation unit outside ggml-cpu hits the release build's cache entries.
+    rec = json.loads((next(p for p in (release_work / "builds" / RELEASE_CPU).glob("*/build.json"))).read_text())
+    b = prepared(root, NEW_VERSION, ccache_dir=shared_ccache())
+    stamp = json.loads((b.work / "src" / "llama.cpp.json").read_text())
+    if stamp.get("commit") != rec["upstream"]["commit"] or stamp.get("patch_set_hash") != rec["patches"]["hash"]:
+        raise SystemExit(f"bench: {release_work} built {rec['upstream']['commit']} + {rec['patches']['hash'][:12]}, "
+                         f"the bench tree is {stamp.get('commit')} + {str(stamp.get('patch_set_hash'))[:12]}")
+    tree = b.work / "src" / "llama.cpp"
+    native_dir = b.work / "cmake" / "native-cpu"
+    native_args = []
+    for a in rec["configure"]["args"]:
+        if a.startswith(("-DGGML_NATIVE=", "-DGGML_CPU_ALL_VARIANTS=", "-DGGML_BACKEND_DL=")):
+            continue
+        a = a.replace(str(release_work / "cmake" / RELEASE_CPU), str(native_dir)).replace(str(release_work), str(b.work))
+        native_args.append(a)
+    # ggml refuses GGML_NATIVE with GGML_BACKEND_DL: the native build links its one CPU backend
+    # into libggml, as a plain local `cmake -B build` does.
+    native_args += ["-DGGML_NATIVE=ON", "-DGGML_CPU_ALL_VARIANTS=OFF", "-DGGML_BACKEND_DL=OFF"]
+    cmake = rec["toolchain"]["cmake"]["path"]
+    env = {**rec["configure"]["env"], "CCACHE_DIR": str(shared_ccache()), "CCACHE_BASEDIR": str(b.work),
+           "CCACHE_NOHASHDIR": "1"}
+    if not (native_dir / "bin" / "llama-server").exists() or not (native_dir / "bin" / "llama-quantize").exists():
+        with cpu_lock(args.cpu_lock):
+            sh([cmake, *native_args], env=env, log=root / "native-build.log")
+            sh([cmake, "--build", native_dir, "--target", "llama-server", "llama-quantize"], env=env,
+               log=root / "native-build.log")
+    native = native_dir / "bin" / "llama-server"
+    model = Path(args.model) if args.model else bench_model(root, tree, native_dir / "bin" / "llama-quantize")
+    log = root / "servers.log"
+    results: dict[str, list[dict[str, Any]]] = {"ours": [], "native": []}
+
+    def run_ours(i: int) -> float:
+        r = serve_and_measure(ours, model, args.threads, args.n_predict, log)
+        results["ours"].append(r)
+        return r["prompt_tps"]
+
+    def run_native(i: int) -> float:
+        r = serve_and_measure(native, model, args.threads, args.n_predict, log)
+        results["native"].append(r)
+        return r["prompt_tps"]
+
+    cmd = (f"llama-server -m {model.name} -t {args.threads} -tb {args.threads} -c 2048 -np 1; "
+           f"POST /completion n_predict={args.n_predict} ignore_eos cache_prompt=false")
+    a = Side("packaged (runtime-selected variant)", f"{ours.relative_to(unpacked)} {cmd}", run_ours)
+    b = Side("-march=native build", f"{native} {cmd}", run_native)
+    with cpu_lock(args.cpu_lock):
+        interleaved(a, b, args.runs)
+    variant = re.findall(r"load_backend: loaded CPU backend from (\S+)", log.read_text(errors="replace"))
+    notes = {"artifact": artifact.name, "model": model.name, "model_mib": round(model.stat().st_size / (1 << 20), 1),
+             "threads": args.threads, "cpu_backends_loaded": sorted(set(Path(v).name for v in variant)),
+             "prompt_tokens": results["ours"][0]["prompt_n"], "n_predict": args.n_predict}
+    reproduce = f"python bench/run.py served --work {args.work} --runs {args.runs}"
+    save("served-prompt", pair_result(a, b, title="served prompt tokens/s (CPU)", unit="tok/s", goal=(">=", 0.95),
+                                      higher_is_better=True, reproduce=reproduce, notes=notes))
+    ga = Side(a.label, a.command, a.run, [r["gen_tps"] for r in results["ours"]], a.loads)
+    gb = Side(b.label, b.command, b.run, [r["gen_tps"] for r in results["native"]], b.loads)
+    save("served-gen", pair_result(ga, gb, title="served generation tokens/s (CPU)", unit="tok/s", goal=(">=", 0.95),
+                                   higher_is_better=True, reproduce=reproduce, notes=notes))
+
+
+def _find_artifact(work: Path, recipe: str, explicit: str | None) -> Path:
+    if explicit:
+        return Path(explicit)
+    recs = sorted((work / "dist").glob(f"*/*-{recipe.split('-', 2)[2]}.tar.gz.json"), key=lambda p: p.stat().st_mtime)
+    for rec in reversed(recs):
+        doc = json.loads(rec.read_text())
+        if doc.get("recipe", recipe) == recipe:
+            return rec.with_name(rec.name.removesuffix(".json"))
+    raise SystemExit(f"bench: no packaged {recipe} artifact under {work}/dist (run the weekly first)")
+
+
+# --- 5. artifact size vs an upstream-style package --------------------------------------------
+
+
+def unpacked_size(archive: Path) -> int:
+    if archive.name.endswith(".zip"):
+        import zipfile
+
+        with zipfile.ZipFile(archive) as zf:
+            return sum(i.file_size for i in zf.infolist() if not i.is_dir())
+    with tarfile.open(archive) as tf:
+        return sum(m.size for m in tf.getmembers() if m.isfile())
+
+
+def cmd_size(args: argparse.Namespace) -> None:
+    """Every packaged artifact of a work dir vs ``tar -czf`` (``zip -r`` for Windows) of the same
+    build tree's ``bin/`` (what upstream's release job does with ``build/bin``)."""
+    work = Path(args.work).resolve()
+    root = bench_dir(args) / "size"
+    root.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for rec_path in sorted((work / "dist").glob("*/*.json")):
+        rec = json.loads(rec_path.read_text())
+        if "recipe" not in rec or not rec_path.name.endswith((".tar.gz.json", ".zip.json")):
+            continue
+        artifact = rec_path.with_name(rec_path.name.removesuffix(".json"))
+        if not artifact.exists():
+            continue
+        recipe = rec["recipe"]
+        bin_dir = work / "cmake" / recipe / "bin"
+        if not bin_dir.is_dir():
+            continue
+        up = root / (f"upstream-{recipe}.zip" if artifact.name.endswith(".zip") else f"upstream-{recipe}.tar.gz")
+        up.unlink(missing_ok=True)
+        if up.name.endswith(".zip"):
+            sh(["zip", "-q", "-r", up, "."], cwd=bin_dir)
+        else:
+            sh(["tar", "-czf", up, "-C", bin_dir, "."])
+        debug = artifact.with_name(artifact.name.replace(".tar.gz", "-debug.tar.gz"))
+        row = {
+            "recipe": recipe,
+            "artifact": artifact.name,
+            "compressed": artifact.stat().st_size,
+            "unpacked": unpacked_size(artifact),
+            "debug_compressed": debug.stat().st_size if debug.exists() and debug != artifact else None,
+            "upstream_compressed": up.stat().st_size,
+            "upstream_unpacked": unpacked_size(up),
+            "upstream_files": sorted(p.name for p in bin_dir.iterdir()),
+        }
+        row["ratio_compressed"] = row["compressed"] / row["upstream_compressed"]
+        row["ratio_unpacked"] = row["unpacked"] / row["upstream_unpacked"]
+        rows.append(row)
+        print(f"  {recipe}: {row['compressed']} vs {row['upstream_compressed']} compressed "
+              f"({row['ratio_compressed']:.3f}x), {row['unpacked']} vs {row['upstream_unpacked']} unpacked "
+              f"({row['ratio_unpacked']:.3f}x)")
+    if not rows:
+        raise SystemExit(f"bench: no artifacts with a build tree under {work}")
+    out = {"title": "artifact size", "rows": rows, "reproduce": f"python bench/run.py size --work {args.work}",
+           "goal": {"op": "<=", "value": 1.0}}
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / "size.json"
+    out = {"name": "size", "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine(), **out}
+    path.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+    print(f"bench: wrote {path.relative_to(REPO)}")
+    print(size_table(out))
+
+
+def size_table(doc: dict[str, Any]) -> str:
+    lines = ["| recipe | ours .tar.gz / unpacked | upstream-style tar -czf / unpacked | ratio compressed | ratio unpacked | met |",
+             "|---|---|---|---|---|---|"]
+    mib = 1 << 20
+    for r in doc["rows"]:
+        met = "yes" if r["ratio_compressed"] <= 1.0 and r["ratio_unpacked"] <= 1.0 else "**no**"
+        lines.append(f"| {r['recipe']} | {r['compressed'] / mib:.1f} / {r['unpacked'] / mib:.1f} MiB | "
+                     f"{r['upstream_compressed'] / mib:.1f} / {r['upstream_unpacked'] / mib:.1f} MiB | "
+                     f"{r['ratio_compressed']:.3f}x | {r['ratio_unpacked']:.3f}x | {met} |")
+    return "\n".join(lines)
+
+
+# --- 6. install vs curl + sha256sum + tar ------------------------------------------------------
+
+
+def cmd_install(args: argparse.Namespace) -> None:
+    from support.httpserver import LoopbackServer
+
+    release = Path(args.release).resolve()
+    manifest = json.loads((release / "release.json").read_text())
+    version = manifest["version"]
+    art = next(a for a in manifest["artifacts"] if a["backend"] == "cpu" and a["os"] == "linux"
+               and (args.flavour is None or a.get("flavour", "release") == args.flavour))
+    flavour = art.get("flavour", "release")
+    root = bench_dir(args) / "install"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    with LoopbackServer(release.parent) as srv:
+        base = srv.base_url
+        url = srv.url(f"{version}/{art['file']}")
+        env = {"NO_PROXY": "*", "no_proxy": "*"}
+        install_argv = [*tool(), "install", "--from", base, "--version", version, "--backend", "cpu",
+                        "--flavour", flavour, "--trust", str(Path(args.pub).resolve()), "--no-builtin-keys"]
+
+        def ours(i: int) -> float:
+            prefix = root / f"prefix-{i}"
+            seconds, _ = sh([*install_argv, "--prefix", prefix], env=env, log=root / "install.log")
+            assert (prefix / "current" / "bin" / "llama-server").exists() or (prefix / "current").exists()
+            shutil.rmtree(prefix, ignore_errors=True)
+            return seconds
+
+        script = (f'set -e; cd "$1"; curl -fsS --noproxy "*" -o {shlex.quote(art["file"])} {shlex.quote(url)}; '
+                  f'echo "{art["sha256"]}  {art["file"]}" | sha256sum -c --quiet -; '
+                  f'mkdir x; tar -xzf {shlex.quote(art["file"])} -C x')
+
+        def by_hand(i: int) -> float:
+            d = root / f"hand-{i}"
+            d.mkdir()
+            seconds, _ = sh(["bash", "-c", script, "bench", d], log=root / "install.log")
+            shutil.rmtree(d, ignore_errors=True)
+            return seconds
+
+        a = Side("`locara-build install`", fmt_cmd(["locara-build", *install_argv[len(tool()):], "--prefix", "DIR"]), ours)
+        b = Side("curl + sha256sum + tar", "curl -o F URL && sha256sum -c && tar -xzf F", by_hand)
+        ours(-1)
+        by_hand(-1)
+        interleaved(a, b, args.runs)
+    save("install", pair_result(a, b, title=f"install ({art['file'].split(version + '-')[-1]}, "
+                                f"{art['size'] / (1 << 20):.1f} MiB, loopback HTTP)", unit="s", goal=("<=", 1.2),
+                                reproduce=f"python bench/run.py install --release {args.release} --pub {args.pub} --runs {args.runs}",
+                                notes={"artifact": art["file"], "size": art["size"]}))
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--bench-dir", help="scratch dir (default $LOCARA_BENCH_DIR or ~/.cache/locara-build/bench)")
+    p.add_argument("--cpu-lock", help="flock this file around compile-heavy steps (shared machines)")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def add(name: str, fn: Callable[[argparse.Namespace], None], runs: int = 5) -> argparse.ArgumentParser:
+        sp = sub.add_parser(name)
+        sp.add_argument("--runs", type=int, default=runs)
+        sp.set_defaults(fn=fn)
+        return sp
+
+    add("startup", cmd_startup, runs=11)
+    for name, fn in (("noop-weekly", cmd_noop_weekly), ("startup-diff", cmd_startup_diff)):
+        sp = add(name, fn, runs=7)
+        sp.add_argument("--work", help="an existing work dir whose weekly released (default: one made for the CI recipe)")
+        sp.add_argument("--project", help="its project (default: this repo)")
+        sp.add_argument("--upstream", help="the --upstream its weekly used")
+        sp.add_argument("-r", "--recipe", action="append")
+        if name == "startup-diff":
+            sp.add_argument("--before", default="HEAD", help="git ref of the code to compare with (default HEAD)")
+    sp = add("orchestration", cmd_orchestration)
+    sp.add_argument("--cold", action="store_true", help="CCACHE_DISABLE=1 on both sides")
+    sp.add_argument("--ccache-dir", help="compiler cache of both sides (default $CCACHE_DIR)")
+    sp.add_argument("-r", "--recipe", action="append")
+    sp = add("upgrade", cmd_upgrade)
+    sp.add_argument("-r", "--recipe", action="append")
+    sp.add_argument("--prepare-only", action="store_true", help="only the one-off preparation (cold 0.3.35 build, snapshots)")
+    sp = add("served", cmd_served)
+    sp.add_argument("--work", required=True, help="work dir whose weekly built + packaged linux-x86_64-cpu")
+    sp.add_argument("--artifact", help="the packaged .tar.gz (default: the newest in <work>/dist)")
+    sp.add_argument("--model", help="a GGUF model (default: the scaled-up generated model, Q8_0)")
+    sp.add_argument("--threads", type=int, default=2)
+    sp.add_argument("--n-predict", type=int, default=64)
+    sp = add("size", cmd_size, runs=1)
+    sp.add_argument("--work", required=True)
+    sp = add("install", cmd_install, runs=7)
+    sp.add_argument("--release", required=True, help="a release dir (release.json, SHA256SUMS, artifacts)")
+    sp.add_argument("--pub", required=True, help="the minisign public key that signed it")
+    sp.add_argument("--flavour", help="artifact flavour to pick (default: the first Linux CPU one)")
+    add("table", cmd_table, runs=0)
+    p.add_argument("--no-pyc-cache", action="store_true",
+                   help="keep $PYTHONDONTWRITEBYTECODE as it is (default: bytecode cached under the bench dir, as an installed tool has)")
+    args = p.parse_args(argv)
+    if not args.no_pyc_cache and args.cmd != "table":
+        # An installed tool runs from .pyc files; an editable checkout under PYTHONDONTWRITEBYTECODE=1
+        # would recompile every module on every start. Cache bytecode outside the repo instead.
+        os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
+        os.environ["PYTHONPYCACHEPREFIX"] = str(bench_dir(args) / "pycache")
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
