@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from . import platforms
 from .errors import ConfigError, LocaraError
 from .run import run, which
 
-__all__ = ["VulkanDevice", "HostInfo", "detect", "parse_nvidia_smi", "parse_vulkaninfo", "choose_artifact", "BACKENDS"]
+__all__ = ["VulkanDevice", "HostInfo", "detect", "parse_nvidia_smi", "parse_vulkaninfo", "choose_artifact", "BACKENDS", "parse_cpu_flags", "missing_cpu_features"]
 
 BACKENDS = ("auto", "cpu", "vulkan", "cuda", "metal")
 CPU_VULKAN_NAMES = re.compile(r"llvmpipe|lavapipe|swiftshader|softpipe", re.I)
@@ -48,6 +49,7 @@ class HostInfo:
     cuda_driver: str | None = None  # e.g. "535.129.03"; None without a working nvidia-smi
     gpus: tuple[str, ...] = ()
     vulkan_devices: tuple[VulkanDevice, ...] = field(default=())
+    cpu_flags: frozenset[str] | None = None  # /proc/cpuinfo's flags; None where not known (then not checked)
 
     @property
     def apple_silicon(self) -> bool:
@@ -64,6 +66,7 @@ class HostInfo:
             "cuda_driver": self.cuda_driver,
             "gpus": list(self.gpus),
             "vulkan_devices": [{"name": d.name, "type": d.device_type, "cpu": d.is_cpu} for d in self.vulkan_devices],
+            "cpu_flags_known": self.cpu_flags is not None,
         }
 
 
@@ -104,6 +107,42 @@ def parse_vulkaninfo(text: str) -> tuple[VulkanDevice, ...]:
     )
 
 
+# The x86-64 micro-architecture levels (x86-64 psABI), as /proc/cpuinfo names the features.
+# A level includes the ones below it.
+X86_64_LEVELS: dict[int, tuple[str, ...]] = {
+    2: ("cx16", "lahf_lm", "popcnt", "sse4_1", "sse4_2", "ssse3"),
+    3: ("abm", "avx", "avx2", "bmi1", "bmi2", "f16c", "fma", "movbe", "xsave"),
+    4: ("avx512bw", "avx512cd", "avx512dq", "avx512f", "avx512vl"),
+}
+_LEVEL = re.compile(r"^\s*x86-64-v([234])\b")
+
+
+def parse_cpu_flags(cpuinfo: str) -> frozenset[str] | None:
+    """The feature flags of the first processor in /proc/cpuinfo (x86: ``flags``), None if absent."""
+    for line in cpuinfo.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "flags":
+            return frozenset(value.split())
+    return None
+
+
+def _cpu_flags() -> frozenset[str] | None:
+    try:
+        return parse_cpu_flags(Path("/proc/cpuinfo").read_text("utf-8", "replace"))
+    except OSError:  # not Linux: not checked
+        return None
+
+
+def missing_cpu_features(requirement: str, flags: frozenset[str] | None) -> list[str]:
+    """What this CPU lacks of a release.json ``requirements.cpu`` such as ``x86-64-v3: AVX2, ...``
+    (empty when it has it all, when the requirement names no level, or when the flags are unknown)."""
+    m = _LEVEL.match(requirement)
+    if m is None or flags is None:
+        return []
+    need = {f for level, names in X86_64_LEVELS.items() if level <= int(m[1]) for f in names}
+    return sorted(need - flags)
+
+
 def _probe(argv: list[str]) -> str | None:
     if which(argv[0]) is None:
         return None
@@ -124,7 +163,8 @@ def detect() -> HostInfo:
     out = _probe(["vulkaninfo", "--summary"])
     if out:
         vk = parse_vulkaninfo(out)
-    return HostInfo(os=os_name, arch=arch, cuda_driver=driver, gpus=gpus, vulkan_devices=vk)
+    flags = _cpu_flags() if arch == "x86_64" else None
+    return HostInfo(os=os_name, arch=arch, cuda_driver=driver, gpus=gpus, vulkan_devices=vk, cpu_flags=flags)
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -144,7 +184,22 @@ def choose_artifact(
             f"this release has no {flavour} artifact for {host.os}/{host.arch} (it offers: {offered}).",
             hint="Pick another release, or pass --flavour if you want a ci/dev build.",
         )
-    by_backend = {a["backend"]: a for a in mine}
+    unfit: dict[str, str] = {}  # backend -> why this CPU cannot run it (it would die of SIGILL)
+    for a in mine:
+        cpu = str(a.get("requirements", {}).get("cpu", ""))
+        missing = missing_cpu_features(cpu, host.cpu_flags)
+        if missing:
+            unfit[a["backend"]] = f"the {a['backend']} build needs {cpu.split(':')[0]}; this CPU lacks {', '.join(missing)}"
+    if unfit and all(a["backend"] in unfit for a in mine):
+        raise ConfigError(
+            f"no artifact of this release runs on this CPU: {'; '.join(unfit.values())}.",
+            hint="Use an older release built for a lower x86-64 level, or build one yourself with a recipe "
+            "that lowers the CPU baseline (docs/backends.md).",
+        )
+    if backend in unfit:
+        raise ConfigError(f"--backend {backend}: {unfit[backend]}.", hint="Use --backend auto to pick one this CPU runs.")
+    notes = list(unfit.values())
+    by_backend = {a["backend"]: a for a in mine if a["backend"] not in unfit}
     if backend != "auto":
         if backend not in by_backend:
             raise ConfigError(
@@ -152,7 +207,6 @@ def choose_artifact(
                 hint="Use --backend auto or one of those.",
             )
         return by_backend[backend], f"--backend {backend} asked for"
-    notes = []
     cuda = by_backend.get("cuda")
     if cuda is not None:
         need = cuda.get("requirements", {}).get("min_cuda_driver", "")

@@ -87,3 +87,43 @@ def test_parsers_and_other_hosts() -> None:
         choose_artifact(ARTS, HostInfo(os="linux", arch="arm64"))
     with pytest.raises(ConfigError, match="unknown backend"):
         choose_artifact(ARTS, mac, backend="rocm")
+
+
+WIN_V3 = {"os": "windows", "arch": "x86_64", "flavour": "release", "backend": "cpu",
+          "requirements": {"cpu": "x86-64-v3: AVX2, FMA, F16C (Intel Haswell 2013+, AMD Zen / Excavator and newer)"}}
+LINUX_V3_VULKAN = {**ARTS[1], "requirements": {"cpu": "x86-64-v3"}}
+
+
+def test_real_cpu_flags_of_this_host_and_the_x86_64_levels() -> None:
+    flags = hostdetect.detect().cpu_flags
+    assert flags is not None and {"sse2", "sse4_2"} <= flags  # this machine's /proc/cpuinfo, an x86-64 CPU
+    v2 = frozenset(hostdetect.X86_64_LEVELS[2])
+    v3 = v2 | frozenset(hostdetect.X86_64_LEVELS[3])
+    assert hostdetect.missing_cpu_features("x86-64-v3: AVX2, FMA", v3) == []
+    assert hostdetect.missing_cpu_features("x86-64-v3: AVX2, FMA", v2) == sorted(hostdetect.X86_64_LEVELS[3])
+    assert hostdetect.missing_cpu_features("x86-64-v4", v3) == sorted(hostdetect.X86_64_LEVELS[4])
+    assert hostdetect.missing_cpu_features("x86-64-v3", None) == []  # unknown (not Linux): not checked
+    assert hostdetect.missing_cpu_features("any x86-64 CPU", v2) == []  # names no level
+    cpuinfo = "processor\t: 0\nvendor_id\t: AuthenticAMD\nflags\t\t: fpu sse2 avx2 fma\n\nprocessor\t: 1\nflags\t\t: fpu\n"
+    assert hostdetect.parse_cpu_flags(cpuinfo) == frozenset({"fpu", "sse2", "avx2", "fma"})
+    assert hostdetect.parse_cpu_flags("Processor\t: ARMv7\n") is None
+
+
+def test_an_artifact_this_cpu_cannot_run_is_never_chosen() -> None:
+    """A pre-Haswell x86-64 CPU (v2 only) and a release whose Windows build needs x86-64-v3: refused
+    with what the CPU lacks (exit 2), instead of an install that dies of SIGILL at the first token."""
+    old_cpu = frozenset(hostdetect.X86_64_LEVELS[2]) | {"sse2", "avx"}
+    win_old = HostInfo(os="windows", arch="x86_64", cpu_flags=old_cpu)
+    with pytest.raises(ConfigError, match=r"no artifact of this release runs on this CPU: the cpu build needs x86-64-v3; "
+                                          r"this CPU lacks abm, avx2, bmi1, bmi2, f16c, fma, movbe, xsave"):
+        choose_artifact([WIN_V3], win_old)
+    win_new = HostInfo(os="windows", arch="x86_64", cpu_flags=old_cpu | frozenset(hostdetect.X86_64_LEVELS[3]))
+    assert choose_artifact([WIN_V3], win_new)[0] is WIN_V3
+    assert choose_artifact([WIN_V3], HostInfo(os="windows", arch="x86_64"))[0] is WIN_V3  # flags unknown
+    # auto falls back past an unfit backend and says why; asking for it by name is refused
+    gpu = (VulkanDevice("Radeon RX 6600", "PHYSICAL_DEVICE_TYPE_DISCRETE_GPU"),)
+    linux_old = HostInfo(os="linux", arch="x86_64", cpu_flags=old_cpu, vulkan_devices=gpu)
+    art, why = choose_artifact([ARTS[0], LINUX_V3_VULKAN], linux_old)
+    assert art is ARTS[0] and "the vulkan build needs x86-64-v3; this CPU lacks" in why
+    with pytest.raises(ConfigError, match="--backend vulkan: the vulkan build needs x86-64-v3"):
+        choose_artifact([ARTS[0], LINUX_V3_VULKAN], linux_old, backend="vulkan")
