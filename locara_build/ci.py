@@ -8,6 +8,10 @@ What the recipes decide at render time is only *which kinds of toolchain setup* 
 be able to perform (CUDA, Vulkan SDK, Xcode, zig + wine for the Windows cross build); each setup
 step is guarded by the matrix entry's ``os``/``backend`` and the runner's OS.
 
+Signing kinds (``authenticode``, ``macos``) decide whether the weekly workflow has a ``sign`` job
+and which secrets it reads; which recipes it signs again comes from the plan (``signing`` of each
+``recipes[]`` entry), never from the YAML.
+
 Rendering is a pure function of ``ci/templates/`` and ``recipes/*.toml`` (never the upstream
 lock, never the machine: no absolute paths, no timestamps), so ``--check`` can compare bytes.
 
@@ -91,7 +95,7 @@ ACTIONS: Mapping[str, Action] = {
 # Pipeline constants (changing one changes the rendered workflow; `--check` then asks for a render).
 SETTINGS: Mapping[str, str] = {
     "python_version": "3.11",
-    # jobs that are not a recipe's build (plan, canary; release when nothing needs macOS signing)
+    # jobs that are not a recipe's build or sign (plan, release, canary)
     "tool_runner": "ubuntu-24.04",
     "weekly_cron": "23 4 * * 1",  # Mondays 04:23 UTC
     "canary_cron": "41 2 * * *",  # nightly 02:41 UTC

@@ -13,7 +13,7 @@ APT_PACKAGES=(
   chromium                                                             # browser test of the packaged UI
   glslc libvulkan-dev mesa-vulkan-drivers vulkan-tools                 # Vulkan builds, lavapipe smoke
   wine wine64                                                          # running the Windows build
-  shellcheck                                                           # the CI workflow tests (actionlint + shellcheck)
+  shellcheck jq                                                        # the CI workflow tests (actionlint, shellcheck, the plan step's jq)
 )
 
 missing=()

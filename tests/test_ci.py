@@ -1,16 +1,20 @@
 """`locara-build ci render [--check]`: the GitHub Actions workflows rendered from ci/templates/ + recipes.
 
-Contract tests on the rendered YAML (matrix from the plan job, secrets only in the release job,
-least-privilege permissions, pinned actions, cron), the stale-file check, byte stability, and that
-the committed workflows are what a render gives (cargo-dist's `dist plan` check).
-Linting with actionlint + shellcheck lives in test_ci_lint.py.
+Contract tests on the rendered YAML (matrix from the plan job; secrets only in the jobs of the
+`release` environment, sign and release, which never build nor run upstream's code; signed recipes
+packaged and signed by the sign job; least-privilege permissions, pinned actions, cron), the
+stale-file check, byte stability, and that the committed workflows are what a render gives
+(cargo-dist's `dist plan` check). Linting with actionlint + shellcheck lives in test_ci_lint.py;
+the workflow variants for other signing kinds are linted here with its helpers.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +31,13 @@ REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = ("weekly.yml", "canary.yml")
 OUTPUTS = [f"{d}/{w}" for d in ci.OUTPUT_DIRS for w in WORKFLOWS]
 SHA_USES = re.compile(r"^\s*(?:-\s+)?uses:\s+([\w.-]+/[\w.-]+)@([0-9a-f]{40}) # v\d+(\.\d+)*\s*$")
+RELEASE_IF = (
+    "${{ !cancelled() && needs.build.result == 'success' && "
+    "(needs.sign.result == 'success' || needs.sign.result == 'skipped') }}"
+)
+# What a job that sees secrets may run of locara-build: nothing that configures or builds upstream's
+# code (CMake), nor runs what it built (smoke, weekly, bench...).
+SECRET_JOB_COMMANDS = {"sync", "plan", "patches apply", "package", "release", "publish"}
 
 
 def _lock(root: Path) -> None:
@@ -79,6 +90,29 @@ def _release_recipes(root: Path) -> list[Any]:
 def _drop(recipe: Any) -> None:
     """Take a recipe out of the release (ci-flavour recipes may still extend it)."""
     recipe.path.write_text('flavour = "dev"\n' + recipe.path.read_text())
+
+
+def _signing_kinds(root: Path) -> set[str]:
+    return {r.signing for r in _release_recipes(root)} - {"none"}
+
+
+def _keep_signing(root: Path, kinds: set[str]) -> dict[str, Any]:
+    """Drop the release recipes that sign with a kind not in ``kinds``; the weekly workflow rendered then."""
+    for recipe in _release_recipes(root):
+        if recipe.signing != "none" and recipe.signing not in kinds:
+            _drop(recipe)
+    assert _signing_kinds(root) == kinds
+    return _load(ci.render(Project(root)).files["ci/workflows/weekly.yml"].decode())
+
+
+def _secrets(value: Any) -> set[str]:
+    return set(re.findall(r"secrets\.([A-Z0-9_]+)", json.dumps(value)))
+
+
+def _commands(job: dict[str, Any]) -> list[str]:
+    """Every `locara-build <command>` a job's steps run (`patches apply`: two words)."""
+    found = re.findall(r"locara-build ((?:patches|keys|models|ci) [a-z]+|[a-z]+)", _steps_text(job))
+    return found
 
 
 # --- rendering: outputs, stability, independence ---------------------------------------------
@@ -136,25 +170,107 @@ def test_weekly_triggers(weekly: dict[str, Any]) -> None:
     assert inputs["publish"]["type"] == "boolean"
 
 
-def test_weekly_jobs_plan_build_release(weekly: dict[str, Any]) -> None:
+def test_weekly_jobs_plan_build_sign_release(weekly: dict[str, Any], project: Path) -> None:
+    assert _signing_kinds(project), "the committed recipes sign Windows and macOS binaries"
     jobs = weekly["jobs"]
-    assert list(jobs) == ["plan", "build", "release"]
-    plan, build, release = jobs["plan"], jobs["build"], jobs["release"]
+    assert list(jobs) == ["plan", "build", "sign", "release"]
+    plan, build, sign, release = jobs["plan"], jobs["build"], jobs["sign"], jobs["release"]
     # plan: sync latest (or the dispatch ref), plan --json, matrix from the plan's ci.matrix
     plan_text = _steps_text(plan)
     assert 'locara-build sync --ref "$REF"' in plan_text
     assert "inputs.ref || 'latest'" in json.dumps(plan["steps"])
     assert "locara-build plan --json" in plan_text
-    assert "jq -c '.ci.matrix' plan.json" in plan_text
+    assert ".ci.matrix" in plan_text
     assert plan["outputs"]["matrix"] == "${{ steps.plan.outputs.matrix }}"
+    assert plan["outputs"]["sign-matrix"] == "${{ steps.plan.outputs.sign-matrix }}"
+    assert plan["outputs"]["sign"] == "${{ steps.plan.outputs.sign }}"
+    assert "release-runner" not in json.dumps(weekly)
     # build: the matrix IS the plan job's output; nothing listed in YAML
     assert build["needs"] == "plan"
     assert build["strategy"]["matrix"] == "${{ fromJson(needs.plan.outputs.matrix) }}"
     assert build["strategy"]["fail-fast"] is False
     assert build["runs-on"] == "${{ matrix.runner }}"
-    # release waits for every build and runs where the plan says (macOS when something is codesigned)
-    assert release["needs"] == ["plan", "build"]
-    assert release["runs-on"] == "${{ needs.plan.outputs.release-runner }}"
+    # sign: one job per signed recipe, on its build job's runner, after every build; skipped
+    # (instead of failing on an empty matrix) when the plan signs nothing
+    assert sign["name"] == "sign ${{ matrix.recipe }}"
+    assert sign["needs"] == ["plan", "build"]
+    assert sign["if"] == "needs.plan.outputs.sign == 'true'"
+    assert sign["strategy"]["matrix"] == "${{ fromJson(needs.plan.outputs.sign-matrix) }}"
+    assert sign["strategy"]["fail-fast"] is False
+    assert sign["runs-on"] == "${{ matrix.runner }}"
+    assert sign["env"]["RECIPE"] == "${{ matrix.recipe }}"
+    # release waits for every build and every signed package, tolerates a skipped sign job, and
+    # runs on the tool runner (it signs no binary, so it needs no macOS)
+    assert release["needs"] == ["plan", "build", "sign"]
+    assert release["if"] == RELEASE_IF
+    assert release["runs-on"] == ci.SETTINGS["tool_runner"]
+
+
+def test_without_signed_recipes_there_is_no_sign_job(project: Path) -> None:
+    weekly = _keep_signing(project, set())
+    assert list(weekly["jobs"]) == ["plan", "build", "release"]
+    release = weekly["jobs"]["release"]
+    assert release["needs"] == ["plan", "build"] and "if" not in release
+    assert release["runs-on"] == ci.SETTINGS["tool_runner"]
+    text = json.dumps(weekly)
+    assert "sign-matrix" not in text and "build-${{ matrix.recipe }}" not in text
+    assert "matrix.signing" not in text  # every build uploads its package
+    uploads = [s for s in weekly["jobs"]["build"]["steps"] if "upload-artifact" in s.get("uses", "")]
+    assert uploads[0]["with"]["name"] == "dist-${{ matrix.recipe }}" and "if" not in uploads[0]
+
+
+def _plan_outputs(project: Path, tmp_path: Path, weekly: dict[str, Any], edit=None) -> tuple[dict[str, str], dict[str, Any]]:
+    """Run the plan job's Plan step for real (bash + jq) on this project's `plan --json`."""
+    if shutil.which("jq") is None:
+        pytest.skip("jq is not installed (the plan step of the workflow uses it)")
+    plan = json.loads(
+        subprocess.run(
+            ["locara-build", "--project", str(project), "--work-dir", str(tmp_path / "work"), "plan", "--json"],
+            capture_output=True, text=True, check=True, timeout=300,
+        ).stdout
+    )
+    if edit is not None:
+        edit(plan)
+    run_dir = tmp_path / "run"
+    bin_dir = run_dir / "bin"
+    bin_dir.mkdir(parents=True)
+    (run_dir / "given-plan.json").write_text(json.dumps(plan))
+    shim = bin_dir / "locara-build"
+    shim.write_text(f'#!/bin/sh\n[ "$*" = "plan --json" ] || exit 99\nexec cat "{run_dir / "given-plan.json"}"\n')
+    shim.chmod(0o755)
+    step = next(s for s in weekly["jobs"]["plan"]["steps"] if s.get("id") == "plan")
+    out_file = run_dir / "github-output"
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "GITHUB_OUTPUT": str(out_file)}
+    res = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", step["run"]], cwd=run_dir, env=env,
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    outputs = dict(line.split("=", 1) for line in out_file.read_text().splitlines())
+    return outputs, plan
+
+
+def test_plan_step_computes_the_build_and_sign_matrices(weekly: dict[str, Any], project: Path, tmp_path: Path) -> None:
+    outputs, plan = _plan_outputs(project, tmp_path, weekly)
+    signing = {r["name"]: r["signing"] for r in plan["recipes"]}
+    build = json.loads(outputs["matrix"])
+    # the plan's ci.matrix, each entry with its recipe's signing kind and nothing else changed
+    assert [{k: v for k, v in e.items() if k != "signing"} for e in build["include"]] == plan["ci"]["matrix"]["include"]
+    assert all(e["signing"] == signing[e["recipe"]] for e in build["include"])
+    # the sign matrix: exactly the entries of signed recipes, same runner as their build
+    sign = json.loads(outputs["sign-matrix"])
+    assert sign["include"] == [e for e in build["include"] if e["signing"] != "none"]
+    assert {e["recipe"] for e in sign["include"]} == {n for n, s in signing.items() if s != "none"} != set()
+    assert outputs["sign"] == "true"
+    assert outputs["commit"] == plan["upstream"]["commit"] and outputs["version"] == plan["version"]
+
+
+def test_plan_step_skips_signing_when_the_plan_signs_nothing(weekly: dict[str, Any], project: Path, tmp_path: Path) -> None:
+    def unsigned(plan: dict[str, Any]) -> None:
+        for r in plan["recipes"]:
+            r["signing"] = "none"
+
+    outputs, _ = _plan_outputs(project, tmp_path, weekly, unsigned)
+    assert outputs["sign"] == "false"  # the sign job's `if` skips it; release tolerates that
+    assert json.loads(outputs["sign-matrix"]) == {"include": []}
 
 
 def test_build_job_stages_in_order(weekly: dict[str, Any]) -> None:
@@ -169,10 +285,82 @@ def test_build_job_stages_in_order(weekly: dict[str, Any]) -> None:
     positions = [next(i for i, r in enumerate(runs) if want in r) for want in order]
     assert positions == sorted(positions)
     assert weekly["jobs"]["build"]["env"]["RECIPE"] == "${{ matrix.recipe }}"
-    uploads = [s for s in weekly["jobs"]["build"]["steps"] if "upload-artifact" in s.get("uses", "")]
-    assert uploads[0]["with"]["name"] == "dist-${{ matrix.recipe }}"
+    # the build job never signs: no --require-signing, no signing credentials, no signing tools
+    build_text = json.dumps(weekly["jobs"]["build"])
+    assert "--require-signing" not in build_text and "osslsigncode" not in build_text
     download = next(s for s in weekly["jobs"]["release"]["steps"] if "download-artifact" in s.get("uses", ""))
     assert download["with"]["pattern"] == "dist-*" and download["with"]["merge-multiple"] is True
+
+
+def test_build_jobs_of_signed_recipes_upload_their_build_not_a_package(weekly: dict[str, Any]) -> None:
+    """Unsigned recipes: the build job's package ships. Signed ones: it still packages (a check that
+    packaging works) but uploads the build output, as a tar (file modes, symlinks), for the sign job."""
+    steps = weekly["jobs"]["build"]["steps"]
+    names = [s.get("name") for s in steps]
+    dist = next(s for s in steps if s.get("with", {}).get("name") == "dist-${{ matrix.recipe }}")
+    assert dist["if"] == "matrix.signing == 'none'"
+    assert dist["with"]["path"] == "${{ env.LOCARA_WORK_DIR }}/dist/"
+    pack = next(s for s in steps if "build-$RECIPE.tar" in s.get("run", ""))
+    assert pack["if"] == "matrix.signing != 'none'"
+    assert 'locara-build plan --json --recipe "$RECIPE"' in pack["run"] and ".output_dir" in pack["run"]
+    assert 'tar -C "$out" -cf "$RUNNER_TEMP/build-$RECIPE.tar" .' in pack["run"]
+    build = next(s for s in steps if s.get("with", {}).get("name") == "build-${{ matrix.recipe }}")
+    assert build["if"] == "matrix.signing != 'none'"
+    assert build["uses"].startswith("actions/upload-artifact@")
+    assert build["with"]["path"] == "${{ runner.temp }}/build-${{ matrix.recipe }}.tar"
+    assert build["with"]["if-no-files-found"] == "error"
+    package = names.index("Package")
+    assert package < names.index(pack["name"]) < names.index(build["name"])
+    assert package < names.index(dist["name"])
+
+
+def test_sign_job_packages_and_signs_the_build_output(weekly: dict[str, Any]) -> None:
+    sign = weekly["jobs"]["sign"]
+    steps = sign["steps"]
+    runs = [s.get("run", "") for s in steps]
+    order = [
+        "python -m pip install .",
+        'locara-build sync --ref "$COMMIT"',
+        "locara-build patches apply",  # package needs the patched tree (licenses)
+        "build-${{ matrix.recipe }}",  # download
+        'tar -C "$staged" -xf "$RUNNER_TEMP/build-artifact/build-$RECIPE.tar"',
+        'locara-build package --recipe "$RECIPE" --require-signing',
+        "dist-${{ matrix.recipe }}",  # upload
+    ]
+    texts = [json.dumps(s) for s in steps]
+    positions = [next(i for i, x in enumerate(texts) if want.replace('"', '\\"') in x) for want in order]
+    assert positions == sorted(positions), positions
+    download = next(s for s in steps if "download-artifact" in s.get("uses", ""))
+    assert download["with"] == {"name": "build-${{ matrix.recipe }}", "path": "${{ runner.temp }}/build-artifact"}
+    restore = next(r for r in runs if "-xf" in r)
+    # unpacked where this job's own plan (same runner, same toolchains) expects the build, and only
+    # when the build job's build.json names that same build key
+    assert 'locara-build plan --json --recipe "$RECIPE"' in restore and ".output_dir" in restore
+    assert 'jq -r .build_key "$staged/build.json"' in restore and 'mv "$staged" "$out"' in restore
+    upload = next(s for s in steps if "upload-artifact" in s.get("uses", ""))
+    assert upload["with"]["name"] == "dist-${{ matrix.recipe }}"
+    assert upload["with"]["path"] == "${{ env.LOCARA_WORK_DIR }}/dist/"
+    assert upload["with"]["if-no-files-found"] == "error"
+
+
+def test_jobs_that_see_secrets_never_build_nor_run_upstream_code(weekly: dict[str, Any]) -> None:
+    """Secrets only where upstream's build system never ran and nothing it built is executed."""
+    secret_jobs = {name for name, job in weekly["jobs"].items() if _secrets(job)}
+    assert secret_jobs == {"sign", "release"}
+    for name in secret_jobs:
+        job = weekly["jobs"][name]
+        commands = set(_commands(job))
+        assert commands and commands <= SECRET_JOB_COMMANDS, (name, commands - SECRET_JOB_COMMANDS)
+        text = _steps_text(job)
+        for tool in ("cmake", "ninja", "wine", "ccache", "llama-server"):
+            assert not re.search(rf"(^|[\s;|&]){tool}\b", text, re.M), (name, tool)
+        # no cache: a build job (upstream's code) could have saved it; that includes setup-python's pip cache
+        assert "actions/cache@" not in json.dumps(job)
+        python = [s for s in job["steps"] if s.get("uses", "").startswith("actions/setup-python@")]
+        assert python and all("cache" not in s["with"] for s in python), name
+    # the build job does all of it, and sees nothing
+    assert {"build", "smoke", "package"} <= set(_commands(weekly["jobs"]["build"]))
+    assert not _secrets(weekly["jobs"]["build"]) and "environment" not in weekly["jobs"]["build"]
 
 
 def test_ccache_is_kept_per_recipe_and_commit(weekly: dict[str, Any]) -> None:
@@ -195,38 +383,80 @@ def test_no_recipe_name_or_runner_is_hard_coded(rendered: dict[str, str], projec
     weekly = _load(text)
     assert "include" not in json.dumps(weekly["jobs"]["build"]["strategy"])
     literal = {job: spec["runs-on"] for job, spec in weekly["jobs"].items() if "${{" not in spec["runs-on"]}
-    assert literal == {"plan": ci.SETTINGS["tool_runner"]}
+    assert literal == {"plan": ci.SETTINGS["tool_runner"], "release": ci.SETTINGS["tool_runner"]}
 
 
-def test_only_the_release_job_sees_secrets(weekly: dict[str, Any], canary: dict[str, Any]) -> None:
+def test_committed_recipes_render_without_warnings() -> None:
+    """E.g. a recipe cross-built on Linux must name a Linux runner (its build and sign jobs run there)."""
+    assert ci.model(Project(REPO))["warnings"] == []
+
+
+MINISIGN_SECRETS = {"LOCARA_MINISIGN_KEY", "LOCARA_MINISIGN_PASSWORD"}
+SIGNING_SECRETS = {
+    "authenticode": {"LOCARA_AUTHENTICODE_P12", "LOCARA_AUTHENTICODE_PASSWORD"},
+    "macos": {
+        "LOCARA_MACOS_CERTIFICATE_P12", "LOCARA_MACOS_CERTIFICATE_PASSWORD", "LOCARA_MACOS_SIGN_IDENTITY",
+        "LOCARA_NOTARY_KEY", "LOCARA_NOTARY_KEY_ID", "LOCARA_NOTARY_ISSUER",
+    },
+}
+
+
+def _check_secret_placement(weekly: dict[str, Any]) -> None:
+    """Secrets: only in jobs of the `release` environment, only in the env of the step that uses them."""
     for name, job in weekly["jobs"].items():
-        uses_secrets = "secrets." in json.dumps(job)
-        assert uses_secrets == (name == "release"), name
-    outside = {k: v for k, v in weekly.items() if k != "jobs"}
-    assert "secrets." not in json.dumps(outside)
-    assert "secrets." not in json.dumps(canary)
-    release = json.dumps(weekly["jobs"]["release"])
-    for secret in ("LOCARA_MINISIGN_KEY", "LOCARA_MINISIGN_PASSWORD", "GITHUB_TOKEN"):
-        assert f"secrets.{secret}" in release
-    assert weekly["jobs"]["release"]["environment"] == "release"
+        assert bool(_secrets(job)) == (job.get("environment") == "release"), name
+        assert not _secrets({k: v for k, v in job.items() if k != "steps"}), name
+        for step in job["steps"]:
+            assert not _secrets({k: v for k, v in step.items() if k != "env"}), (name, step.get("name"))
+    assert not _secrets({k: v for k, v in weekly.items() if k != "jobs"})
 
 
-def test_secrets_follow_the_recipes_signing_kinds(project: Path) -> None:
-    signing = {r.signing for r in _release_recipes(project)}
-    text = ci.render(Project(project)).files["ci/workflows/weekly.yml"].decode()
-    assert ("secrets.LOCARA_AUTHENTICODE_P12" in text) == ("authenticode" in signing)
-    assert ("secrets.LOCARA_NOTARY_KEY" in text) == ("macos" in signing)
-    # without those recipes, their secrets and tools vanish from the workflow
-    for recipe in _release_recipes(project):
-        if recipe.signing != "none":
-            _drop(recipe)
-    text = ci.render(Project(project)).files["ci/workflows/weekly.yml"].decode()
-    assert "AUTHENTICODE" not in text and "NOTARY" not in text and "osslsigncode" not in text
+def test_only_jobs_in_the_release_environment_see_secrets(weekly: dict[str, Any], canary: dict[str, Any]) -> None:
+    _check_secret_placement(weekly)
+    assert not _secrets(canary)
+    in_env = {name for name, job in weekly["jobs"].items() if job.get("environment") == "release"}
+    assert in_env == {"sign", "release"}
+    # release: only the minisign key and the publishing token; the binaries' signing secrets are the sign job's
+    assert _secrets(weekly["jobs"]["release"]) == MINISIGN_SECRETS | {"GITHUB_TOKEN"}
+    assert not _secrets(weekly["jobs"]["sign"]) & (MINISIGN_SECRETS | {"GITHUB_TOKEN"})
+
+
+@pytest.mark.parametrize("kinds", [{"authenticode", "macos"}, {"authenticode"}, {"macos"}, set()],
+                         ids=lambda kinds: "+".join(sorted(kinds)) or "none")
+def test_sign_job_and_its_secrets_follow_the_recipes_signing_kinds(project: Path, kinds: set[str]) -> None:
+    if not kinds <= _signing_kinds(project):
+        pytest.skip(f"no release recipe signs with {kinds - _signing_kinds(project)}")
+    weekly = _keep_signing(project, kinds)
+    text = json.dumps(weekly)
+    _check_secret_placement(weekly)
+    assert ("sign" in weekly["jobs"]) == bool(kinds)
+    assert _secrets(weekly["jobs"]["release"]) == MINISIGN_SECRETS | {"GITHUB_TOKEN"}
+    if not kinds:
+        assert "AUTHENTICODE" not in text and "NOTARY" not in text and "MACOS" not in text
+        assert "osslsigncode" not in text and "keychain" not in text
+        return
+    sign = weekly["jobs"]["sign"]
+    assert _secrets(sign) == set().union(*(SIGNING_SECRETS[k] for k in kinds))
+    assert sign["environment"] == "release" and sign["permissions"] == {"contents": "read"}
+    assert ("osslsigncode" in text) == ("authenticode" in kinds)
+    step_names = [s.get("name", "") for s in sign["steps"]]
+    assert ("Keychain with the Developer ID certificate" in step_names) == ("macos" in kinds)
+    assert ("Remove the keychain" in step_names) == ("macos" in kinds)
+    if "macos" in kinds:
+        remove = next(s for s in sign["steps"] if s.get("name") == "Remove the keychain")
+        assert remove["if"].startswith("always()") and step_names[-1] == "Remove the keychain"
+    # each matrix entry's signing step gets only the credentials of its own kind
+    package = next(s for s in sign["steps"] if "--require-signing" in s.get("run", ""))
+    for var, value in package["env"].items():
+        (secret,) = _secrets(value)
+        (kind,) = [k for k, names in SIGNING_SECRETS.items() if secret in names]
+        assert var == secret and value == f"${{{{ matrix.signing == '{kind}' && secrets.{secret} || '' }}}}"
 
 
 def test_least_privilege_permissions(weekly: dict[str, Any], canary: dict[str, Any]) -> None:
     assert weekly["permissions"] == {"contents": "read"}
     assert canary["permissions"] == {"contents": "read"}
+    assert "sign" in weekly["jobs"]
     for name, job in weekly["jobs"].items():
         want = {"contents": "write"} if name == "release" else {"contents": "read"}
         assert job["permissions"] == want, name
@@ -262,6 +492,35 @@ def test_actions_pinned_by_full_sha(rendered: dict[str, str]) -> None:
 def test_every_job_has_a_timeout(weekly: dict[str, Any], canary: dict[str, Any]) -> None:
     for job in [*weekly["jobs"].values(), *canary["jobs"].values()]:
         assert isinstance(job["timeout-minutes"], int)
+
+
+@pytest.mark.parametrize("kinds", [{"authenticode"}, {"macos"}, set()], ids=lambda kinds: "+".join(sorted(kinds)) or "none")
+def test_signing_variants_pass_actionlint_and_shellcheck(project: Path, tmp_path: Path, kinds: set[str]) -> None:
+    """test_ci_lint.py lints the committed workflows; the sign job's template branches render other
+    YAML (no sign job; one signing kind), linted here with the same harness."""
+    import test_ci_lint as lint  # tests/ is on sys.path (no package): its actionlint + shellcheck harness
+
+    if not kinds <= _signing_kinds(project):
+        pytest.skip(f"no release recipe signs with {kinds - _signing_kinds(project)}")
+    _keep_signing(project, kinds)
+    statuses, _ = ci.write(Project(project))
+    workflow = project / ".github" / "workflows" / "weekly.yml"
+    assert any(s.path == ".github/workflows/weekly.yml" for s in statuses)
+    driver = tmp_path / "driver.js"
+    driver.write_text(lint.DRIVER)
+    res = subprocess.run(["node", str(driver), str(lint._actionlint_dir()), str(workflow)],
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout) == []
+    exe = shutil.which("shellcheck")
+    if exe is None:
+        lint._missing("shellcheck")
+    problems = [
+        f"{job} / {step}: SC{f['code']} {f['message']}"
+        for job, step, script in lint._scripts(workflow)
+        for f in lint._shellcheck(exe, script)
+    ]
+    assert problems == []
 
 
 def test_secrets_are_documented(rendered: dict[str, str]) -> None:
