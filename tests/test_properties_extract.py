@@ -129,7 +129,7 @@ def _as_read_back(archive: Path, ms: list[M]) -> list[M]:
     with tarfile.open(archive) as tf:
         names = [(t.name, t.linkname) for t in tf.getmembers()]
     assert len(names) == len(ms)
-    return [M(n if not m.name.endswith("/") else n + "/", m.kind, m.mode, m.data, link)
+    return [M(n + "/" if m.name.endswith("/") and not n.endswith("/") else n, m.kind, m.mode, m.data, link)
             for m, (n, link) in zip(ms, names, strict=True)]
 
 
@@ -182,6 +182,7 @@ def _check(ms: list[M], fmt: str) -> None:
 
 NASTY = [  # found by hand or by hypothesis; always tried first
     [M(f"{TOP}/x\x00y", "dir", 0o644, b"", "")],  # ustar name ends at NUL: read back as `x`, harmless
+    [M(f"{TOP}/", "file", 0o644, b"", "")],  # a file whose name ends in `/`: tarfile keeps the slash
     [M(f"{TOP}/" + "a" * 120 + "\x00y", "file", 0o644, b"", "")],  # pax keeps the NUL: refused
     [M(TOP, "dir", 0o755, b"", ""), M(f"{TOP}/" + "a" * 300, "file", 0o644, b"x", "")],  # over-long name: OSError once
     [M(f"{TOP}/a", "file", 0o644, b"", ""), M(f"{TOP}/A", "file", 0o644, b"", "")],
