@@ -662,8 +662,9 @@ def cmd_upgrade(args: argparse.Namespace) -> None:
         interleaved(a, bside, args.runs)
     notes = {k: meta[k] for k in ("cold_build_seconds", "cold_build_ccache", "hand_seed", "preprocessed",
                                   "changed_files") if k in meta}
-    if meta.get("cold_build_seconds"):
-        notes["warm_over_cold"] = round(median(a.samples) / meta["cold_build_seconds"], 4)
+    # cold_build_seconds is last week's (0.3.35) cold build, another set of translation units: the
+    # cold reference for this week's commit is `orchestration --cold` (the same recipe, ccache off).
+    notes["cold_reference"] = "bench/results/orchestration-cold.json (0.3.36, ccache disabled)"
     save("upgrade", pair_result(a, bside, title=f"upgrade rebuild 0.3.35 -> 0.3.36 ({recipe}, warm cache)", unit="s",
                                 goal=("<=", 1.1), reproduce=f"python bench/run.py upgrade --runs {args.runs}", notes=notes))
 
@@ -928,9 +929,9 @@ def cmd_served(args: argparse.Namespace) -> None:
     with tarfile.open(artifact) as tf:
         tf.extractall(unpacked, filter="data")
     ours = next(unpacked.glob("*/bin/llama-server"))
-    # The same commit + patches, built by hand with -march=native (GGML_NATIVE=ON),
-    # in a bench work dir at the same depth as the release build (cmake/<name>), so that with
-    # CCACHE_BASEDIR every translation unit outside ggml-cpu hits the release build's cache entries.
+    # The same commit + patches, built by hand with -march=native (GGML_NATIVE=ON) in a bench work
+    # dir, once (kept between runs). It shares no cache entries with the release build: without
+    # GGML_BACKEND_DL every translation unit gets other -D flags, so the first run is a cold build.
     rec = json.loads((next(p for p in (release_work / "builds" / RELEASE_CPU).glob("*/build.json"))).read_text())
     b = prepared(root, NEW_VERSION, ccache_dir=shared_ccache())
     stamp = json.loads((b.work / "src" / "llama.cpp.json").read_text())
