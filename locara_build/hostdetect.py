@@ -153,18 +153,21 @@ def _probe(argv: list[str]) -> str | None:
     return res.stdout if res.ok else None
 
 
-def detect() -> HostInfo:
+def detect(*, gpus: bool = True) -> HostInfo:
+    """This host. ``gpus=False`` skips the GPU probes (nvidia-smi, vulkaninfo: ~0.2 s), which only
+    ``--backend auto`` needs; the CPU check applies to every choice."""
     os_name, arch = platforms.host_os(), platforms.host_arch()
-    driver, gpus = None, ()
-    out = _probe(["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"])
-    if out:
-        driver, gpus = parse_nvidia_smi(out)
+    driver, names = None, ()
     vk: tuple[VulkanDevice, ...] = ()
-    out = _probe(["vulkaninfo", "--summary"])
-    if out:
-        vk = parse_vulkaninfo(out)
+    if gpus:
+        out = _probe(["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"])
+        if out:
+            driver, names = parse_nvidia_smi(out)
+        out = _probe(["vulkaninfo", "--summary"])
+        if out:
+            vk = parse_vulkaninfo(out)
     flags = _cpu_flags() if arch == "x86_64" else None
-    return HostInfo(os=os_name, arch=arch, cuda_driver=driver, gpus=gpus, vulkan_devices=vk, cpu_flags=flags)
+    return HostInfo(os=os_name, arch=arch, cuda_driver=driver, gpus=names, vulkan_devices=vk, cpu_flags=flags)
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:

@@ -353,7 +353,7 @@ def _check_provenance(rel: VerifiedRelease, art: dict[str, Any], keys: list[Publ
 
 
 def _pick(rel: VerifiedRelease, opts: InstallOptions) -> tuple[dict[str, Any], str]:
-    host = hostdetect.detect()
+    host = hostdetect.detect(gpus=opts.backend == "auto")  # a named backend needs no GPU probe
     art, why = hostdetect.choose_artifact(rel.manifest["artifacts"], host, backend=opts.backend, flavour=opts.flavour)
     log.info(f"picked {art['file']} ({why})")
     return art, why

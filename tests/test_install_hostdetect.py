@@ -127,3 +127,18 @@ def test_an_artifact_this_cpu_cannot_run_is_never_chosen() -> None:
     assert art is ARTS[0] and "the vulkan build needs x86-64-v3; this CPU lacks" in why
     with pytest.raises(ConfigError, match="--backend vulkan: the vulkan build needs x86-64-v3"):
         choose_artifact([ARTS[0], LINUX_V3_VULKAN], linux_old, backend="vulkan")
+
+
+def test_a_named_backend_skips_the_gpu_probes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`install --backend X` never runs nvidia-smi / vulkaninfo (only `auto` needs them); the CPU is still read."""
+    marker = tmp_path / "ran"
+    for tool in ("nvidia-smi", "vulkaninfo"):
+        _stand_in(tmp_path / "bin", tool, "")
+        script = tmp_path / "bin" / tool
+        script.write_text(f"#!/bin/sh\necho {tool} >> {marker}\n")
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
+    host = hostdetect.detect(gpus=False)
+    assert not marker.exists() and host.cuda_driver is None and host.vulkan_devices == ()
+    assert host.cpu_flags is not None
+    hostdetect.detect()
+    assert sorted(marker.read_text().split()) == ["nvidia-smi", "vulkaninfo"]
