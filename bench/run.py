@@ -179,10 +179,48 @@ def machine() -> dict[str, Any]:
     }
 
 
+APPEND = False  # --append: add this call's pairs to the saved result of the same measurement
+
+
+def _git_head() -> str:
+    with contextlib.suppress(OSError, subprocess.CalledProcessError):
+        return capture(["git", "rev-parse", "--short", "HEAD"], cwd=REPO).strip()
+    return ""
+
+
+def _appended(old: dict[str, Any], new: dict[str, Any]) -> dict[str, Any]:
+    """``new``'s pairs after ``old``'s: the same measurement (title, unit, goal, the sides' labels and
+    commands with ports and run counts ignored), so each pair stays a side-by-side pair."""
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        def cmd(side: str) -> str:
+            return re.sub(r"127\.0\.0\.1:\d+", "127.0.0.1:PORT", r[side]["command"])
+        return r["title"], r["unit"], r["goal"], r["a"]["label"], r["b"]["label"], cmd("a"), cmd("b")
+
+    def same(x: dict[str, Any], y: dict[str, Any]) -> bool:
+        return key(x) == key(y)
+    if not same(old, new):
+        raise SystemExit(f"bench: --append: {new['name']}.json holds a different measurement; run without --append")
+    merged = dict(new)
+    for side in ("a", "b"):
+        merged[side] = {**new[side], **{k: old[side][k] + new[side][k] for k in ("samples", "load", "extra")}}
+    merged.update(summarize(merged["a"]["samples"], merged["b"]["samples"]))
+    value = merged["ratio"] if merged["goal"]["measure"] == "ratio" else merged["a_median"]
+    merged["met"] = goal_met(value, merged["goal"]["op"], merged["goal"]["value"])
+    merged["reproduce"] = re.sub(r"--runs \d+", f"--runs {merged['runs']}", new["reproduce"])
+    first = old.get("batches") or [{"date": old["date"], "runs": old.get("runs"), "commit": old.get("commit", "")}]
+    merged["batches"] = [*first, *new["batches"]]
+    return merged
+
+
 def save(name: str, result: dict[str, Any], out_dir: Path = RESULTS) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
-    result = {"name": name, "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"), "machine": machine(), **result}
+    date = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result = {"name": name, "date": date, "machine": machine(), "commit": _git_head(), **result}
+    if "runs" in result:
+        result["batches"] = [{"date": date, "runs": result["runs"], "commit": result["commit"]}]
     path = out_dir / f"{name}.json"
+    if APPEND and path.exists() and "runs" in result:
+        result = _appended(json.loads(path.read_text()), result)
     path.write_text(json.dumps(result, indent=2, sort_keys=True) + "\n")
     print(f"bench: wrote {path.relative_to(REPO) if path.is_relative_to(REPO) else path}")
     print(row_markdown(result))
@@ -1132,6 +1170,55 @@ def cmd_install(args: argparse.Namespace) -> None:
                                 notes={"artifact": art["file"], "size": art["size"]}))
 
 
+def cmd_extract(args: argparse.Namespace) -> None:
+    """``safe_extract`` (the working tree's) vs ``tar -xzf``, and vs ``--before REF``'s, on the same
+    archives. Only the extraction is timed (in a child Python, after its imports)."""
+    root = bench_dir(args) / "extract"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    before = export_ref(args.before, bench_dir(args))
+    timed = ("import sys, time; from pathlib import Path; from locara_build.extract import safe_extract; "
+             "a, d, top = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]; t = time.perf_counter(); "
+             "safe_extract(a, d, top=top); print(time.perf_counter() - t)")
+    for archive in args.archive:
+        _extract_pairs(args, root, before, timed, Path(archive).resolve())
+
+
+def _extract_pairs(args: argparse.Namespace, root: Path, before: Path, timed: str, archive: Path) -> None:
+    top = archive.name.removesuffix(".tar.gz")
+    label = re.sub(r"^.*-r\d+-", "", top)  # the recipe part of the artifact name
+
+    def python_side(code: Path) -> Callable[[int], float]:
+        def run(i: int) -> float:
+            d = root / f"x-{i}"
+            out = capture([sys.executable, "-c", timed, archive, d, top], env={"PYTHONPATH": str(code)}, cwd=root)
+            shutil.rmtree(d, ignore_errors=True)
+            return float(out.strip())
+        return run
+
+    def tar(i: int) -> float:
+        d = root / f"t-{i}"
+        d.mkdir()
+        seconds, _ = sh(["tar", "-xzf", archive, "-C", d])
+        shutil.rmtree(d, ignore_errors=True)
+        return seconds
+
+    size = f"{archive.stat().st_size / (1 << 20):.1f} MiB"
+    after = Side("safe_extract", "safe_extract(ARCHIVE, DIR, top=TOP)", python_side(REPO))
+    by_tar = Side("tar -xzf", "tar -xzf ARCHIVE -C DIR", tar)
+    interleaved(after, by_tar, args.runs)
+    save(f"extract-vs-tar-{label}", pair_result(
+        after, by_tar, title=f"safe_extract vs tar -xzf ({label}, {size})", unit="s", goal=("<=", 1.2),
+        reproduce=f"python bench/run.py extract --archive {archive} --runs {args.runs}", notes={"archive": archive.name}))
+    now = Side("safe_extract, working tree", "safe_extract(ARCHIVE, DIR, top=TOP)", python_side(REPO))
+    old = Side(f"safe_extract, {args.before}", "the same with PYTHONPATH=<git archive REF>", python_side(before))
+    interleaved(now, old, args.runs)
+    save(f"extract-after-before-{label}", pair_result(
+        now, old, title=f"safe_extract after/before ({label}, {size})", unit="s", goal=("<=", 1.0),
+        reproduce=f"python bench/run.py extract --archive {archive} --before {args.before} --runs {args.runs}",
+        notes={"archive": archive.name, "before": args.before}))
+
+
 # --- main ---------------------------------------------------------------------------------------
 
 
@@ -1179,10 +1266,17 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("--release", required=True, help="a release dir (release.json, SHA256SUMS, artifacts)")
     sp.add_argument("--pub", required=True, help="the minisign public key that signed it")
     sp.add_argument("--flavour", help="artifact flavour to pick (default: the first Linux CPU one)")
+    sp = add("extract", cmd_extract, runs=7)
+    sp.add_argument("--archive", action="append", required=True, help="a release .tar.gz (repeatable)")
+    sp.add_argument("--before", default="HEAD", help="git ref of the code to compare with (default HEAD)")
     add("table", cmd_table, runs=0)
     p.add_argument("--no-pyc-cache", action="store_true",
                    help="keep $PYTHONDONTWRITEBYTECODE as it is (default: bytecode cached under the bench dir, as an installed tool has)")
+    p.add_argument("--append", action="store_true",
+                   help="add this call's pairs to the saved result of the same measurement (e.g. 3 runs + 2 later runs)")
     args = p.parse_args(argv)
+    global APPEND
+    APPEND = args.append
     if not args.no_pyc_cache and args.cmd != "table":
         # An installed tool runs from .pyc files; an editable checkout under PYTHONDONTWRITEBYTECODE=1
         # would recompile every module on every start. Cache bytecode outside the repo instead.

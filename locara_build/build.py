@@ -28,6 +28,7 @@ import os
 import re
 import shutil
 import signal
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -436,12 +437,19 @@ def _follow(
     offset = log_path.stat().st_size if log_path.exists() else 0
     proc = spawn(argv, env=env, log_path=log_path, error=BuildError)
     atomic_write_bytes(pid_file, f"{proc.pid}\n".encode())
+    exited = threading.Event()  # set the moment the child exits: no polling latency after the build
+
+    def wait_for_exit() -> None:
+        proc.wait()
+        exited.set()
+
+    threading.Thread(target=wait_for_exit, name=f"wait-{proc.pid}", daemon=True).start()
     pending = b""
     try:
         with open(log_path, "rb") as fh:
             fh.seek(offset)
             while True:
-                finished = proc.poll() is not None
+                finished = exited.is_set()
                 chunk = fh.read()
                 if chunk:
                     pending += chunk
@@ -451,7 +459,7 @@ def _follow(
                 if finished:
                     break
                 if not chunk:
-                    time.sleep(0.1)
+                    exited.wait(0.1)
         if pending:
             on_line(pending.decode("utf-8", "replace"))
     except BaseException:

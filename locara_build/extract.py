@@ -1,10 +1,9 @@
-"""Safe extraction of release archives (.tar.gz and .zip), checked member by member BEFORE anything
-is written.
+"""Safe extraction of release archives (.tar.gz and .zip), each member checked BEFORE it is
+written, and nothing visible outside a private temp dir until every member has passed.
 
 Python's tar ``data`` filter has been bypassed repeatedly (CVE-2025-4517, -4330, -4138,
 CVE-2024-12718, ...) and ``zipfile`` neither restores modes nor rejects odd names, so this module
-trusts neither: it reads the whole member list first and refuses the archive (VerifyError, exit 8)
-unless every member is
+trusts neither: it refuses the archive (VerifyError, exit 8) unless every member is
 
 * a regular file or a directory (no symlinks, hard links, devices, FIFOs; no zip symlinks),
 * a relative POSIX path under the one expected top folder, without ``..``, ``.``, empty parts,
@@ -14,10 +13,13 @@ unless every member is
 * without setuid / setgid / sticky bits,
 * within the size and member-count caps (zip bombs, tar bombs).
 
-Only then are the members written, by this module (never ``extractall``), into a fresh temporary
-directory beside the destination, with ``O_EXCL | O_NOFOLLOW``, modes normalised to 0755
-(executables, from the tar mode or the zip ``external_attr``) or 0644. The caller renames the
-result into place, so a half-extracted tree is never visible.
+``check_members`` applies these rules to a listing. ``safe_extract`` applies them in its single
+pass over the archive (one decompression): each member is checked against the rules and every
+member before it, and only then written, by this module (never ``extractall``), into a fresh
+private temporary directory beside the destination, with ``O_EXCL | O_NOFOLLOW``, modes normalised
+to 0755 (executables, from the tar mode or the zip ``external_attr``) or 0644. The first bad member
+throws the whole temp dir away; the caller renames a fully checked result into place, so a
+half-extracted or partly checked tree is never visible.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from __future__ import annotations
 import os
 import shutil
 import stat
+import sys
 import tarfile
 import tempfile
 import unicodedata
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -63,7 +66,7 @@ class Member:
 
 def _fail(archive: Path, why: str) -> VerifyError:
     return VerifyError(
-        f"{archive.name}: unsafe archive, refused before extracting anything: {why}.",
+        f"{archive.name}: unsafe archive, refused (nothing of it was installed): {why}.",
         hint="Do not use this file. A release archive holds one top folder of plain files and directories; "
         "report the mirror or the release that served it.",
     )
@@ -92,33 +95,41 @@ def _check_name(archive: Path, raw: str) -> str:
     return name
 
 
+def _tar_infos(
+    tf: tarfile.TarFile, archive: Path, limits: Limits
+) -> Iterator[tuple[tuple[str, bool, int, int, str], tarfile.TarInfo]]:
+    """((raw name, is_dir, size, mode, kind), TarInfo) per member; kind is 'file', 'dir' or what it
+    really is."""
+    count = 0
+    while True:
+        info = tf.next()
+        if info is None:
+            break
+        count += 1
+        if count > limits.max_members:
+            raise _fail(archive, f"more than {limits.max_members} members")
+        if info.isreg():
+            kind = "file"
+        elif info.isdir():
+            kind = "dir"
+        elif info.issym():
+            kind = f"symlink -> {info.linkname}"
+        elif info.islnk():
+            kind = f"hard link -> {info.linkname}"
+        elif info.ischr() or info.isblk():
+            kind = "device file"
+        elif info.isfifo():
+            kind = "FIFO"
+        else:
+            kind = f"special member (type {info.type!r})"
+        yield (info.name, info.isdir(), info.size, info.mode, kind), info
+
+
 def _tar_members(archive: Path, limits: Limits) -> Iterator[tuple[str, bool, int, int, str]]:
-    """(raw name, is_dir, size, mode, kind) per member; kind is 'file', 'dir' or what it really is."""
     try:
         with tarfile.open(archive, "r:*") as tf:
-            count = 0
-            while True:
-                info = tf.next()
-                if info is None:
-                    break
-                count += 1
-                if count > limits.max_members:
-                    raise _fail(archive, f"more than {limits.max_members} members")
-                if info.isreg():
-                    kind = "file"
-                elif info.isdir():
-                    kind = "dir"
-                elif info.issym():
-                    kind = f"symlink -> {info.linkname}"
-                elif info.islnk():
-                    kind = f"hard link -> {info.linkname}"
-                elif info.ischr() or info.isblk():
-                    kind = "device file"
-                elif info.isfifo():
-                    kind = "FIFO"
-                else:
-                    kind = f"special member (type {info.type!r})"
-                yield info.name, info.isdir(), info.size, info.mode, kind
+            for raw_member, _info in _tar_infos(tf, archive, limits):
+                yield raw_member
     except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:
         raise VerifyError(f"{archive.name}: not a readable tar.gz archive ({exc}).", hint="Download it again.") from None
 
@@ -159,14 +170,20 @@ def list_members(archive: Path, limits: Limits = DEFAULT_LIMITS) -> list[Member]
     return check_members(archive, limits=limits)
 
 
-def check_members(archive: Path, *, top: str | None = None, limits: Limits = DEFAULT_LIMITS) -> list[Member]:
-    """Every member checked (see the module docstring); raises VerifyError naming the first bad one."""
-    raw_members = _zip_members(archive, limits) if _is_zip(archive) else _tar_members(archive, limits)
-    members: list[Member] = []
-    seen: dict[str, Member] = {}
-    folded: dict[str, str] = {}
-    total = 0
-    for raw, is_dir, size, mode, kind in raw_members:
+class _Checker:
+    """The member rules, applied one member at a time (in archive order), so the same rules serve
+    a listing (``check_members``) and the single extraction pass (``safe_extract``)."""
+
+    def __init__(self, archive: Path, top: str | None, limits: Limits):
+        self.archive, self.top, self.limits = archive, top, limits
+        self.members: list[Member] = []
+        self._seen: dict[str, Member] = {}
+        self._folded: dict[str, str] = {}
+        self._under: dict[str, str] = {}  # every proper ancestor of a member -> the first member under it
+        self._total = 0
+
+    def add(self, raw: str, is_dir: bool, size: int, mode: int, kind: str) -> Member:
+        archive, top, limits = self.archive, self.top, self.limits  # (member count: checked by the readers)
         if kind not in ("file", "dir"):
             raise _fail(archive, f"member {raw!r} is a {kind}; only regular files and directories are allowed")
         name = _check_name(archive, raw)
@@ -176,69 +193,88 @@ def check_members(archive: Path, *, top: str | None = None, limits: Limits = DEF
             raise _fail(archive, f"member {raw!r} is outside the top folder `{top}/`")
         if size < 0 or size > limits.max_file:
             raise _fail(archive, f"member {raw!r} is {size} bytes, over the {limits.max_file}-byte cap")
-        total += size
-        if total > limits.max_total:
+        self._total += size
+        if self._total > limits.max_total:
             raise _fail(archive, f"members add up to more than the {limits.max_total}-byte cap")
         key = unicodedata.normalize("NFC", name).casefold()
-        if name in seen:
+        if name in self._seen:
             raise _fail(archive, f"member {name!r} appears twice")
-        if key in folded:
-            raise _fail(archive, f"members {folded[key]!r} and {name!r} collide on a case-insensitive file system")
-        member = Member(name, is_dir, 0 if is_dir else size, bool(mode & 0o111) and not is_dir)
-        seen[name] = member
-        folded[key] = name
-        members.append(member)
-    for m in members:  # a file must never be the parent of another member
-        parent = m.name.rsplit("/", 1)[0] if "/" in m.name else None
+        if key in self._folded:
+            raise _fail(archive, f"members {self._folded[key]!r} and {name!r} collide on a case-insensitive file system")
+        # a file must never be the parent of another member, whichever comes first
+        if not is_dir and name in self._under:
+            raise _fail(archive, f"member {self._under[name]!r} lies under {name!r}, which is a file")
+        parent = name.rpartition("/")[0]
         while parent:
-            p = seen.get(parent)
+            p = self._seen.get(parent)
             if p is not None and not p.is_dir:
-                raise _fail(archive, f"member {m.name!r} lies under {parent!r}, which is a file")
-            parent = parent.rsplit("/", 1)[0] if "/" in parent else None
-    if top is not None and not members:
-        raise _fail(archive, "it is empty")
-    return members
+                raise _fail(archive, f"member {name!r} lies under {parent!r}, which is a file")
+            self._under.setdefault(parent, name)
+            parent = parent.rpartition("/")[0]
+        member = Member(name, is_dir, 0 if is_dir else size, bool(mode & 0o111) and not is_dir)
+        self._seen[name] = member
+        self._folded[key] = name
+        self.members.append(member)
+        return member
+
+    def finish(self) -> list[Member]:
+        if self.top is not None and not self.members:
+            raise _fail(self.archive, "it is empty")
+        return self.members
 
 
-def _open_members(archive: Path) -> Iterator[tuple[str, IO[bytes] | None]]:
-    """(raw name, readable stream or None for a directory), in archive order."""
+def check_members(archive: Path, *, top: str | None = None, limits: Limits = DEFAULT_LIMITS) -> list[Member]:
+    """Every member checked (see the module docstring); raises VerifyError naming the first bad one."""
+    checker = _Checker(archive, top, limits)
+    for raw_member in _zip_members(archive, limits) if _is_zip(archive) else _tar_members(archive, limits):
+        checker.add(*raw_member)
+    return checker.finish()
+
+
+def _open_members(archive: Path, limits: Limits) -> Iterator[tuple[tuple[str, bool, int, int, str], IO[bytes] | None]]:
+    """(the member's (raw name, is_dir, size, mode, kind), a readable stream or None), in archive
+    order, reading the archive once. A stream is opened only for a regular file."""
     if _is_zip(archive):
         with zipfile.ZipFile(archive) as zf:
-            for info in zf.infolist():
-                if info.is_dir():
-                    yield info.filename, None
+            raw_members = list(_zip_members(archive, limits))  # the central directory: no decompression
+            for info, raw_member in zip(zf.infolist(), raw_members, strict=True):
+                if raw_member[4] != "file":
+                    yield raw_member, None
                 else:
                     with zf.open(info) as fh:
-                        yield info.filename, fh
+                        yield raw_member, fh
     else:
         with tarfile.open(archive, "r:*") as tf:
-            for info in tf:
-                if info.isdir():
-                    yield info.name, None
+            for raw_member, tinfo in _tar_infos(tf, archive, limits):
+                if raw_member[4] != "file":
+                    yield raw_member, None
                 else:
-                    fh = tf.extractfile(info)
-                    assert fh is not None
-                    with fh:
-                        yield info.name, fh
+                    data = tf.extractfile(tinfo)
+                    assert data is not None
+                    with data:
+                        yield raw_member, data
 
 
 def safe_extract(
     archive: Path, dest_parent: Path, *, top: str, limits: Limits = DEFAULT_LIMITS, prefix: str = ".extract-"
 ) -> Path:
-    """Check every member, then extract into a new temp dir under ``dest_parent``.
+    """Check every member and extract it, in one pass over the archive, into a new private temp dir
+    under ``dest_parent``: a member is checked (with everything seen before it) before it is
+    written, and the first bad one throws the whole temp dir away.
 
     Returns the path of the extracted top folder (``<tempdir>/<top>``); the caller renames it into
-    place and removes the temp dir. On any failure nothing is left behind.
+    place and removes the temp dir. The files' data is on disk (one ``syncfs`` on Linux, else an
+    ``fsync`` per file) before this returns. On any failure nothing is left behind.
     """
-    members = check_members(archive, top=top, limits=limits)
-    by_name = {m.name: m for m in members}
+    checker = _Checker(archive, top, limits)
     dest_parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=prefix, dir=dest_parent))
     try:
         written = 0
-        for raw, stream in _open_members(archive):
-            name = raw[:-1] if raw.endswith("/") else raw
-            m = by_name[name]
+        files: list[Path] = []
+        for raw_member, stream in _open_members(archive, limits):
+            m = checker.add(*raw_member)
+            name = m.name
             target = tmp.joinpath(*name.split("/"))
             if m.is_dir:
                 target.mkdir(mode=0o755, parents=True, exist_ok=True)
@@ -257,16 +293,17 @@ def safe_extract(
                     if got > m.size or written > limits.max_total:
                         raise _fail(archive, f"member {name!r} holds more data than its header declares")
                     out.write(block)
-                out.flush()
-                os.fsync(out.fileno())
             if got != m.size:
                 raise _fail(archive, f"member {name!r} is shorter than its header declares")
             os.chmod(target, 0o755 if m.executable else 0o644)
-        for d in sorted((p for p in tmp.rglob("*") if p.is_dir()), reverse=True):
-            os.chmod(d, 0o755)
+            files.append(target)
+        checker.finish()
         result = tmp / top
         if not result.is_dir():
             raise _fail(archive, f"it has no top folder `{top}/`")
+        for d in sorted((p for p in tmp.rglob("*") if p.is_dir()), reverse=True):
+            os.chmod(d, 0o755)
+        _flush(tmp, files)
         return result
     except VerifyError:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -277,6 +314,39 @@ def safe_extract(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _syncfs() -> Callable[[int], int] | None:
+    """libc's ``syncfs(fd)`` (Linux): one call writes back every dirty page of one file system."""
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return None
+    fn.argtypes = [ctypes.c_int]
+    return fn  # type: ignore[no-any-return]
+
+
+def _flush(tmp: Path, files: list[Path]) -> None:
+    """Make the extracted data durable before the caller renames it into place (after a crash the
+    installed version is complete or absent, never a tree of empty files)."""
+    syncfs = _syncfs()
+    if syncfs is not None:
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            if syncfs(fd) == 0:
+                return
+        finally:
+            os.close(fd)
+    for path in files:
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def read_member(archive: Path, name: str, *, max_size: int) -> bytes | None:
@@ -293,12 +363,12 @@ def read_member(archive: Path, name: str, *, max_size: int) -> bytes | None:
                 return zf.read(info)
         with tarfile.open(archive, "r:*") as tf:
             try:
-                info = tf.getmember(name)
+                tinfo = tf.getmember(name)
             except KeyError:
                 return None
-            if not info.isreg() or info.size > max_size:
+            if not tinfo.isreg() or tinfo.size > max_size:
                 return None
-            fh = tf.extractfile(info)
-            return fh.read() if fh is not None else None
+            data = tf.extractfile(tinfo)
+            return data.read() if data is not None else None
     except (tarfile.TarError, zipfile.BadZipFile, OSError, EOFError):
         return None

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import __version__, toolchains
+from . import PRODUCT, __version__, toolchains
 from .cmake_args import build_info_entries, configure_args
 from .errors import ConfigError
 from .lock import Lock, read_lock
@@ -25,7 +25,6 @@ from .workdir import Project, WorkDir
 __all__ = ["Plan", "RecipePlan", "Artifact", "make_plan", "PLAN_SCHEMA", "artifact_basename"]
 
 PLAN_SCHEMA = 1
-PRODUCT = "locara-server"
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,18 +26,20 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import __version__, log
+from . import PRODUCT, __version__, log
 from .digest import sha256_file
 from .errors import ConfigError, VerifyError, disk_full, is_no_space
 from .extract import read_member
 from .lock import atomic_write_bytes
-from .plan import PRODUCT, Plan, RecipePlan
 from .provenance import make_statement, sign_envelope
 from .signing import minisign
 from .signing.minisign import PublicKey, SecretKey
 from .version import Version
+
+if TYPE_CHECKING:  # `install` reads releases without loading recipes, CMake args or jinja2
+    from .plan import Plan, RecipePlan
 
 __all__ = [
     "SCHEMA",

@@ -158,3 +158,45 @@ def test_not_an_archive_and_wrong_top(tmp_path: Path) -> None:
     write_zip(archive, _good())
     with pytest.raises(VerifyError, match="outside the top folder"):
         safe_extract(archive, tmp_path / "d", top="another-name")
+
+
+def test_a_bad_member_after_good_ones_leaves_nothing(tmp_path: Path) -> None:
+    """One pass: the good members before the bad one were already written into the private temp
+    dir; the refusal throws all of it away."""
+    archive = _tar_with(tmp_path / "late.tar.gz", [_ti(f"{TOP}/bin/zz", tarfile.SYMTYPE, link="/etc/passwd")])
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    with pytest.raises(VerifyError, match=r"unsafe archive.*symlink"):
+        safe_extract(archive, dest, top=TOP)
+    assert list(dest.iterdir()) == []
+
+
+@pytest.mark.parametrize("order", ["file-first", "file-last"])
+def test_a_file_that_is_the_parent_of_another_member_is_refused_in_either_order(tmp_path: Path, order: str) -> None:
+    members = [(f"{TOP}/", b"", 0o755), (f"{TOP}/x", b"file", 0o644), (f"{TOP}/x/y", b"below", 0o644)]
+    if order == "file-last":
+        members = [members[0], members[2], members[1]]
+    archive = tmp_path / "p.tar.gz"
+    write_tar(archive, members)
+    with pytest.raises(VerifyError, match=r"'locara-server-x/x/y' lies under 'locara-server-x/x', which is a file"):
+        check_members(archive, top=TOP)
+    dest = tmp_path / "dest"
+    with pytest.raises(VerifyError, match="which is a file"):
+        safe_extract(archive, dest, top=TOP)
+    assert list(dest.iterdir()) == []
+
+
+def test_extraction_reads_the_archive_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Checks and writes share one decompression (docs/performance.md, row 6)."""
+    archive = _tar_with(tmp_path / "a.tar.gz", [])
+    opened: list[object] = []
+    real_open = tarfile.open
+
+    def counting_open(*args: object, **kwargs: object) -> tarfile.TarFile:
+        opened.append(args[0])
+        return real_open(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(tarfile, "open", counting_open)
+    top = safe_extract(archive, tmp_path / "dest", top=TOP)
+    assert (top / "bin/llama-server").read_bytes() == b"#!/bin/sh\necho hi\n"
+    assert opened == [archive]
