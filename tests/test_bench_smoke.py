@@ -87,3 +87,22 @@ def test_table_row_names_goal_and_command(bench) -> None:
     assert "1.100x" in row and "A/B <= 1.05x" in row and "**no**" in row and "`python bench/run.py x`" in row
     absolute = bench.pair_result(a, b, title="noop", unit="s", goal=("<", 3.0), reproduce="r", measure="a")
     assert absolute["met"] is False and "A < 3 s" in bench.row_markdown(absolute)
+
+
+def test_append_adds_pairs_of_the_same_measurement_only(bench) -> None:
+    def result(a: list[float], b: list[float], port: int, date: str) -> dict:
+        sa = bench.Side("A", f"tool --from http://127.0.0.1:{port}", lambda i: 0.0, samples=a, loads=[1.0] * len(a))
+        sb = bench.Side("B", "by hand", lambda i: 0.0, samples=b, loads=[1.0] * len(b))
+        r = bench.pair_result(sa, sb, title="t", unit="s", goal=("<=", 1.05), reproduce=f"x --runs {len(a)}")
+        return {"name": "t", "date": date, **r, "batches": [{"date": date, "runs": len(a), "commit": "c"}]}
+
+    old = result([10.0, 12.0, 11.0], [10.0, 10.0, 10.0], 1111, "d1")
+    merged = bench._appended(old, result([13.0, 9.0], [10.0, 10.0], 2222, "d2"))
+    assert merged["a"]["samples"] == [10.0, 12.0, 11.0, 13.0, 9.0]
+    assert merged["runs"] == 5 and merged["a_median"] == 11.0 and merged["ratio"] == pytest.approx(1.1)
+    assert merged["met"] is False and merged["reproduce"] == "x --runs 5"
+    assert [b["date"] for b in merged["batches"]] == ["d1", "d2"]
+    other = result([1.0], [1.0], 1111, "d3")
+    other["title"] = "another measurement"
+    with pytest.raises(SystemExit, match="different measurement"):
+        bench._appended(old, other)
