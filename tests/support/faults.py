@@ -563,6 +563,11 @@ def start_cli(*args: str, env: dict[str, str] | None = None, failpoint: str | No
 
     def setup() -> None:
         os.setsid()
+        # As in a terminal session: a suite started in the background by a non-interactive shell
+        # (`cmd &`) inherits SIGINT/SIGQUIT ignored, and Python then installs no KeyboardInterrupt
+        # handler, so a Ctrl-C test would measure how the suite was launched, not the tool.
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.signal(signal.SIGQUIT, signal.SIG_DFL)
         if preexec:
             preexec()
 
