@@ -11,10 +11,10 @@ the fix. ``build`` refuses a recipe whose build check fails, with the same words
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
-from . import backends, platforms, toolchain
+from . import backends, hostdetect, platforms, toolchain
 from .recipe import Recipe
 from .toolchain import Tool
 
@@ -38,6 +38,7 @@ class Check:
     requirements: tuple[str, ...] = ()
     reasons: tuple[str, ...] = ()
     fixes: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()  # ok, with a limit (e.g. smoke on the CPU only: no GPU here)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -45,6 +46,7 @@ class Check:
             "requirements": list(self.requirements),
             "reasons": list(self.reasons),
             "fixes": list(self.fixes),
+            "notes": list(self.notes),
         }
 
     def why(self) -> str:
@@ -147,6 +149,7 @@ def check_recipe(
     build = _check(build_requirements(recipe, host_os), tools, reasons, fixes)
 
     reasons, fixes = [], []
+    notes: tuple[str, ...] = ()
     if recipe.smoke.skip:
         reasons.append(f"smoke test skipped by the recipe: {recipe.smoke.skip}")
         fixes.append(f"smoke-test `{recipe.name}` on {runner}")
@@ -156,7 +159,17 @@ def check_recipe(
     elif recipe.os != host_os and not recipe.smoke.emulator:
         reasons.append(f"{recipe.os} binaries do not run on a {host_os} host and the recipe names no smoke.emulator")
         fixes.append(f"smoke-test `{recipe.name}` on {runner}")
+    elif recipe.smoke.device:
+        from .smoke import device_plan
+
+        _, coverage, note = device_plan(recipe)
+        if coverage == "skip":
+            reasons.append(note)
+            fixes.append(f"smoke-test `{recipe.name}` on {runner} with {hostdetect.SMOKE_DEVICES[recipe.smoke.device]}")
+        elif coverage == "cpu-fallback":
+            notes = (f"CPU only: {note}",)
     smoke = _check(smoke_requirements(recipe, host_os) if recipe.os != host_os else (), tools, reasons, fixes)
+    smoke = replace(smoke, notes=notes) if smoke.ok else smoke
     if not build.ok and smoke.ok:
         smoke = Check(ok=False, requirements=smoke.requirements, reasons=("needs a build first (not buildable here)",))
 

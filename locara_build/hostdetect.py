@@ -24,7 +24,19 @@ from . import platforms
 from .errors import ConfigError, LocaraError
 from .run import run, which
 
-__all__ = ["VulkanDevice", "HostInfo", "detect", "parse_nvidia_smi", "parse_vulkaninfo", "choose_artifact", "BACKENDS", "parse_cpu_flags", "missing_cpu_features"]
+__all__ = [
+    "VulkanDevice",
+    "HostInfo",
+    "detect",
+    "parse_nvidia_smi",
+    "parse_vulkaninfo",
+    "choose_artifact",
+    "BACKENDS",
+    "parse_cpu_flags",
+    "missing_cpu_features",
+    "SMOKE_DEVICES",
+    "find_device",
+]
 
 BACKENDS = ("auto", "cpu", "vulkan", "cuda", "metal")
 CPU_VULKAN_NAMES = re.compile(r"llvmpipe|lavapipe|swiftshader|softpipe", re.I)
@@ -151,6 +163,23 @@ def _probe(argv: list[str]) -> str | None:
     except LocaraError:
         return None
     return res.stdout if res.ok else None
+
+
+# Devices a recipe's smoke test can name (``smoke.device``): the hardware its backend's kernels
+# need. Without one the smoke runs on the CPU backends the build ships (locara_build.smoke).
+SMOKE_DEVICES: dict[str, str] = {
+    "nvidia-gpu": "an NVIDIA GPU with a working driver (nvidia-smi lists it)",
+}
+
+
+def find_device(kind: str) -> str | None:
+    """The ``kind`` device this host has, as a name for logs and records ("NVIDIA L4, driver
+    580.95.05"); None when it has none."""
+    if kind == "nvidia-gpu":
+        out = _probe(["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"])
+        driver, names = parse_nvidia_smi(out) if out else (None, ())
+        return f"{names[0]}, driver {driver}" if driver and names else None
+    raise ConfigError(f"unknown smoke device `{kind}`.", hint=f"Use one of: {', '.join(SMOKE_DEVICES)}.")
 
 
 def detect(*, gpus: bool = True) -> HostInfo:

@@ -2,7 +2,8 @@
 
 Upstream range (old -> new tag and commit, commits between and their first subjects), patch
 changes (added / removed / changed, by name and sha256), and per-artifact sizes with the change
-since the previous release of the same os/arch/backend/flavour.
+since the previous release of the same os/arch/backend/flavour, and what each artifact's smoke test
+covered (the device it ran on; "CPU only" where the build host lacked the GPU the backend needs).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Any
 
 from .plan import PRODUCT, Plan
 
-__all__ = ["release_notes", "artifact_key"]
+__all__ = ["release_notes", "artifact_key", "smoke_cell"]
 
 
 def artifact_key(entry: Mapping[str, Any]) -> tuple[str, str, str, str]:
@@ -37,6 +38,21 @@ def _delta(new: int, old: int | None) -> str:
     pct = (new - old) / old * 100 if old else 0.0
     sign = "+" if new > old else "-"
     return f"{sign}{abs(new - old) / 1024:.1f} KiB ({pct:+.1f} %)"
+
+
+def smoke_cell(entry: Mapping[str, Any]) -> str:
+    """One table cell: what the artifact's smoke test covered."""
+    smoke = entry.get("smoke") or {}
+    status = str(smoke.get("status") or "not run")
+    if status == "skipped":
+        text = f"skipped: {smoke.get('reason') or 'by the recipe'}"
+    elif status != "passed":
+        text = status
+    elif smoke.get("coverage") == "cpu-fallback":
+        text = f"CPU only ({smoke.get('reason') or 'the GPU it needs was not on the build host'})"
+    else:
+        text = f"passed on {smoke.get('ran_on') or 'CPU'}"
+    return text.replace("|", "\\|")
 
 
 def release_notes(
@@ -89,12 +105,13 @@ def release_notes(
         lines.append("- none")
     lines.append("")
 
-    lines += ["## Artifacts", "", "| artifact | size | change | sha256 |", "|---|---|---|---|"]
+    lines += ["## Artifacts", "", "| artifact | size | change | sha256 | smoke test |", "|---|---|---|---|---|"]
     old_sizes = {artifact_key(a): int(a["size"]) for a in (previous or {}).get("artifacts", [])}
     for entry in sorted(artifacts, key=lambda a: str(a["file"])):
         size = int(entry["size"])
         lines.append(
-            f"| `{entry['file']}` | {_size(size)} | {_delta(size, old_sizes.get(artifact_key(entry)))} | `{str(entry['sha256'])[:16]}…` |"
+            f"| `{entry['file']}` | {_size(size)} | {_delta(size, old_sizes.get(artifact_key(entry)))} "
+            f"| `{str(entry['sha256'])[:16]}…` | {smoke_cell(entry)} |"
         )
     lines += [
         "",

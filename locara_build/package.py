@@ -577,6 +577,7 @@ def package(
                     {"file": debug_path.name, "sha256": sha256_file(debug_path), "size": debug_path.stat().st_size} if debug_path else None
                 ),
                 "signing": signing,
+                "smoke": smoke_of(rp),
                 "zlib": archive.zlib_version(),
                 "packaged_by": {"name": "locara-build", "version": __version__},
             }
@@ -606,6 +607,15 @@ def package(
         seconds=time.monotonic() - start,
         signing=signing,
     )
+
+
+def smoke_of(rp: RecipePlan) -> dict[str, Any]:
+    """What the smoke test of this very build showed (status, coverage, device), for the package
+    record, release.json and the release notes; ``not run`` when it was not smoke-tested."""
+    from .smoke import read_smoke_record, smoke_summary
+
+    rec = read_smoke_record(rp.output_dir)
+    return smoke_summary(rec if rec is not None and rec.get("build_key") == rp.build_key else None)
 
 
 def _shipped_files(top: Path) -> list[ShippedFile]:

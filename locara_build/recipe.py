@@ -28,7 +28,7 @@ from typing import Any
 
 import jinja2
 
-from . import backends, platforms
+from . import backends, hostdetect, platforms
 from .cmakevalue import CMakeValue
 from .errors import RecipeError
 from .workdir import Project
@@ -57,7 +57,12 @@ SMOKE_SCHEMA: dict[str, Any] = {
     "emulator": ("list[str]", "command prefix to run the binary (e.g. ['wine'])"),
     "timeout": ("number", "seconds to wait for /health"),
     "n_predict": ("int", "tokens requested from /completion"),
-    "skip": ("str", "reason the server cannot run on a build host (e.g. needs a GPU); empty = run"),
+    "skip": ("str", "reason the server cannot run on a build host at all; empty = run"),
+    "device": (
+        "str",
+        "hardware the backend's kernels need (nvidia-gpu); without it the smoke runs on the CPU backends "
+        "the build ships and `expect` is not checked",
+    ),
 }
 SCHEMA: dict[str, Any] = {
     "name": ("str", "recipe name (defaults to the file name)"),
@@ -101,6 +106,7 @@ class SmokeSpec:
     timeout: float
     n_predict: int
     skip: str
+    device: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -111,6 +117,7 @@ class SmokeSpec:
             "timeout": self.timeout,
             "n_predict": self.n_predict,
             "skip": self.skip,
+            "device": self.device,
         }
 
 
@@ -529,6 +536,9 @@ def _resolve(
 
     ship = merged.get("ship", {})
     smoke = merged.get("smoke", {})
+    device = smoke.get("device", "")
+    if device:
+        _choice(ctx, "smoke.device", device, list(hostdetect.SMOKE_DEVICES), "smoke device")
     return Recipe(
         name=name,
         path=ctx.path,
@@ -559,5 +569,6 @@ def _resolve(
             timeout=float(smoke.get("timeout", 120)),
             n_predict=int(smoke.get("n_predict", 16)),
             skip=smoke.get("skip", ""),
+            device=device,
         ),
     )

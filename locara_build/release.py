@@ -206,6 +206,8 @@ def parse_manifest(data: bytes, *, source: str = MANIFEST) -> dict[str, Any]:
                 raise bad(f"artifact field `{key}` missing or of the wrong type")
         if not _SAFE_NAME.match(a["file"]) or not _SAFE_NAME.match(a["name"]) or a["file"] in seen:
             raise bad(f"artifact file name {a['file']!r} is unsafe or repeated")
+        if not isinstance(a.get("smoke", {}), dict):
+            raise bad(f"artifact {a['file']}: `smoke` is not an object")
         if not re.fullmatch(r"[0-9a-f]{64}", a["sha256"]) or a["size"] < 0:
             raise bad(f"artifact {a['file']} has a malformed sha256 or size")
         seen.add(a["file"])
@@ -313,6 +315,7 @@ def _artifact_entry(rp: RecipePlan, path: Path) -> dict[str, Any]:
         "recipe_hash": r.recipe_hash,
         "requirements": dict(sorted(r.requirements.items())),
         "signing": r.signing,
+        "smoke": record.get("smoke") or {"status": "not run"},
     }
 
 

@@ -11,6 +11,15 @@ Two runs per recipe, each with a tiny random-weight model (:mod:`locara_build.ti
    must pick model and port from that file (our args patch) and answer ``/completion``. The
    immutable build output is never modified.
 
+A recipe whose backend needs hardware (``smoke.device = "nvidia-gpu"``) is smoke-tested on it when
+this host has one: every layer offloaded, ``smoke.expect`` proving from the log that it was used.
+Without one, a build that loads its backends as plugins (``GGML_BACKEND_DL``) is smoke-tested all the
+same on the CPU backends it ships (the CUDA plugin cannot load without the driver, and llama.cpp
+falls back to the CPU): the shipped binary, its libraries, the args file and the UI are proven; the
+GPU kernels are not, ``expect`` is not checked, and the record says so (``coverage = "cpu-fallback"``,
+carried into release.json and the release notes). A build with the backend linked in cannot start
+without the driver and is skipped with that reason.
+
 The server is always stopped, also on failure. A server that never gets healthy fails with exit 6
 after the timeout and the tail of its log; a port already taken fails with a clear error.
 Results (tokens/s ...) go to ``smoke.json`` in the build output dir, the one file added after the
@@ -21,6 +30,7 @@ any ``bin/`` dir, e.g. an unpacked package.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import re
@@ -37,7 +47,7 @@ from typing import Any
 
 import requests
 
-from . import log, platforms, toolchains
+from . import hostdetect, log, platforms, toolchains
 from .build import is_built, read_build_record
 from .errors import SmokeError
 from .lock import atomic_write_bytes
@@ -59,10 +69,15 @@ __all__ = [
     "smoke_recipe",
     "smoke",
     "write_args_file",
+    "smoke_key",
+    "smoke_summary",
+    "ran_on",
+    "device_plan",
+    "read_smoke_record",
 ]
 
 SMOKE_RECORD = "smoke.json"
-SMOKE_SCHEMA = 1
+SMOKE_SCHEMA = 2
 PROMPT = "Once upon a time"
 ARGS_FILE = "llama-server.args"
 
@@ -496,11 +511,72 @@ class SmokeResult:
         return {
             "recipe": self.recipe,
             "status": self.status,
+            "coverage": self.record.get("coverage"),
+            "ran_on": self.record.get("ran_on"),
             "seconds": round(self.seconds, 2),
             "tokens_per_second": (server.get("completion") or {}).get("tokens_per_second"),
             "reason": self.record.get("reason"),
             "output_dir": self.record.get("output_dir"),
         }
+
+
+_USING_DEVICE = re.compile(r"using device (\S+) \(([^()\n]*(?:\([^()\n]*\))?[^()\n]*)\)")
+
+
+def ran_on(log_text: str) -> str:
+    """The device the server computed on, from its own log: the first ``using device X (name)``
+    (libllama logs it at ``-lv 4`` when layers go to a GPU backend), else the CPU."""
+    m = _USING_DEVICE.search(log_text)
+    return f"{m[1]} ({m[2]})" if m else "CPU"
+
+
+def smoke_key(recipe: Recipe, device: str | None) -> str:
+    """What a smoke result is a function of besides the build: the recipe's smoke settings and
+    whether the device they name was there. A changed setting, or a GPU that appeared, re-runs it."""
+    blob = {"smoke": recipe.smoke.to_dict(), "device_found": bool(device), "schema": SMOKE_SCHEMA}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+
+
+_BACKEND_NAMES = {"cuda": "CUDA", "vulkan": "Vulkan", "metal": "Metal"}
+
+
+def _backend_dl(recipe: Recipe) -> bool:
+    return str(recipe.cmake.get("GGML_BACKEND_DL", "")).upper() in ("TRUE", "ON", "1", "YES")
+
+
+def device_plan(recipe: Recipe) -> tuple[str | None, str, str]:
+    """How this host smoke-tests ``recipe``: (device found, coverage, note), coverage one of
+    ``full`` | ``cpu-fallback`` | ``skip``."""
+    if recipe.smoke.skip:
+        return None, "skip", recipe.smoke.skip
+    kind = recipe.smoke.device
+    if not kind:
+        return None, "full", ""
+    found = hostdetect.find_device(kind)
+    if found:
+        return found, "full", ""
+    needs = hostdetect.SMOKE_DEVICES[kind]
+    if _backend_dl(recipe):
+        return None, "cpu-fallback", (
+            f"the smoke-test host had no {kind}: served on the CPU backends the build ships; "
+            f"{_BACKEND_NAMES.get(recipe.backend, recipe.backend)} kernels not exercised"
+        )
+    return None, "skip", (
+        f"needs {needs}; this build links the {recipe.backend} backend into the binary (GGML_BACKEND_DL off), "
+        "so it cannot start without the driver"
+    )
+
+
+def smoke_summary(record: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The part of a smoke record that release.json and the release notes carry (no timings: they
+    vary run to run)."""
+    if not record:
+        return {"status": "not run"}
+    out: dict[str, Any] = {"status": str(record.get("status") or "not run")}
+    for key in ("coverage", "ran_on", "reason"):
+        if record.get(key):
+            out[key] = str(record[key])
+    return out
 
 
 def smoke_model(plan: Plan, work: WorkDir) -> Path:
@@ -533,14 +609,21 @@ def smoke_recipe(
         "output_dir": str(rp.output_dir),
         "host": {"os": platforms.host_os(), "arch": platforms.host_arch()},
     }
-    if recipe.smoke.skip:
-        log.warn(f"{rp.name}: smoke test skipped: {recipe.smoke.skip}")
-        record.update(status="skipped", reason=recipe.smoke.skip)
+    device, coverage, note = device_plan(recipe)
+    record["smoke_key"] = smoke_key(recipe, device)
+    if recipe.smoke.device:
+        record["device"] = {"needs": recipe.smoke.device, "found": device}
+    if coverage == "skip":
+        log.warn(f"{rp.name}: smoke test skipped: {note}")
+        record.update(status="skipped", reason=note)
         _write_record(rp.output_dir, record)
         return SmokeResult(rp.name, "skipped", time.monotonic() - start, record)
 
     model = model or smoke_model(plan, work)
     options = SmokeOptions.from_recipe(recipe, ui_dir=ui_dir or default_ui_dir(), port=port, timeout=timeout)
+    if coverage == "cpu-fallback":
+        log.warn(f"{rp.name}: {note}")
+        options = replace(options, expect=())  # the patterns name the device that is not here
     exe = "llama-server" + recipe.exe_suffix
     bin_dir = rp.output_dir / "bin"
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
@@ -558,6 +641,9 @@ def smoke_recipe(
         log.info(f"    started with no arguments from {ARGS_FILE}: ok")
     record.update(
         status="passed",
+        coverage=coverage,
+        ran_on=ran_on(_read_text(Path(first["log"]))),
+        reason=note or None,
         version=build_record.get("version"),
         model={"file": model.name, "size": model.stat().st_size},
         server=first,
@@ -567,6 +653,21 @@ def smoke_recipe(
     )
     _write_record(rp.output_dir, record)
     return SmokeResult(rp.name, "passed", time.monotonic() - start, record)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return ""
+
+
+def read_smoke_record(output_dir: Path) -> dict[str, Any] | None:
+    try:
+        rec = json.loads((output_dir / SMOKE_RECORD).read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    return rec if isinstance(rec, dict) else None
 
 
 def _write_record(output_dir: Path, record: Mapping[str, Any]) -> None:

@@ -444,14 +444,14 @@ def _recipe_pipeline(
 
 
 def _smoke_done(rp: RecipePlan) -> bool:
+    """A smoke record of this very build, these smoke settings and this device situation."""
     from .build import is_built
+    from .smoke import device_plan, read_smoke_record, smoke_key
 
-    path = rp.output_dir / "smoke.json"
-    try:
-        rec = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):
+    rec = read_smoke_record(rp.output_dir)
+    if rec is None or rec.get("build_key") != rp.build_key or rec.get("status") not in ("passed", "skipped"):
         return False
-    return rec.get("build_key") == rp.build_key and rec.get("status") in ("passed", "skipped") and is_built(rp.output_dir)
+    return rec.get("smoke_key") == smoke_key(rp.recipe, device_plan(rp.recipe)[0]) and is_built(rp.output_dir)
 
 
 def _package_done(plan: Plan, rp: RecipePlan) -> dict[str, Any] | None:
@@ -465,7 +465,9 @@ def _package_done(plan: Plan, rp: RecipePlan) -> dict[str, Any] | None:
         return None
     if artifact.stat().st_size != rec.get("size") or sha256_file(artifact) != rec.get("sha256"):
         return None
-    return rec
+    from .package import smoke_of
+
+    return rec if rec.get("smoke") == smoke_of(rp) else None  # a newer smoke result: record it
 
 
 _NO_KEY = "no signing key (pass --key FILE or set LOCARA_MINISIGN_KEY): artifacts are packaged but not released"
@@ -526,7 +528,12 @@ def _restrict(plan: Plan, names: list[str]) -> Plan:
 
 def _entry_for_notes(plan: Plan, oc: RecipeOutcome, dist: Path) -> dict[str, Any]:
     r = plan.recipe(oc.name).recipe
-    return {"file": oc.artifact, "os": r.os, "arch": r.arch, "backend": r.backend, "flavour": r.flavour, "size": oc.size, "sha256": oc.sha256}
+    try:  # what the package record says its smoke test covered (release.json carries the same)
+        smoke = json.loads((dist / f"{oc.artifact}.json").read_text("utf-8")).get("smoke")
+    except (OSError, ValueError):
+        smoke = None
+    return {"file": oc.artifact, "os": r.os, "arch": r.arch, "backend": r.backend, "flavour": r.flavour, "size": oc.size,
+            "sha256": oc.sha256, "smoke": smoke or {"status": "not run"}}
 
 
 def _distance(work: WorkDir, previous: dict[str, Any] | None, plan: Plan) -> dict[str, Any] | None:

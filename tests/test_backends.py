@@ -136,7 +136,11 @@ def test_cuda_runtime_policy(recipes: dict[str, Recipe]) -> None:
         r = recipes[name]
         assert r.ship.runtime == cuda.runtime_libraries(13)
         assert r.requirements["min_cuda_driver"] == cuda.MIN_DRIVER[13] == "580.65.06"
-        assert r.smoke.skip  # no GPU on build hosts
+        # smoke-tested on an NVIDIA GPU where there is one, else on the CPU variants the build ships
+        # (plugins: the binary starts without libcuda.so.1); never skipped outright
+        assert r.smoke.device == "nvidia-gpu" and not r.smoke.skip
+        assert r.cmake["GGML_BACKEND_DL"] is True
+        assert r"using device CUDA0 \(" in r.smoke.expect and "-ngl" in r.smoke.args
         assert "nvcc>=13.0" in backends.get("cuda").requirements(r)
         assert not any("libcuda.so" in g for g in r.ship.runtime)  # the driver is never shipped
 

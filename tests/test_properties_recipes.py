@@ -111,7 +111,8 @@ def valid_recipe(draw: st.DrawFn) -> dict[str, Any]:
                                      "expect": draw(st.lists(st.sampled_from(["ready", r"device \d+", "CPU"]), max_size=2)),
                                      "emulator": draw(st.lists(plain, max_size=2)),
                                      "timeout": draw(st.floats(min_value=0.5, max_value=1e4)),
-                                     "n_predict": draw(st.integers(min_value=1, max_value=4096)), "skip": draw(plain)}}
+                                     "n_predict": draw(st.integers(min_value=1, max_value=4096)), "skip": draw(plain),
+                                     "device": draw(st.sampled_from(["", "nvidia-gpu"]))}}
     return doc
 
 

@@ -99,6 +99,7 @@ def test_release_end_to_end_with_real_minisign_and_sha256sum(proj, cli, tmp_path
     for a in doc["artifacts"]:
         assert a["flavour"] == "release" and a["recipe_hash"] == by_recipe[a["recipe"]].recipe.recipe_hash
         assert sums[a["file"]] == a["sha256"] and (rel / a["file"]).stat().st_size == a["size"]
+        assert a["smoke"] == {"status": "not run"}  # packaged here without a smoke test: the manifest says so
         # signed provenance for each artifact
         statement, key = verify_envelope((rel / a["provenance"]).read_bytes(), [keys.secret.public_key], what=a["provenance"])
         assert key.id_hex == keys.secret.id_hex

@@ -21,7 +21,7 @@ import json, os, sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
-MODE = "@MODE@"
+MODE = "@MODE@"  # ok | never-healthy | exit | wrong-tokens | gpu (logs that it used CUDA0)
 exe = Path(sys.argv[0]).resolve()
 args = sys.argv[1:]
 if not args:
@@ -36,6 +36,8 @@ port = int(opts.get("--port", 8080))
 model = opts.get("-m")
 ui = opts.get("--path")
 print(f"stand-in: loading model {model}", flush=True)
+if MODE == "gpu":
+    print("llama_prepare_model_devices: using device CUDA0 (NVIDIA L4) (0000:00:03.0) - 22563 MiB free", flush=True)
 if MODE == "exit":
     print("stand-in: error: failed to load model", flush=True)
     sys.exit(3)
@@ -240,3 +242,123 @@ def test_smoke_server_api_on_an_unpacked_bin_dir(tmp_path: Path, tiny: StandIn, 
     assert second["completion"]["tokens"] == 4
     assert list(scratch.iterdir()) == []
     assert os.path.getsize(tmp_path / "s2.log") > 0
+
+
+# --- smoke.device: the GPU a backend needs, and what is smoke-tested without it -----------------
+
+DEVICE_RECIPE = TINY_RECIPE.replace('backend = "cpu"', 'backend = "cuda"').replace(
+    "[smoke]\n", "[smoke]\ndevice = \"nvidia-gpu\"\nexpect = ['using device CUDA0 \\(']\n"
+)
+
+
+def _device_project(tmp_path: Path, *, backend_dl: bool) -> StandIn:
+    text = DEVICE_RECIPE.replace("[cmake]\n", f"[cmake]\nGGML_BACKEND_DL = {'true' if backend_dl else 'false'}\n")
+    return stand_in_project(tmp_path, recipe_text=text)
+
+
+def _path_without_nvidia_smi() -> str:
+    """PATH minus any dir holding nvidia-smi: these tests mean a host with no NVIDIA GPU."""
+    return os.pathsep.join(d for d in os.environ["PATH"].split(os.pathsep) if not (Path(d) / "nvidia-smi").exists())
+
+
+def _stand_in_nvidia_smi(tmp_path: Path) -> dict[str, str]:
+    """A stand-in nvidia-smi (no GPU exists here) answering the query locara-build makes."""
+    bin_dir = tmp_path / "fake-nvidia-bin"
+    bin_dir.mkdir()
+    tool = bin_dir / "nvidia-smi"
+    tool.write_text("#!/bin/sh\necho '580.95.05, NVIDIA L4'\n")
+    tool.chmod(0o755)
+    return {"PATH": f"{bin_dir}{os.pathsep}{_path_without_nvidia_smi()}"}
+
+
+def test_gpu_recipe_without_a_gpu_is_smoke_tested_on_the_cpu_backends(tmp_path: Path, model: Path, ui: Path) -> None:
+    tiny = _device_project(tmp_path, backend_dl=True)
+    out = install_stand_in(tiny)  # logs no CUDA device: smoke.expect would fail if it were checked
+    res = tiny.cli("smoke", "-r", "tiny", "--model", str(model), "--ui", str(ui), "--json",
+                   env={"PATH": _path_without_nvidia_smi()})
+    assert res.returncode == 0, res.stderr
+    summary = json.loads(res.stdout)["smoke"][0]
+    assert summary["status"] == "passed" and summary["coverage"] == "cpu-fallback" and summary["ran_on"] == "CPU"
+    assert "CUDA kernels not exercised" in summary["reason"]
+    assert "CUDA kernels not exercised" in res.stderr  # said to the person running it too
+    record = json.loads((out / "smoke.json").read_text())
+    assert record["device"] == {"needs": "nvidia-gpu", "found": None}
+    assert record["server"]["completion"]["tokens"] == 16 and record["server"]["ui"]["checked"]
+    assert record["args_file"]["completion"]["tokens"] == 16  # the no-arguments run too
+    assert record["server"]["expect"] == []
+
+
+def test_gpu_recipe_with_the_backend_linked_in_is_skipped_without_a_gpu(tmp_path: Path, model: Path) -> None:
+    tiny = _device_project(tmp_path, backend_dl=False)
+    out = install_stand_in(tiny)
+    res = tiny.cli("smoke", "-r", "tiny", "--model", str(model), "--json", env={"PATH": _path_without_nvidia_smi()})
+    assert res.returncode == 0, res.stderr
+    record = json.loads((out / "smoke.json").read_text())
+    assert record["status"] == "skipped"
+    assert "GGML_BACKEND_DL off" in record["reason"] and "NVIDIA GPU" in record["reason"]
+    assert "server" not in record  # nothing was started
+
+
+def test_gpu_recipe_on_a_gpu_host_checks_expect_stand_in_nvidia_smi(tmp_path: Path, model: Path) -> None:
+    """No NVIDIA GPU exists on these hosts, so nvidia-smi is a stand-in; the server is the stand-in too."""
+    tiny = _device_project(tmp_path, backend_dl=True)
+    env = _stand_in_nvidia_smi(tmp_path)
+    out = install_stand_in(tiny, "gpu")
+    res = tiny.cli("smoke", "-r", "tiny", "--model", str(model), "--json", env=env)
+    assert res.returncode == 0, res.stderr
+    record = json.loads((out / "smoke.json").read_text())
+    assert record["status"] == "passed" and record["coverage"] == "full"
+    assert record["device"] == {"needs": "nvidia-gpu", "found": "NVIDIA L4, driver 580.95.05"}
+    assert record["ran_on"] == "CUDA0 (NVIDIA L4)"
+    assert record["server"]["expect"] == ["using device CUDA0 \\("]
+    assert not record.get("reason")
+
+    # a GPU is there but the server did not use it: smoke.expect is enforced and fails the smoke
+    (out / "smoke.json").unlink()
+    (out / "bin" / "llama-server").write_text(STAND_IN.replace("@PYTHON@", sys.executable).replace("@MODE@", "ok"))
+    res = tiny.cli("smoke", "-r", "tiny", "--model", str(model), env=env)
+    assert res.returncode == 6, res.stderr
+    assert "does not match smoke.expect" in res.stderr and "using device CUDA0" in res.stderr
+
+
+def test_changed_smoke_settings_or_a_new_gpu_invalidate_the_smoke_record(tmp_path: Path, model: Path, monkeypatch) -> None:
+    """weekly reuses a smoke result only for the same build, smoke settings and device situation."""
+    from locara_build import hostdetect
+    from locara_build.plan import make_plan
+    from locara_build.weekly import _smoke_done
+    from locara_build.workdir import Project, WorkDir
+
+    tiny = _device_project(tmp_path, backend_dl=True)
+    install_stand_in(tiny)
+    monkeypatch.setenv("PATH", _path_without_nvidia_smi())
+    res = tiny.cli("smoke", "-r", "tiny", "--model", str(model))
+    assert res.returncode == 0, res.stderr
+
+    def done() -> bool:
+        return _smoke_done(make_plan(Project(tiny.project), WorkDir(tiny.work), ["tiny"]).recipes[0])
+
+    assert done()
+    monkeypatch.setattr(hostdetect, "find_device", lambda kind: "NVIDIA L4, driver 580.95.05")
+    assert not done()  # a GPU appeared: smoke it on the GPU this time
+    monkeypatch.undo()
+    monkeypatch.setenv("PATH", _path_without_nvidia_smi())
+    recipe = tiny.project / "recipes" / "tiny.toml"
+    recipe.write_text(recipe.read_text().replace("timeout = 5", "timeout = 6"))
+    assert not done()  # other smoke settings
+
+
+def test_release_notes_say_what_each_smoke_test_covered() -> None:
+    from locara_build.notes import smoke_cell
+
+    assert smoke_cell({"smoke": {"status": "passed", "coverage": "full", "ran_on": "Vulkan0 (llvmpipe)"}}) == "passed on Vulkan0 (llvmpipe)"
+    fallback = {"status": "passed", "coverage": "cpu-fallback", "ran_on": "CPU", "reason": "no GPU | CUDA kernels not exercised"}
+    assert smoke_cell({"smoke": fallback}) == "CPU only (no GPU \\| CUDA kernels not exercised)"  # table-safe
+    assert smoke_cell({"smoke": {"status": "skipped", "reason": "needs a GPU"}}) == "skipped: needs a GPU"
+    assert smoke_cell({}) == "not run"
+
+
+def test_unknown_smoke_device_is_a_recipe_error_with_a_suggestion(tmp_path: Path) -> None:
+    tiny = stand_in_project(tmp_path, recipe_text=TINY_RECIPE.replace("[smoke]\n", '[smoke]\ndevice = "nvidia"\n'))
+    res = tiny.cli("plan", "-r", "tiny")
+    assert res.returncode != 0
+    assert "unknown smoke device `nvidia`" in res.stderr and "nvidia-gpu" in res.stderr

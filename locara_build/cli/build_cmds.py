@@ -43,11 +43,11 @@ def doctor_cmd(
         log.summary("toolchains", ["tool", "found", "version", "path", "detail / fix"], rows)
         rrows = []
         for r in report.recipes:
-            why = r.build.why() if not r.build.ok else (r.smoke.why() if not r.smoke.ok else "")
+            why = r.build.why() if not r.build.ok else (r.smoke.why() if not r.smoke.ok else "; ".join(r.smoke.notes))
             fix = r.build.how() if not r.build.ok else (r.smoke.how() if not r.smoke.ok else "")
+            smoke_mark = "cpu only" if r.smoke.ok and r.smoke.notes else _mark(r.smoke.ok)
             rrows.append(
-                (r.name, _mark(r.build.ok), _mark(r.smoke.ok), _mark(r.sign.ok) if r.sign.requirements else "-", why,
-                 fix)
+                (r.name, _mark(r.build.ok), smoke_mark, _mark(r.sign.ok) if r.sign.requirements else "-", why, fix)
             )
         log.summary("recipes on this host", ["recipe", "build", "smoke", "sign", "why not", "fix"], rrows)
     if check:
