@@ -37,7 +37,10 @@ def _delta(new: int, old: int | None) -> str:
         return "same"
     pct = (new - old) / old * 100 if old else 0.0
     sign = "+" if new > old else "-"
-    return f"{sign}{abs(new - old) / 1024:.1f} KiB ({pct:+.1f} %)"
+    diff = abs(new - old)
+    amount = f"{diff} B" if diff < 1024 else f"{diff / 1024:.1f} KiB"
+    share = f"{pct:+.1f} %" if abs(pct) >= 0.05 else f"{sign}<0.1 %"
+    return f"{sign}{amount} ({share})"
 
 
 def smoke_cell(entry: Mapping[str, Any]) -> str:
