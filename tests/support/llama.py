@@ -29,6 +29,9 @@ def test_cache() -> Path:
     return root
 
 
+test_cache.__test__ = False  # a helper, not a test: files that import it must not collect it
+
+
 def sdist_tarball(version: str) -> Path:
     cache = test_cache()
     tarball = cache / f"llama_cpp_python-{version}.tar.gz"
