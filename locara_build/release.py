@@ -23,6 +23,7 @@ import os
 import re
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -360,9 +361,10 @@ def make_release(
     force: bool = False,
     require_all: bool = False,
     now: datetime | None = None,
-    notes: str | None = None,
+    notes: Callable[[list[dict[str, Any]]], str] | None = None,
 ) -> ReleaseResult:
     """Build the signed release folder ``out`` from the artifacts of ``plan`` packaged in ``dist_dir``.
+    ``notes`` renders RELEASE_NOTES.md from the artifact entries release.json will carry.
 
     Refuses (VerifyError, exit 8) a version not above the releases beside ``out`` unless ``force``;
     a release of the same version over identical artifacts is reported as already done.
@@ -414,7 +416,7 @@ def make_release(
         try:
             staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=_ensure(out.parent)))
             try:
-                _write_release(plan, present, manifest, staged, key, now, notes)
+                _write_release(plan, present, manifest, staged, key, now, notes(artifacts) if notes else None)
                 _replace_dir(staged, out)
             except BaseException:
                 shutil.rmtree(staged, ignore_errors=True)

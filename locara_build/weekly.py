@@ -510,11 +510,12 @@ def _release(
         except (OSError, ValueError):
             previous = None
     distance = _distance(work, previous, plan)
-    entries = [_entry_for_notes(plan, o, dist) for o in packaged]
-    notes = release_notes(plan, entries, previous, distance)
     # release only what was packaged in this run (skipped / failed recipes are not in it)
     released_plan = _restrict(plan, [o.name for o in packaged])
-    result = make_release(released_plan, dist, root / str(plan.version), key, expires_days=opts.expires_days, notes=notes)
+    result = make_release(
+        released_plan, dist, root / str(plan.version), key, expires_days=opts.expires_days,
+        notes=lambda artifacts: release_notes(plan, artifacts, previous, distance),
+    )
     notes_path = result.out / "RELEASE_NOTES.md"
     report.notes = str(notes_path) if notes_path.exists() else ""
     return result.out
@@ -524,16 +525,6 @@ def _restrict(plan: Plan, names: list[str]) -> Plan:
     from dataclasses import replace
 
     return replace(plan, recipes=tuple(rp for rp in plan.recipes if rp.name in names))
-
-
-def _entry_for_notes(plan: Plan, oc: RecipeOutcome, dist: Path) -> dict[str, Any]:
-    r = plan.recipe(oc.name).recipe
-    try:  # what the package record says its smoke test covered (release.json carries the same)
-        smoke = json.loads((dist / f"{oc.artifact}.json").read_text("utf-8")).get("smoke")
-    except (OSError, ValueError):
-        smoke = None
-    return {"file": oc.artifact, "os": r.os, "arch": r.arch, "backend": r.backend, "flavour": r.flavour, "size": oc.size,
-            "sha256": oc.sha256, "smoke": smoke or {"status": "not run"}}
 
 
 def _distance(work: WorkDir, previous: dict[str, Any] | None, plan: Plan) -> dict[str, Any] | None:
