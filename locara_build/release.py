@@ -29,7 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import PRODUCT, __version__, log
+from . import PRODUCT, __version__, log, store
 from .digest import sha256_file
 from .errors import ConfigError, VerifyError, disk_full, is_no_space
 from .extract import read_member
@@ -501,6 +501,7 @@ def _write_release(
             entry["sbom"] = entry["file"] + SBOM_SUFFIX
             atomic_write_bytes(staged / entry["sbom"], sbom)
             digests[entry["sbom"]] = hashlib.sha256(sbom).hexdigest()
+        digests.update(store.write_index(dst, entry, staged, manifest))  # file index + blobs beside the release (store.py)
     if notes is not None:  # release notes ship like every other file: listed in SHA256SUMS
         data = notes.encode("utf-8")
         atomic_write_bytes(staged / NOTES, data)
