@@ -37,12 +37,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import doctor, log, platforms, toolchain, toolchains
+from . import doctor, log, platforms, records, toolchain, toolchains
 from .cmakevalue import render_define
 from .digest import sha256_file
 from .errors import BuildError, BusyError
 from .lock import atomic_write_bytes
 from .plan import Plan, RecipePlan
+from .records import BuildRecord
 from .run import format_cmd, run, spawn
 from .sourcetree import require_tree
 from .toolchain import HostSetup, Tool
@@ -58,8 +59,8 @@ __all__ = [
     "scan_path_leaks",
 ]
 
-BUILD_RECORD = "build.json"
-BUILD_SCHEMA = 1
+BUILD_RECORD = BuildRecord.FILE
+BUILD_SCHEMA = BuildRecord.SCHEMA
 CONFIGURE_STAMP = "locara-configure.json"
 PID_FILE = "locara-build.pid"
 _PROGRESS_RE = re.compile(r"^\[(\d+)/(\d+)\]")
@@ -71,18 +72,17 @@ class BuildResult:
     output_dir: Path
     status: str  # "built" | "up-to-date"
     seconds: float
-    record: Mapping[str, Any]
+    record: BuildRecord
 
     def to_dict(self) -> dict[str, Any]:
-        ccache = self.record.get("ccache") or {}
         return {
             "recipe": self.recipe,
             "status": self.status,
             "seconds": round(self.seconds, 3),
             "output_dir": str(self.output_dir),
-            "build_key": self.record.get("build_key"),
-            "ccache_hit_rate": ccache.get("hit_rate"),
-            "log": self.record.get("log"),
+            "build_key": self.record.build_key,
+            "ccache_hit_rate": self.record.ccache.get("hit_rate"),
+            "log": self.record.log,
         }
 
 
@@ -91,14 +91,9 @@ def is_built(output_dir: Path) -> bool:
     return (output_dir / BUILD_RECORD).is_file() and (output_dir / "bin").is_dir()
 
 
-def read_build_record(output_dir: Path) -> dict[str, Any]:
-    try:
-        return json.loads((output_dir / BUILD_RECORD).read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise BuildError(
-            f"{output_dir / BUILD_RECORD}: cannot read the build record ({exc}).",
-            hint=f"Delete {output_dir} and run `locara-build build` again.",
-        ) from None
+def read_build_record(output_dir: Path) -> BuildRecord:
+    """The record of the finished build in ``output_dir`` (strict: records.read)."""
+    return records.read(BuildRecord, BuildRecord.path(output_dir))
 
 
 def build(plan: Plan, work: WorkDir, names: list[str] | None = None, *, jobs: int | None = None) -> list[BuildResult]:
@@ -154,6 +149,7 @@ class _Builder:
         self.log_path = logs / f"build-{rp.name}-{stamp}-{os.getpid()}.log"
         self.stats_path = logs / f"build-{rp.name}-{stamp}-{os.getpid()}.ccache-stats"
         self.durations: dict[str, float] = {}
+        self.started_at = _utc_now()
         self.ccache_on = bool(tools.get("ccache") and tools["ccache"].found) and rp.recipe.cmake.get("GGML_CCACHE", True) is not False
 
     # environment -------------------------------------------------------------------------
@@ -277,7 +273,7 @@ class _Builder:
 
     # staging -----------------------------------------------------------------------------
 
-    def stage(self, configured: bool, started: float) -> dict[str, Any]:
+    def stage(self, configured: bool, started: float) -> BuildRecord:
         rp, recipe = self.rp, self.rp.recipe
         out = rp.output_dir
         parent = self.work.ensure(out.parent)
@@ -320,7 +316,7 @@ class _Builder:
             )
         self.durations["stage"] = time.monotonic() - started
         record = self._record(configured, files, leaks)
-        atomic_write_bytes(tmp / BUILD_RECORD, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+        records.write(record, BuildRecord.path(tmp))
         try:
             os.rename(tmp, out)
         except OSError:
@@ -336,14 +332,14 @@ class _Builder:
                 os.close(fd)
         return record
 
-    def _record(self, configured: bool, files: list[dict[str, Any]], leaks: list[dict[str, str]]) -> dict[str, Any]:
+    def _record(self, configured: bool, files: list[dict[str, Any]], leaks: list[dict[str, str]]) -> BuildRecord:
         rp, plan, recipe = self.rp, self.plan, self.rp.recipe
         ccache = _ccache_stats(self.stats_path) if self.ccache_on else {"enabled": False}
         self.stats_path.unlink(missing_ok=True)
         total = sum(self.durations.values())
         done, edges = getattr(self, "edges", (0, 0))
-        return {
-            "schema": BUILD_SCHEMA,
+        return records.from_dict(BuildRecord, {
+            "schema": BuildRecord.SCHEMA,
             "recipe": rp.name,
             "recipe_file": f"recipes/{recipe.path.name}",
             "recipe_hash": recipe.recipe_hash,
@@ -377,11 +373,16 @@ class _Builder:
             "path_leaks": leaks,
             "log": str(self.log_path),
             "host": {"os": platforms.host_os(), "arch": platforms.host_arch()},
-            "finished_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
+            "started_at": self.started_at,
+            "finished_at": _utc_now(),
+        }, where=f"build record of {rp.name}")
 
 
 # --- helpers --------------------------------------------------------------------------------
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class _NinjaProgress:
@@ -540,16 +541,16 @@ def _copy_preserving_links(src: Path, dest: Path) -> None:
 
 
 def _file_records(root: Path) -> list[dict[str, Any]]:
-    records: list[dict[str, Any]] = []
+    found: list[dict[str, Any]] = []
     for path in sorted(root.rglob("*")):
         rel = path.relative_to(root).as_posix()
         if path.is_symlink():
-            records.append({"path": rel, "link": os.readlink(path)})
+            found.append({"path": rel, "link": os.readlink(path)})
         elif path.is_file():
-            records.append(
+            found.append(
                 {"path": rel, "size": path.stat().st_size, "sha256": sha256_file(path), "mode": f"{path.stat().st_mode & 0o777:04o}"}
             )
-    return records
+    return found
 
 
 def scan_path_leaks(root: Path, needles: set[str]) -> list[dict[str, str]]:

@@ -18,6 +18,7 @@ from .cmake_args import build_info_entries, configure_args
 from .errors import ConfigError
 from .lock import Lock, read_lock
 from .recipe import Recipe, load_recipes
+from .records import BuildRecord
 from .series import PatchFile, read_series, series_hash
 from .version import Version, make_version
 from .workdir import Project, WorkDir
@@ -168,6 +169,7 @@ def _build_key(lock: Lock, patch_hash: str, recipe: Recipe, toolchain: Path | No
         "env": dict(sorted(env.items())),
         "targets": list(recipe.targets),
         "ship": recipe.ship.to_dict(),
+        "record": BuildRecord.SCHEMA,  # a new build.json shape is a new output dir; old ones stay intact
     }
     h.update(json.dumps(blob, sort_keys=True).encode())
     if toolchain is not None:

@@ -29,12 +29,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from . import PRODUCT, __version__, log, store
+from . import PRODUCT, __version__, log, records, store
 from .digest import sha256_file
 from .errors import ConfigError, VerifyError, disk_full, is_no_space
 from .extract import read_member
 from .lock import atomic_write_bytes
 from .provenance import make_statement, sign_envelope
+from .records import PackageRecord
 from .signing import minisign
 from .signing.minisign import PublicKey, SecretKey
 from .version import Version
@@ -265,43 +266,55 @@ def release_versions(root: Path, *, exclude: Path | None = None) -> list[tuple[V
     return sorted(found, key=lambda vp: vp[0])
 
 
-def _package_record(path: Path) -> dict[str, Any]:
-    record = path.with_name(path.name + ".json")
-    if not record.is_file():
-        return {}
-    try:
-        data = json.loads(record.read_text("utf-8"))
-    except (ValueError, OSError):
-        raise ConfigError(f"{record}: unreadable package record.", hint="Re-run `locara-build package`.") from None
-    return data if isinstance(data, dict) else {}
+def _package_record(rp: RecipePlan, path: Path) -> PackageRecord:
+    """The package stage's record of the archive at ``path`` (records.read: strict)."""
+    record_path = PackageRecord.path(path.parent, path.name)
+    if not record_path.is_file():
+        raise ConfigError(
+            f"{path} has no package record ({record_path.name} beside it): it was not made by `locara-build package`.",
+            hint=f"Run `locara-build package --recipe {rp.name}`, then release again.",
+        )
+    record = records.read(PackageRecord, record_path)
+    if record.file != path.name or record.build_key != rp.build_key:
+        raise ConfigError(
+            f"{record_path}: records {record.file} of build {record.build_key}, but the plan wants "
+            f"{path.name} of build {rp.build_key}.",
+            hint=f"Run `locara-build package --recipe {rp.name}`, then release again.",
+        )
+    return record
 
 
-def _build_started(rp: RecipePlan) -> datetime | None:
-    build_json = rp.output_dir / "build.json"
-    if not build_json.is_file():
-        return None
+def _build_times(record: PackageRecord, record_path: Path) -> tuple[datetime, datetime]:
+    """When the build behind an archive began and ended (carried by its package record from the
+    build record): provenance's startedOn / finishedOn."""
     try:
-        doc = json.loads(build_json.read_text("utf-8"))
-    except (ValueError, OSError):
-        return None
-    for key in ("started", "started_at", "startedOn"):
-        if isinstance(doc.get(key), str):
-            try:
-                return _parse_iso(doc[key])
-            except ValueError:
-                return None
-    return None
+        started, finished = _parse_iso(record.build_started_at), _parse_iso(record.build_finished_at)
+        in_order = started <= finished
+    except ValueError:
+        in_order = False
+    if not in_order:
+        raise records.RecordError(
+            f"{record_path}: build_started_at / build_finished_at are not two ISO 8601 times in order "
+            f"({record.build_started_at!r}, {record.build_finished_at!r}).",
+            hint="Package this recipe again (`locara-build package`), then release.",
+        )
+    return started, finished
 
 
 def _artifact_entry(rp: RecipePlan, path: Path) -> dict[str, Any]:
     r = rp.recipe
     digest = sha256_file(path)
-    record = _package_record(path)
-    if record.get("sha256") and record["sha256"] != digest:
+    record = _package_record(rp, path)
+    if record.sha256 != digest:
         raise VerifyError(
-            f"{path}: sha256 {digest} differs from its package record ({record['sha256']}): the archive changed after packaging.",
+            f"{path}: sha256 {digest} differs from its package record ({record.sha256}): the archive changed after packaging.",
             hint="Re-run `locara-build package` for this recipe, then release again.",
         )
+    # `signing` stays the kind (a string, as installers already in users' hands read it); what
+    # signing really did goes beside it
+    signing_status: dict[str, Any] = {"status": record.signing.status}
+    if record.signing.reason:
+        signing_status["reason"] = record.signing.reason
     return {
         "file": rp.artifact.file,
         "name": rp.artifact.name,
@@ -314,9 +327,10 @@ def _artifact_entry(rp: RecipePlan, path: Path) -> dict[str, Any]:
         "sha256": digest,
         "recipe": r.name,
         "recipe_hash": r.recipe_hash,
-        "requirements": dict(sorted(r.requirements.items())),
-        "signing": r.signing,
-        "smoke": record.get("smoke") or {"status": "not run"},
+        "requirements": dict(sorted(record.requirements.items())),
+        "signing": record.signing.kind,
+        "signing_status": signing_status,
+        "smoke": record.smoke or {"status": "not run"},
     }
 
 
@@ -478,8 +492,8 @@ def _write_release(
             raise VerifyError(f"{src} changed while it was being released.", hint="Run `locara-build release` again.")
         digests[dst.name] = entry["sha256"]
         # provenance (DSSE envelope)
-        started = _build_started(rp) or datetime.fromtimestamp(src.stat().st_mtime, UTC)
-        finished = datetime.fromtimestamp(src.stat().st_mtime, UTC)
+        record = _package_record(rp, src)
+        started, finished = _build_times(record, PackageRecord.path(src.parent, src.name))
         statement = make_statement(
             artifact=entry,
             upstream={**plan.lock.to_dict()},
@@ -488,7 +502,7 @@ def _write_release(
             version=manifest["version"],
             build_key=rp.build_key,
             configure_args=list(rp.configure_args),
-            started=min(started, finished),
+            started=started,
             finished=finished,
         )
         envelope = (json.dumps(sign_envelope(statement, key), indent=2, sort_keys=True) + "\n").encode()

@@ -103,7 +103,8 @@ class SmokeOptions:
             args=tuple(s.args),
             # host hooks first (e.g. a private WINEPREFIX for wine), the recipe's smoke.env wins
             env={**toolchains.smoke_env(recipe), **s.env},
-            emulator=tuple(s.emulator),
+            # the recipe's, else the host's (qemu-aarch64-static for arm64 on x86-64)
+            emulator=tuple(s.emulator) or tuple(toolchains.smoke_emulator(recipe)),
             expect=tuple(s.expect),
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})
@@ -644,7 +645,7 @@ def smoke_recipe(
         coverage=coverage,
         ran_on=ran_on(_read_text(Path(first["log"]))),
         reason=note or None,
-        version=build_record.get("version"),
+        version=build_record.version,
         model={"file": model.name, "size": model.stat().st_size},
         server=first,
         args_file=second,

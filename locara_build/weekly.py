@@ -30,11 +30,12 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from . import __version__, log
+from . import __version__, log, records
 from .digest import sha256_file
 from .errors import BusyError, LocaraError, PatchError, SignError
 from .lock import Lock, atomic_write_bytes, read_lock, write_lock
 from .plan import Plan, RecipePlan, make_plan
+from .records import PackageRecord
 from .redact import redact
 from .workdir import Project, WorkDir
 
@@ -56,6 +57,8 @@ class WeeklyOptions:
     upstream: str | None = None
     ref: str | None = None  # default: latest
     channel: str | None = None
+    verify_with: str | None = None  # git upstream whose tag's tree must equal a tree-only source's
+    fallback: str | None = None  # source to use when the git upstream cannot be reached
     recipes: list[str] | None = None  # default: every release recipe
     key: Path | None = None  # minisign secret key (else $LOCARA_MINISIGN_KEY)
     out: Path | None = None  # releases root (default <work>/releases)
@@ -237,7 +240,8 @@ def _run(project: Project, work: WorkDir, opts: WeeklyOptions, report: WeeklyRep
     old_lock = read_lock(project.lock_path) if old_lock_bytes is not None else None
 
     with log.step("sync upstream"):
-        synced = source.sync(project, work, upstream=opts.upstream, ref=opts.ref or "latest", channel=opts.channel)
+        synced = source.sync(project, work, upstream=opts.upstream, ref=opts.ref or "latest", channel=opts.channel,
+                             verify_with=opts.verify_with, fallback=opts.fallback)
     lock = synced.new
     report.upstream = {
         "source": lock.source,
@@ -426,7 +430,7 @@ def _recipe_pipeline(
         record = _package_done(plan, rp)
         if record is not None:
             oc.stages["package"] = "reused"
-            oc.artifact, oc.size, oc.sha256 = record["file"], record["size"], record["sha256"]
+            oc.artifact, oc.size, oc.sha256 = record.file, record.size, record.sha256
         else:
             pkg = package(plan, rp, require_signing=opts.require_signing)
             oc.stages["package"] = "done"
@@ -454,20 +458,26 @@ def _smoke_done(rp: RecipePlan) -> bool:
     return rec.get("smoke_key") == smoke_key(rp.recipe, device_plan(rp.recipe)[0]) and is_built(rp.output_dir)
 
 
-def _package_done(plan: Plan, rp: RecipePlan) -> dict[str, Any] | None:
-    dist = plan.work_dir / "dist" / str(plan.version)
-    artifact = dist / rp.artifact.file
-    try:
-        rec = json.loads((dist / f"{rp.artifact.file}.json").read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    if rec.get("build_key") != rp.build_key or not artifact.is_file():
-        return None
-    if artifact.stat().st_size != rec.get("size") or sha256_file(artifact) != rec.get("sha256"):
-        return None
+def _package_done(plan: Plan, rp: RecipePlan) -> PackageRecord | None:
+    """The package record of this very build, when its archive is intact and it carries the
+    current smoke result; None: package (again)."""
     from .package import smoke_of
 
-    return rec if rec.get("smoke") == smoke_of(rp) else None  # a newer smoke result: record it
+    dist = plan.work_dir / "dist" / str(plan.version)
+    artifact = dist / rp.artifact.file
+    record_path = PackageRecord.path(dist, rp.artifact.file)
+    if not record_path.is_file() or not artifact.is_file():
+        return None
+    try:
+        rec = records.read(PackageRecord, record_path)
+    except records.RecordError as exc:
+        log.warn(f"{exc.message} Packaging {rp.name} again.")
+        return None
+    if rec.build_key != rp.build_key:
+        return None
+    if artifact.stat().st_size != rec.size or sha256_file(artifact) != rec.sha256:
+        return None
+    return rec if rec.smoke == smoke_of(rp) else None  # a newer smoke result: record it
 
 
 _NO_KEY = "no signing key (pass --key FILE or set LOCARA_MINISIGN_KEY): artifacts are packaged but not released"
@@ -530,14 +540,15 @@ def _restrict(plan: Plan, names: list[str]) -> Plan:
 def _distance(work: WorkDir, previous: dict[str, Any] | None, plan: Plan) -> dict[str, Any] | None:
     if not previous:
         return None
-    old_commit = (previous.get("upstream") or {}).get("commit")
+    old_up = previous.get("upstream") or {}
+    old_commit = old_up.get("import_commit") or old_up.get("commit")
     if not old_commit or old_commit == plan.lock.commit:
         return None
-    from .source import distance, ensure_commit
+    from .source import ensure_commit, upstream_distance
 
     try:
         mirror = ensure_commit(work, plan.lock)
-        return distance(mirror, old_commit, plan.lock.commit).to_dict()
+        return upstream_distance(mirror, old_up, plan.lock).to_dict()
     except LocaraError as exc:
         return {"count": None, "note": exc.message, "subjects": []}
 

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,9 @@ def test_build_stages_only_shipped_files_with_a_record(tiny: StandIn, tmp_path: 
 
     record = json.loads((out / "build.json").read_text())
     assert record["recipe"] == "tiny" and record["build_key"] == plan["build_key"]
+    # the build's real start and end (provenance's startedOn/finishedOn come from here)
+    started, finished = (datetime.fromisoformat(record[k].replace("Z", "+00:00")) for k in ("started_at", "finished_at"))
+    assert started <= finished and (finished - started).total_seconds() >= record["durations"]["total"] - 2
     assert record["configure"]["args"][: len(plan["configure_args"])] == plan["configure_args"]
     assert record["configure"]["ran"] is True
     assert record["source_date_epoch"] == int(record["configure"]["env"]["SOURCE_DATE_EPOCH"])

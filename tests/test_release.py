@@ -94,7 +94,12 @@ def test_release_end_to_end_with_real_minisign_and_sha256sum(proj, cli, tmp_path
     arts = {a["backend"] + ("" if a["os"] == "linux" else "-" + a["os"]): a for a in doc["artifacts"]}
     assert set(arts) == {"cpu", "cuda", "vulkan", "metal-macos", "cpu-windows"}
     assert arts["cuda"]["requirements"]["min_cuda_driver"]
-    assert arts["cpu-windows"]["file"].endswith(".zip") and arts["cpu-windows"]["signing"] == "authenticode"
+    assert arts["cpu-windows"]["file"].endswith(".zip")
+    # signing status and computed requirements come from the package record, not from the recipe
+    assert arts["cpu-windows"]["signing"] == "authenticode"
+    assert arts["cpu-windows"]["signing_status"] == {"status": "skipped", "reason": "stand-in package: not signed"}
+    assert arts["cpu"]["signing"] == "none" and arts["cpu"]["signing_status"] == {"status": "none"}
+    assert all(a["requirements"]["glibc"] == ">= 2.34" for a in doc["artifacts"])
     by_recipe = {rp.name: rp for rp in plan.recipes}
     for a in doc["artifacts"]:
         assert a["flavour"] == "release" and a["recipe_hash"] == by_recipe[a["recipe"]].recipe.recipe_hash
@@ -110,7 +115,8 @@ def test_release_end_to_end_with_real_minisign_and_sha256sum(proj, cli, tmp_path
         assert {"sha256": doc["patches"][0]["sha256"]} in [d.get("digest") for d in deps]
         assert {"sha256": a["recipe_hash"]} in [d.get("digest") for d in deps]
         meta = statement["predicate"]["runDetails"]["metadata"]
-        assert meta["startedOn"] <= meta["finishedOn"]
+        # the build's real start and end, carried by the package record (no clamping, no archive mtime)
+        assert (meta["startedOn"], meta["finishedOn"]) == ("2026-10-01T10:00:00Z", "2026-10-01T10:06:00Z")
         assert statement["predicate"]["runDetails"]["builder"]["id"]
         # the SBOM is shipped beside the artifact, listed and hashed
         assert json.loads((rel / a["sbom"]).read_text())["bomFormat"] == "CycloneDX"
@@ -165,10 +171,26 @@ def test_release_refuses_missing_or_changed_artifacts(proj, cli, tmp_path: Path)
     plan = make_plan(Project(project), WorkDir(work), ["linux-x86_64-cpu"])
     dist = work / "dist" / str(plan.version)
     (path,) = fake_packages(plan, dist)
-    path.with_name(path.name + ".json").write_text(json.dumps({"sha256": "0" * 64}))
+    record = path.with_name(path.name + ".json")
+    with open(path, "ab") as fh:  # the archive changed after its record was written
+        fh.write(b"tampered")
     res = _release_cli(cli, project, work, "--key", str(keys.key_file), "--recipe", "linux-x86_64-cpu")
     assert res.returncode == 8 and "changed after packaging" in res.stderr
-    path.with_name(path.name + ".json").unlink()
+    # a record that is not the package stage's shape is refused, naming the field (exit 2)
+    for change, field in ((lambda d: d.pop("signing"), "missing field `signing`"),
+                          (lambda d: d.update(size="12"), "field `size` is a string, expected an integer"),
+                          (lambda d: d["signing"].update(status=None), "field `signing.status` is null"),
+                          (lambda d: d.update(extra=1), "unknown field `extra`"),
+                          (lambda d: d.update(build_started_at="2026-10-01T11:00:00Z"), "not two ISO 8601 times in order")):
+        fake_packages(plan, dist)  # packaged again, then its record altered
+        doc = json.loads(record.read_bytes())
+        change(doc)
+        record.write_text(json.dumps(doc))
+        res = _release_cli(cli, project, work, "--key", str(keys.key_file), "--recipe", "linux-x86_64-cpu")
+        assert res.returncode == 2 and field in res.stderr and str(record) in res.stderr, (field, res.stderr)
+    record.unlink()
+    res = _release_cli(cli, project, work, "--key", str(keys.key_file), "--recipe", "linux-x86_64-cpu")
+    assert res.returncode == 2 and "has no package record" in res.stderr
     res = _release_cli(cli, project, work, "--key", str(keys.key_file), "--require-all")
     assert res.returncode == 2 and "no packaged artifact" in res.stderr
     res = _release_cli(cli, project, work, "--key", str(tmp_path / "nope.key"), "--recipe", "linux-x86_64-cpu")

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from support.pipeline import TINY_RECIPE, StandIn, stand_in_project
+from support.records_kit import write_build_record
 
 STAND_IN = r'''#!@PYTHON@
 """Stand-in llama-server for locara-build's smoke tests. MODE: ok | never-healthy | exit | wrong-tokens"""
@@ -99,7 +100,7 @@ def install_stand_in(tiny: StandIn, mode: str = "ok") -> Path:
     exe = out / "bin" / "llama-server"
     exe.write_text(STAND_IN.replace("@PYTHON@", sys.executable).replace("@MODE@", mode))
     exe.chmod(0o755)
-    (out / "build.json").write_text(json.dumps({"recipe": "tiny", "version": "test"}))
+    write_build_record(out, recipe="tiny", build_key=tiny.plan()["build_key"])
     return out
 
 

@@ -90,7 +90,7 @@ def build_cmd(
         return
     rows = []
     for r in results:
-        ccache = r.record.get("ccache") or {}
+        ccache = r.record.ccache
         rate = ccache.get("hit_rate")
         hits = f"{rate:.0%} ({ccache.get('hits')}/{ccache.get('hits', 0) + ccache.get('misses', 0)})" if rate is not None else "-"
         rows.append((r.recipe, r.status, f"{r.seconds:.1f}s", hits if r.status == "built" else "-", str(r.output_dir)))

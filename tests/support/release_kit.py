@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from locara_build import records
 from locara_build.lock import Lock
-from locara_build.plan import Plan, make_plan
+from locara_build.plan import Plan, RecipePlan, make_plan
+from locara_build.records import FileEntry, PackageRecord, SigningStatus
 from locara_build.release import ReleaseResult, make_release
 from locara_build.signing import minisign
 from locara_build.workdir import Project, WorkDir
@@ -120,8 +122,33 @@ def fake_packages(plan: Plan, dist: Path, *, payload: int = 0, label: str | None
         members = _layout(rp.artifact.name, f"{label or plan.version} {rp.recipe.backend}", exe, payload)
         path = dist / rp.artifact.file
         (write_zip if rp.artifact.format == "zip" else write_tar)(path, members)
+        write_package_record(plan, rp, path, members)
         out.append(path)
     return out
+
+
+def write_package_record(plan: Plan, rp: RecipePlan, path: Path, members: list[tuple[str, bytes, int]] = (),
+                         **changes: object) -> PackageRecord:
+    """The package stage's record for a stand-in archive (what `release` reads), ``changes`` applied."""
+    r = rp.recipe
+    files = [FileEntry(path=n.split("/", 1)[1], sha256=hashlib.sha256(d).hexdigest(), size=len(d), mode=f"{m:04o}")
+             for n, d, m in members if not n.endswith("/")]
+    signing = SigningStatus(kind=r.signing, status="none" if r.signing == "none" else "skipped", files=[],
+                            reason=None if r.signing == "none" else "stand-in package: not signed")
+    fields: dict[str, object] = dict(
+        schema=PackageRecord.SCHEMA, file=path.name, name=rp.artifact.name, format=rp.artifact.format,
+        sha256=hashlib.sha256(path.read_bytes()).hexdigest(), size=path.stat().st_size,
+        unpacked_size=sum(len(d) for _, d, _ in members), version=str(plan.version), recipe=rp.name,
+        recipe_hash=r.recipe_hash, os=r.os, arch=r.arch, backend=r.backend, flavour=r.flavour,
+        build_key=rp.build_key, build_started_at="2026-10-01T10:00:00Z", build_finished_at="2026-10-01T10:06:00Z",
+        upstream={"commit": plan.lock.commit, "tag": plan.lock.tag}, source_date_epoch=plan.source_date_epoch,
+        requirements={"glibc": ">= 2.34", **dict(r.requirements)}, files=files, debug=None, signing=signing,
+        smoke={"status": "not run"}, zlib="1.2.13", packaged_by={"name": "locara-build", "version": "test"},
+    )
+    fields.update(changes)
+    record = PackageRecord(**fields)  # type: ignore[arg-type]
+    records.write(record, PackageRecord.path(path.parent, path.name))
+    return record
 
 
 def release_for(

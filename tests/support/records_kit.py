@@ -1,0 +1,34 @@
+"""Stage records for stand-in outputs: what a finished build leaves, written through the one writer
+(locara_build.records), so tests that fake a build output still hand later stages a real record."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from locara_build import records
+from locara_build.records import BuildFile, BuildRecord
+
+
+def write_build_record(out: Path, *, recipe: str, build_key: str = "stand-in", version: str = "test",
+                       **changes: Any) -> BuildRecord:
+    """``out/build.json`` for a stand-in build output (its bin/ files listed with their hashes)."""
+    from locara_build.digest import sha256_file
+
+    files = [BuildFile(path=p.relative_to(out).as_posix(), size=p.stat().st_size, sha256=sha256_file(p),
+                       mode=f"{p.stat().st_mode & 0o777:04o}")
+             for p in sorted((out / "bin").rglob("*")) if p.is_file() and not p.is_symlink()]
+    fields: dict[str, Any] = dict(
+        schema=BuildRecord.SCHEMA, recipe=recipe, recipe_file=f"recipes/{recipe}.toml", recipe_hash="0" * 64,
+        build_key=build_key, os="linux", arch="x86_64", backend="cpu", flavour="ci", version=version,
+        upstream={"source": "stand-in", "commit": "0" * 40, "tag": "", "commit_date": "2026-10-01T10:00:00Z"},
+        patches={"hash": "0" * 64, "series": []}, source_date_epoch=1759312800, targets=["llama-server"],
+        configure={"args": [], "ran": True, "env": {}}, toolchain={}, ccache={"enabled": False},
+        ninja={"edges_run": 0, "edges_total": 0}, durations={"total": 0.0}, files=files, path_leaks=[],
+        log="stand-in.log", host={"os": "linux", "arch": "x86_64"},
+        started_at="2026-10-01T10:00:00Z", finished_at="2026-10-01T10:06:00Z",
+    )
+    fields.update(changes)
+    record = BuildRecord(**fields)
+    records.write(record, BuildRecord.path(out))
+    return record
