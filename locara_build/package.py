@@ -50,15 +50,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from locara_build import __version__, archive, licenses, log, platforms
+from locara_build import __version__, archive, licenses, log, platforms, records
 from locara_build import run as _run
 from locara_build.build import is_built, read_build_record, scan_path_leaks
 from locara_build.errors import BuildError, ConfigError, VerifyError, disk_full, is_no_space
 from locara_build.launchers import ARGS_FILE, DEFAULT_HOST, DEFAULT_PORT, args_file, render_launchers
-from locara_build.lock import atomic_write_bytes
 from locara_build.models import ModelManifest, load_manifest
 from locara_build.plan import PRODUCT, Plan, RecipePlan
 from locara_build.platforms import BinaryInfo, Platform
+from locara_build.records import BuildRecord, PackageRecord
 from locara_build.sbom import PatchInfo, SbomInput, ShippedFile, ToolInfo, make_sbom
 from locara_build.sourcetree import require_tree
 from locara_build.workdir import WorkDir
@@ -76,7 +76,7 @@ __all__ = [
     "debug_artifact_name",
 ]
 
-RECORD_SCHEMA = 1
+RECORD_SCHEMA = PackageRecord.SCHEMA
 BUILDINFO_SCHEMA = 1
 UI_FILES = ("index.html", "app.js", "style.css", "favicon.svg")
 OUR_LICENSE = """\
@@ -317,8 +317,8 @@ def _source_label(source: str) -> str:
     return source
 
 
-def _compilers(record: dict[str, Any]) -> dict[str, Any]:
-    comp = (record.get("toolchain") or {}).get("compiler") or {}
+def _compilers(record: BuildRecord) -> dict[str, Any]:
+    comp = record.toolchain.get("compiler") or {}
     out = {}
     for lang, data in sorted(comp.items()):
         if isinstance(data, dict):
@@ -326,11 +326,11 @@ def _compilers(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _buildinfo(plan: Plan, rp: RecipePlan, record: dict[str, Any], requirements: dict[str, Any], models: ModelManifest) -> dict[str, Any]:
+def _buildinfo(plan: Plan, rp: RecipePlan, record: BuildRecord, requirements: dict[str, Any], models: ModelManifest) -> dict[str, Any]:
     clean = _sanitizer(plan, rp)
     r = rp.recipe
-    toolchain = record.get("toolchain") or {}
-    configure = list((record.get("configure") or {}).get("args") or ["cmake", *rp.configure_args])
+    toolchain = record.toolchain
+    configure = list(record.configure.get("args") or ["cmake", *rp.configure_args])
     if configure and "/" in configure[0].replace("\\", "/"):
         configure[0] = Path(configure[0]).name  # the cmake that ran, not where it is installed
     configure = [
@@ -399,15 +399,15 @@ def _write(path: Path, data: bytes, executable: bool = False) -> None:
     os.chmod(path, 0o755 if executable else 0o644)
 
 
-def _verify_build(out: Path, record: dict[str, Any]) -> None:
+def _verify_build(out: Path, record: BuildRecord) -> None:
     """The build output must be what its build.json says (it is immutable; a change is tampering)."""
-    for entry in record.get("files") or []:
-        if not isinstance(entry, dict) or "sha256" not in entry:
+    for entry in record.files:
+        if entry.sha256 is None:  # a symlink
             continue
-        path = out / entry["path"]
+        path = out / entry.path
         if not path.is_file():
             raise VerifyError(f"{path} is listed in {out / 'build.json'} but missing.", hint=f"Delete {out} and rebuild.")
-        if sha256_file(path) != entry["sha256"]:
+        if sha256_file(path) != entry.sha256:
             raise VerifyError(
                 f"{path} changed after the build (sha256 differs from {out / 'build.json'}); refusing to package it.",
                 hint=f"Delete {out} and run `locara-build build` again.",
@@ -470,7 +470,7 @@ def package(
     shutil.rmtree(staging_root, ignore_errors=True)
     top = staging_root / name
     debug_top = staging_root / "debug" / name
-    record_path = dist / f"{rp.artifact.file}.json"
+    record_path = PackageRecord.path(dist, rp.artifact.file)
     written: list[Path] = []  # archives this call put in place; the record, written last, commits them
     committed = False
     try:
@@ -551,7 +551,7 @@ def package(
             digest = sha256_file(artifact_path)
             size = artifact_path.stat().st_size
             rec = {
-                "schema": RECORD_SCHEMA,
+                "schema": PackageRecord.SCHEMA,
                 "file": rp.artifact.file,
                 "name": name,
                 "format": rp.artifact.format,
@@ -566,6 +566,8 @@ def package(
                 "backend": recipe.backend,
                 "flavour": recipe.flavour,
                 "build_key": rp.build_key,
+                "build_started_at": record.started_at,
+                "build_finished_at": record.finished_at,
                 "upstream": {"commit": plan.lock.commit, "tag": plan.lock.tag},
                 "source_date_epoch": plan.source_date_epoch,
                 "requirements": requirements,
@@ -582,8 +584,8 @@ def package(
                 "packaged_by": {"name": "locara-build", "version": __version__},
             }
             rec["files"].sort(key=lambda f: f["path"])
-            atomic_write_bytes(record_path, (json.dumps(rec, indent=2, sort_keys=True) + "\n").encode())
-            os.chmod(record_path, 0o644)
+            package_record = records.from_dict(PackageRecord, rec, where=f"package record of {rp.name}")
+            records.write(package_record, record_path)
             committed = True
     except OSError as exc:
         if is_no_space(exc):
@@ -627,7 +629,7 @@ def _shipped_files(top: Path) -> list[ShippedFile]:
     return out
 
 
-def _tools(record: dict[str, Any]) -> list[ToolInfo]:
+def _tools(record: BuildRecord) -> list[ToolInfo]:
     tools = []
     seen = set()
     for lang, data in _compilers(record).items():
@@ -637,7 +639,7 @@ def _tools(record: dict[str, Any]) -> list[ToolInfo]:
             continue
         seen.add((label, data.get("version")))
         tools.append(ToolInfo(label, data.get("version") or "", f"{lang.upper()} compiler that built the binaries; not shipped"))
-    toolchain = record.get("toolchain") or {}
+    toolchain = record.toolchain
     for tool in ("cmake", "ninja"):
         version = (toolchain.get(tool) or {}).get("version")
         if version:
