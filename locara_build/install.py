@@ -5,8 +5,8 @@ Prefix layout::
 
     <prefix>/current -> versions/<version>     a relative symlink, switched by renaming a temp symlink
     <prefix>/versions/<version>/                one folder per installed version (bin/, run.sh, ...)
-    <prefix>/state.json                         highest version seen, previous version, what is installed
-    <prefix>/.downloads/                        partial downloads (resumed by the next run)
+    <prefix>/state.json                         highest version seen, current + previous version, what is installed
+    <prefix>/.downloads/                        partial downloads (resumed by the next run, same URL only)
     <prefix>/.lock                              one install at a time
 
 Order of checks: release.json and SHA256SUMS signatures (pinned keys) -> trusted comments name the
@@ -15,6 +15,22 @@ the highest version seen -> the artifact's sha256 agrees in release.json and SHA
 download matches it (size + sha256, before anything is unpacked) -> its signed provenance names it
 -> every archive member is safe -> extract into a temp dir beside ``versions/`` -> rename -> switch
 ``current``. Any failure leaves ``current`` and the installed versions as they were.
+
+Crash consistency (SIGKILL between any two filesystem steps; ``_checkpoint`` marks each step, the
+crash tests stop the process at every one of them):
+
+1. the archive is unpacked into ``versions/.extract-*`` with its ``.locara-install.json`` (fsynced),
+   then renamed to ``versions/<dir>``: a ``versions/<dir>`` is always complete;
+2. ``state.json`` records the new version as installed and as ``highest_seen`` *before* ``current``
+   moves, so a replayed older release is refused even after a crash right after the switch;
+3. ``current`` is switched (a temp symlink renamed over it);
+4. ``state.json`` records ``current`` and ``previous``. A run that finds ``current`` elsewhere than
+   ``state.json`` says (a crash between 3 and 4) reconciles: the recorded one becomes ``previous``.
+
+A finished ``versions/<dir>`` whose record names the same artifact is adopted by the next run (never
+unpacked again as ``<version>+...``); old versions are pruned by first dropping them from the state,
+then renaming them to ``versions/.trash-*`` (removed at the next start); ``--rollback`` goes to a
+different, complete version, or refuses.
 """
 
 from __future__ import annotations
@@ -23,6 +39,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -31,13 +48,14 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
-from . import hostdetect, httpfetch, log
+from . import hostdetect, httpfetch, log, update
 from .errors import BusyError, ConfigError, NetworkError, VerifyError
 from .extract import safe_extract
 from .lock import atomic_write_bytes
 from .provenance import verify_envelope
 from .release import (
     MANIFEST,
+    PROVENANCE_SUFFIX,
     SIG_SUFFIX,
     SUMS,
     fsync_dir,
@@ -48,7 +66,7 @@ from .release import (
 )
 from .signing.keys import trusted_keys
 from .signing.minisign import PublicKey
-from .version import Version
+from .version import Version, parse_utc
 
 __all__ = [
     "InstallOptions",
@@ -64,9 +82,19 @@ __all__ = [
 ]
 
 STATE_FILE = "state.json"
+RECORD_FILE = ".locara-install.json"
 STATE_SCHEMA = 1
 SOURCE_ENV = "LOCARA_INSTALL_FROM"
-MAX_DOC = 4 << 20  # release.json, SHA256SUMS, signatures, provenance: small documents
+MAX_DOC = 4 << 20  # release.json, provenance: small documents
+#: what each document of a release may weigh at most (a mirror sending more is refused, exit 8)
+DOC_LIMITS = {"latest.json": 64 << 10, SIG_SUFFIX: 16 << 10, SUMS: 1 << 20, MANIFEST: MAX_DOC, PROVENANCE_SUFFIX: MAX_DOC}
+_FIELD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}")
+_KEY_ID_RE = re.compile(r"[0-9A-F]{16}")
+
+
+def _checkpoint(step: str) -> None:
+    """A point between two filesystem steps of install / switch / record / prune / rollback. Does
+    nothing; the crash tests arm it (tests/support/failpoint.py) and SIGKILL the install there."""
 
 
 @dataclass
@@ -82,6 +110,7 @@ class InstallOptions:
     keep: int = 2
     timeout: float = httpfetch.DEFAULT_TIMEOUT[1]
     now: datetime | None = None
+    store: bool = True  # build from the release store when the mirror has one (update.py); False: the archive
 
 
 @dataclass
@@ -138,6 +167,11 @@ def resolve_source(source: str | None) -> str:
             raise ConfigError(f"--from {source}: expected github:OWNER/REPO.", hint="For example github:locara/locara-build.")
         return f"github:{repo}"
     if "://" in source:
+        scheme = source.split("://", 1)[0].lower()
+        if scheme not in ("http", "https", "file"):
+            raise ConfigError(f"--from {httpfetch.redact_url(source)}: {scheme}:// is not supported.",
+                              hint="Give an http(s):// or file:// URL, a directory, or github:OWNER/REPO.")
+        httpfetch.register_url_secrets(source)
         return source.rstrip("/")
     path = Path(source).expanduser()
     if not path.is_dir():
@@ -151,8 +185,35 @@ def _join(base: str, *parts: str) -> str:
     return str(Path(base).joinpath(*parts))
 
 
+def _show(url: str) -> str:
+    """A URL or path fit for messages and records (no credentials, no query values)."""
+    return httpfetch.redact_url(url)
+
+
 def _get(url: str, timeout: float) -> bytes:
-    return httpfetch.fetch_bytes(url, timeout=(httpfetch.DEFAULT_TIMEOUT[0], timeout), max_size=MAX_DOC)
+    name = url.rsplit("/", 1)[-1]
+    cap = next((v for k, v in DOC_LIMITS.items() if name == k or name.endswith(k)), MAX_DOC)
+    return httpfetch.fetch_bytes(url, timeout=(httpfetch.DEFAULT_TIMEOUT[0], timeout), max_size=cap)
+
+
+def _json_doc(data: bytes, where: str) -> Any:
+    """Untrusted JSON: nesting bombs and invalid text are a clean refusal naming the document."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise VerifyError(f"{where}: JSON nested too deeply; refusing it.", hint="Report the mirror; use another --from.") from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise VerifyError(f"{where}: not valid JSON ({str(exc)[:120]}).", hint="Report the mirror; use another --from.") from None
+
+
+def check_version_arg(version: str) -> None:
+    """``--version``: ``latest`` or one exact version (no path parts, no trailing newline)."""
+    if version == "latest":
+        return
+    try:
+        Version.parse(version)
+    except ConfigError as exc:
+        raise ConfigError(f"--version: {exc.message}", hint=exc.hint, details={"field": "--version"}) from None
 
 
 def _candidate_bases(source: str, version: str, timeout: float) -> tuple[list[str], str | None]:
@@ -164,18 +225,60 @@ def _candidate_bases(source: str, version: str, timeout: float) -> tuple[list[st
         return [f"https://github.com/{repo}/releases/download/{quote(version)}"], None
     if version != "latest":
         return [_join(source, version), source], None
+    where = _show(_join(source, "latest.json"))
     try:
-        pointer = json.loads(_get(_join(source, "latest.json"), timeout))
-        named = pointer.get("version") if isinstance(pointer, dict) else None
-    except (NetworkError, ValueError):
-        named = None
-    if isinstance(named, str) and named:
+        raw = _get(_join(source, "latest.json"), timeout)
+    except NetworkError:
+        return [source], None  # no pointer: the release is at the top of the mirror
+    pointer = _json_doc(raw, where)
+    named = pointer.get("version") if isinstance(pointer, dict) else None
+    if not isinstance(named, str):
+        raise VerifyError(
+            f"{where}: field `version` must be a version string, not {named!r:.80}.",
+            hint="Report the mirror; or install with --version V.", details={"file": where, "field": "version"},
+        )
+    try:
+        Version.parse(named)
+    except ConfigError:
+        raise VerifyError(f"{where}: field `version` names an invalid version {named!r:.80}.", hint="Report the mirror.",
+                          details={"file": where, "field": "version"}) from None
+    return [_join(source, named)], named
+
+
+def _check_manifest(doc: dict[str, Any], where: str) -> None:
+    """Every field install relies on, of the right type (a signed release.json is still checked)."""
+
+    def bad(field: str, why: str) -> VerifyError:
+        return VerifyError(f"{where}: invalid release manifest: field `{field}` {why}.",
+                           hint="Report the release; do not install it.", details={"file": where, "field": field})
+
+    for key in ("created", "expires"):
         try:
-            Version.parse(named)
-        except ConfigError:
-            raise VerifyError(f"{_join(source, 'latest.json')}: names an invalid version {named!r}.", hint="Report the mirror.") from None
-        return [_join(source, named)], named
-    return [source], None
+            parse_utc(doc[key], key)
+        except ConfigError as exc:
+            raise bad(key, exc.message.split(" ", 1)[1].rstrip(".")) from None
+    commit_date = doc["upstream"].get("commit_date")
+    if commit_date is not None:
+        try:
+            parse_utc(commit_date, "upstream.commit_date")
+        except ConfigError as exc:
+            raise bad("upstream.commit_date", exc.message.split(" ", 1)[1].rstrip(".")) from None
+    key_id = doc.get("signing_key")
+    if key_id is not None and not (isinstance(key_id, str) and _KEY_ID_RE.fullmatch(key_id)):
+        raise bad("signing_key", f"must be a minisign key id (16 upper-case hex digits), not {key_id!r:.80}")
+    for i, a in enumerate(doc["artifacts"]):
+        for key in ("file", "name", "os", "arch", "backend", "flavour", "format"):
+            if not _FIELD_RE.fullmatch(a[key]):
+                raise bad(f"artifacts[{i}].{key}", f"is not a plain name: {a[key]!r:.80}")
+        if type(a["size"]) is not int or not 0 < a["size"] <= 1 << 40:
+            raise bad(f"artifacts[{i}].size", f"must be a whole number of bytes, not {a['size']!r:.80}")
+        prov = a.get("provenance")
+        if prov != a["file"] + PROVENANCE_SUFFIX:
+            raise bad(f"artifacts[{i}].provenance",
+                      f"must name {a['file'] + PROVENANCE_SUFFIX} (every artifact has signed provenance), not {prov!r:.80}")
+        if not isinstance(a["requirements"], dict) or not all(isinstance(v, str | int) and not isinstance(v, bool)
+                                                             for v in a["requirements"].values()):
+            raise bad(f"artifacts[{i}].requirements", "must be an object of strings")
 
 
 def fetch_release(
@@ -196,38 +299,44 @@ def fetch_release(
         assert first_error is not None
         raise first_error
     sig = _get(_join(base, MANIFEST + SIG_SUFFIX), timeout)
-    key, comment = verify_signed(manifest_bytes, sig, keys, file=MANIFEST, what=_join(base, MANIFEST))
-    doc = parse_manifest(manifest_bytes, source=_join(base, MANIFEST))
+    where = _show(_join(base, MANIFEST))
+    key, comment = verify_signed(manifest_bytes, sig, keys, file=MANIFEST, what=where)
+    try:
+        doc = parse_manifest(manifest_bytes, source=where)
+    except RecursionError:
+        raise VerifyError(f"{where}: JSON nested too deeply; refusing it.", hint="Report the release.") from None
+    _check_manifest(doc, where)
+    rel_version = manifest_version(doc)
     if comment.get("version") != doc["version"]:
         raise VerifyError(
-            f"{_join(base, MANIFEST)}: signed for version {comment.get('version')!r} but says {doc['version']!r}.",
+            f"{where}: signed for version {comment.get('version')!r} but says {doc['version']!r}.",
             hint="Fetch the release again.",
         )
     wanted = pointed if version == "latest" else version
     if wanted and doc["version"] != wanted:
         raise VerifyError(
-            f"{_join(base, MANIFEST)} is release {doc['version']}, not the {wanted} asked for: the mirror mixes releases up.",
+            f"{where} is release {doc['version']}, not the {wanted} asked for: the mirror mixes releases up.",
             hint="Report the mirror; install with another --from.",
         )
     now = now or datetime.now(UTC)
-    expires = datetime.fromisoformat(doc["expires"].replace("Z", "+00:00"))
-    if expires <= now:
+    if parse_utc(doc["expires"], "expires") <= now:
         raise VerifyError(
-            f"release {doc['version']} from {base} expired on {doc['expires']}: a mirror may be serving a stale release.",
+            f"release {doc['version']} from {_show(base)} expired on {doc['expires']}: a mirror may be serving a stale release.",
             hint="Install from an up-to-date mirror (the project re-releases every week); a newer release is needed.",
         )
+    sums_where = _show(_join(base, SUMS))
     sums_bytes = _get(_join(base, SUMS), timeout)
     sums_sig = _get(_join(base, SUMS + SIG_SUFFIX), timeout)
-    verify_signed(sums_bytes, sums_sig, keys, file=SUMS, version=doc["version"], what=_join(base, SUMS))
-    sums = parse_sums(sums_bytes.decode("utf-8", "replace"), source=_join(base, SUMS))
+    verify_signed(sums_bytes, sums_sig, keys, file=SUMS, version=doc["version"], what=sums_where)
+    sums = parse_sums(sums_bytes.decode("utf-8", "replace"), source=sums_where)
     if sums.get(MANIFEST) != hashlib.sha256(manifest_bytes).hexdigest():
-        raise VerifyError(f"{_join(base, SUMS)} does not list this release.json.", hint="Fetch the release again.")
+        raise VerifyError(f"{sums_where} does not list this release.json.", hint="Fetch the release again.")
     for a in doc["artifacts"]:
         if sums.get(a["file"]) != a["sha256"]:
             raise VerifyError(
                 f"{a['file']}: release.json and SHA256SUMS disagree on its sha256.", hint="Report the release; do not install it."
             )
-    return VerifiedRelease(base, doc, manifest_bytes, sums, key, manifest_version(doc))
+    return VerifiedRelease(base, doc, manifest_bytes, sums, key, rel_version)
 
 
 # --- prefix state ------------------------------------------------------------------------------
@@ -236,14 +345,20 @@ def fetch_release(
 def read_state(prefix: Path) -> dict[str, Any]:
     path = prefix / STATE_FILE
     if not path.exists():
-        return {"schema": STATE_SCHEMA, "highest_seen": None, "previous": None, "installed": {}}
+        return {"schema": STATE_SCHEMA, "highest_seen": None, "previous": None, "current": None, "installed": {}}
     try:
         doc = json.loads(path.read_text("utf-8"))
         if not isinstance(doc, dict) or doc.get("schema") != STATE_SCHEMA:
             raise ValueError
         doc.setdefault("installed", {})
+        if not isinstance(doc["installed"], dict) or not all(isinstance(v, dict) for v in doc["installed"].values()):
+            raise ValueError
+        for key in ("previous", "current"):
+            if not isinstance(doc.get(key), str | None):
+                raise ValueError
+        _highest(doc)
         return doc
-    except (ValueError, OSError):
+    except (ValueError, OSError, RecursionError, TypeError, KeyError, ConfigError):
         raise ConfigError(
             f"{path}: unreadable install state.",
             hint="Restore it from a backup or remove it (the downgrade protection then restarts from the next install).",
@@ -251,7 +366,9 @@ def read_state(prefix: Path) -> dict[str, Any]:
 
 
 def _write_state(prefix: Path, state: dict[str, Any]) -> None:
+    _checkpoint("write state.json")
     atomic_write_bytes(prefix / STATE_FILE, (json.dumps(state, indent=2, sort_keys=True) + "\n").encode())
+    _checkpoint("state.json written")
 
 
 def _highest(state: dict[str, Any]) -> Version | None:
@@ -259,6 +376,39 @@ def _highest(state: dict[str, Any]) -> Version | None:
     if not h:
         return None
     return Version.parse(h["version"], h.get("commit_date"))
+
+
+def _read_record(folder: Path) -> dict[str, Any] | None:
+    """The ``.locara-install.json`` of a finished ``versions/<dir>`` (None: not a finished install)."""
+    path = folder / RECORD_FILE
+    try:
+        if not path.is_file() or path.is_symlink() or path.stat().st_size > 64 << 10:
+            return None
+        doc = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) and isinstance(doc.get("sha256"), str) else None
+
+
+def _reconcile(prefix: Path, state: dict[str, Any]) -> dict[str, Any]:
+    """Bring the state in line with ``current`` after a crash between the switch and its record (in
+    memory; written with the next change). The version the state called current becomes previous."""
+    cur = _current(prefix)
+    recorded = state.get("current")
+    if cur is not None and recorded != cur:
+        if recorded and recorded != cur and (prefix / "versions" / recorded).is_dir():
+            state["previous"] = recorded
+        state["current"] = cur
+    if cur is not None:
+        entry = state["installed"].get(cur) or _read_record(prefix / "versions" / cur) or {}
+        try:
+            seen = Version.parse(entry["version"], entry.get("commit_date"))
+        except (KeyError, TypeError, ConfigError):
+            seen = None
+        highest = _highest(state)
+        if seen is not None and (highest is None or seen > highest):
+            state["highest_seen"] = {"version": entry["version"], "commit_date": entry.get("commit_date")}
+    return state
 
 
 @contextlib.contextmanager
@@ -297,15 +447,17 @@ def _current(prefix: Path) -> str | None:
 
 
 def _cleanup_stale(prefix: Path) -> None:
-    """Leftovers of an install killed midway: temp extraction dirs and temp symlinks."""
+    """Leftovers of an install killed midway: temp extraction dirs, pruned versions being removed,
+    temp symlinks and temp state files."""
     versions = prefix / "versions"
     if versions.is_dir():
         for p in versions.iterdir():
-            if p.name.startswith(".extract-"):
+            if p.name.startswith((".extract-", ".trash-")):
                 shutil.rmtree(p, ignore_errors=True)
-    for p in prefix.glob(".current.tmp-*"):
-        with contextlib.suppress(OSError):
-            p.unlink()
+    for pattern in (".current.tmp-*", f".{STATE_FILE}.*.tmp"):
+        for p in prefix.glob(pattern):
+            with contextlib.suppress(OSError):
+                p.unlink()
 
 
 def _switch_current(prefix: Path, dirname: str) -> None:
@@ -315,6 +467,7 @@ def _switch_current(prefix: Path, dirname: str) -> None:
     tmp = prefix / f".current.tmp-{os.getpid()}"
     with contextlib.suppress(FileNotFoundError):
         tmp.unlink()
+    _checkpoint("create temp symlink")
     try:
         os.symlink(f"versions/{dirname}", tmp, target_is_directory=True)
     except OSError as exc:
@@ -322,7 +475,9 @@ def _switch_current(prefix: Path, dirname: str) -> None:
             f"cannot create the `current` symlink in {prefix}: {exc.strerror}.",
             hint="On Windows enable Developer Mode (symlinks without admin rights) or run as administrator.",
         ) from None
+    _checkpoint("rename temp symlink over current")
     os.replace(tmp, link)
+    _checkpoint("current switched")
     fsync_dir(prefix)
 
 
@@ -340,21 +495,38 @@ def _progress_download(url: str, dest: Path, *, sha256: str, size: int, timeout:
 
 
 def _check_provenance(rel: VerifiedRelease, art: dict[str, Any], keys: list[PublicKey], timeout: float) -> None:
+    """The artifact's signed provenance names it. Never skipped: ``_check_manifest`` made sure the
+    field names ``<file>.intoto.json`` (no empty value, no path, no other file of the mirror)."""
     name = art.get("provenance")
-    if not name:
-        return
+    if name != art["file"] + PROVENANCE_SUFFIX:  # (fetch_release checked it; a caller may not have)
+        raise VerifyError(f"{art['file']}: field `provenance` must name {art['file'] + PROVENANCE_SUFFIX}, not {name!r:.80}.",
+                          hint="Report the release; do not install it.", details={"field": "provenance"})
+    where = _show(rel.url(name))
+    if name not in rel.sums:
+        raise VerifyError(f"{where}: not listed in SHA256SUMS.", hint="Report the release; do not install it.")
     data = _get(rel.url(name), timeout)
     if rel.sums.get(name) != hashlib.sha256(data).hexdigest():
-        raise VerifyError(f"{rel.url(name)}: does not match SHA256SUMS.", hint="Fetch the release again.")
-    statement, _ = verify_envelope(data, keys, what=rel.url(name))
-    subjects = {(s.get("name"), s.get("digest", {}).get("sha256")) for s in statement.get("subject", [])}
+        raise VerifyError(f"{where}: does not match SHA256SUMS.", hint="Fetch the release again.")
+    envelope = _json_doc(data, where)
+    sigs = envelope.get("signatures") if isinstance(envelope, dict) else None
+    for entry in sigs if isinstance(sigs, list) else ():
+        keyid = entry.get("keyid") if isinstance(entry, dict) else None
+        if not isinstance(keyid, str) or not re.fullmatch(r"[0-9A-Fa-f]{16}", keyid):
+            raise VerifyError(f"{where}: field `signatures[].keyid` must be a key id of 16 hex digits, not {keyid!r:.80}.",
+                              hint="Report the release; do not install it.", details={"field": "signatures[].keyid"})
+    try:
+        statement, _ = verify_envelope(data, keys, what=where)
+        subjects = {(s.get("name"), s.get("digest", {}).get("sha256")) for s in statement.get("subject", [])}
+    except (TypeError, AttributeError, RecursionError):
+        raise VerifyError(f"{where}: malformed provenance statement.", hint="Report the release; do not install it.") from None
     if (art["file"], art["sha256"]) not in subjects:
-        raise VerifyError(f"{rel.url(name)}: the provenance is not about {art['file']}.", hint="Report the release.")
+        raise VerifyError(f"{where}: the provenance is not about {art['file']}.", hint="Report the release.")
 
 
 def _pick(rel: VerifiedRelease, opts: InstallOptions) -> tuple[dict[str, Any], str]:
-    host = hostdetect.detect(gpus=opts.backend == "auto")  # a named backend needs no GPU probe
-    art, why = hostdetect.choose_artifact(rel.manifest["artifacts"], host, backend=opts.backend, flavour=opts.flavour)
+    backend = "auto" if opts.backend == "all" else opts.backend  # all: auto's artifact, every file of it (update.py)
+    host = hostdetect.detect(gpus=backend == "auto")  # a named backend needs no GPU probe
+    art, why = hostdetect.choose_artifact(rel.manifest["artifacts"], host, backend=backend, flavour=opts.flavour)
     log.info(f"picked {art['file']} ({why})")
     return art, why
 
@@ -363,6 +535,7 @@ def download(opts: InstallOptions, dest_dir: Path) -> tuple[Path, dict[str, Any]
     """Fetch and verify the artifact for this host into ``dest_dir`` (no install)."""
     keys = trusted_keys(opts.trust, builtin=opts.builtin_keys)
     source = resolve_source(opts.source)
+    check_version_arg(opts.version)
     with log.step("verify release"):
         rel = fetch_release(source, opts.version, keys, timeout=opts.timeout, now=opts.now)
         log.info(f"release {rel.manifest['version']} signed by trusted key {rel.key.id_hex}")
@@ -378,12 +551,15 @@ def download(opts: InstallOptions, dest_dir: Path) -> tuple[Path, dict[str, Any]
 
 
 def _dirname_for(prefix: Path, state: dict[str, Any], version: str, art: dict[str, Any]) -> str:
-    """``<version>``, unless that folder holds another artifact of the same version (another backend)."""
-    installed = state.get("installed", {})
+    """``<version>``, unless that folder holds another artifact of the same version (another backend).
+    A folder that already holds this very artifact (recorded, or finished by a run that was killed
+    before it could record it) is returned as is: it is adopted, never unpacked twice."""
     for name in (version, f"{version}+{art['backend']}", f"{version}+{art['backend']}-{art['flavour']}"):
-        entry = installed.get(name)
         path = prefix / "versions" / name
-        if not path.exists() or (entry and entry.get("sha256") == art["sha256"]):
+        if not os.path.lexists(path):
+            return name
+        record = _read_record(path) if path.is_dir() and not path.is_symlink() else None
+        if record is not None and record.get("sha256") == art["sha256"]:
             return name
     raise ConfigError(f"{prefix}/versions holds conflicting folders for {version}.", hint="Remove the unused ones.")
 
@@ -391,10 +567,11 @@ def _dirname_for(prefix: Path, state: dict[str, Any], version: str, art: dict[st
 def install(opts: InstallOptions) -> InstallResult:
     keys = trusted_keys(opts.trust, builtin=opts.builtin_keys)
     source = resolve_source(opts.source)
+    check_version_arg(opts.version)
     prefix = opts.prefix.expanduser().resolve()
     with _prefix_lock(prefix):
         _cleanup_stale(prefix)
-        state = read_state(prefix)
+        state = _reconcile(prefix, read_state(prefix))
         with log.step("verify release"):
             rel = fetch_release(source, opts.version, keys, timeout=opts.timeout, now=opts.now)
             version = rel.manifest["version"]
@@ -413,29 +590,42 @@ def install(opts: InstallOptions) -> InstallResult:
         previous = _current(prefix)
         dirname = _dirname_for(prefix, state, version, art)
         target = prefix / "versions" / dirname
-        if target.exists() and state["installed"].get(dirname, {}).get("sha256") == art["sha256"]:
+        if target.is_dir():  # finished earlier (recorded, or adopted after a crash)
+            adopted = dirname not in state["installed"]
             changed = previous != dirname
+            if adopted:
+                log.info(f"{version}: adopting versions/{dirname}, unpacked by an earlier run that was interrupted")
+            if adopted or changed:
+                _record_installed(prefix, state, rel, art, dirname)
             if changed:
                 _switch_current(prefix, dirname)
                 log.info(f"{version} was already installed; `current` now points to it")
+                _record_current(prefix, state, dirname, previous)
             else:
+                if state.get("current") != dirname:
+                    _record_current(prefix, state, dirname, None)
                 log.info(f"{version} ({art['backend']}) is already installed and current")
-            _record(prefix, state, rel, art, dirname, previous if changed else state.get("previous"))
             return InstallResult(prefix, version, art["file"], art["backend"], why, target, previous, changed)
         downloads = prefix / ".downloads"
-        with log.step(f"download {art['file']}"):
+        staged = None  # the new version built from the installed one + the release store, when the mirror has it
+        if opts.store:
+            with log.step(f"update from the store ({art['file']})"):
+                staged = update.build_from_store(rel, art, prefix, state, backend=opts.backend, timeout=opts.timeout)
+        with log.step(f"download {art['file']}" if staged is None else "verified against the signed file index"):
             try:
-                _progress_download(
-                    rel.url(art["file"]), downloads / art["file"], sha256=art["sha256"], size=art["size"], timeout=opts.timeout
-                )
+                if staged is None:
+                    _progress_download(
+                        rel.url(art["file"]), downloads / art["file"], sha256=art["sha256"], size=art["size"], timeout=opts.timeout
+                    )
             except BaseException:
                 with contextlib.suppress(OSError):
                     downloads.rmdir()  # only when empty: a partial download stays for the next run
                 raise
         archive = downloads / art["file"]
         with log.step(f"unpack into {target}"):
+            _checkpoint("extract")
             try:
-                top = safe_extract(archive, prefix / "versions", top=art["name"])
+                top = staged or safe_extract(archive, prefix / "versions", top=art["name"])
             except BaseException:
                 archive.unlink(missing_ok=True)
                 with contextlib.suppress(OSError):
@@ -443,13 +633,18 @@ def install(opts: InstallOptions) -> InstallResult:
                 raise
             tmp_root = top.parent
             try:
+                _checkpoint("write install record")
                 _write_install_record(top, rel, art)
+                _checkpoint("rename into versions/")
                 os.rename(top, target)
+                _checkpoint("renamed into versions/")
                 fsync_dir(target.parent)
             finally:
                 shutil.rmtree(tmp_root, ignore_errors=True)
+        _record_installed(prefix, state, rel, art, dirname)  # highest_seen before `current` moves
         _switch_current(prefix, dirname)
-        _record(prefix, state, rel, art, dirname, previous)
+        _record_current(prefix, state, dirname, previous)
+        _checkpoint("remove the downloaded archive")
         archive.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
             downloads.rmdir()
@@ -463,31 +658,36 @@ def install(opts: InstallOptions) -> InstallResult:
 
 
 def _write_install_record(top: Path, rel: VerifiedRelease, art: dict[str, Any]) -> None:
+    record_path = top / RECORD_FILE
+    if os.path.lexists(record_path):
+        raise VerifyError(
+            f"{art['file']}: the archive carries its own {RECORD_FILE} (the install record's name); refusing it.",
+            hint="Report the release; do not install it.", details={"member": f"{art['name']}/{RECORD_FILE}"},
+        )
     record = {
         "version": rel.manifest["version"],
+        "commit_date": rel.manifest["upstream"].get("commit_date"),
         "artifact": art["file"],
         "sha256": art["sha256"],
         "backend": art["backend"],
-        "source": rel.base,
+        "source": _show(rel.base),
         "key": rel.key.id_hex,
         "installed": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     }
-    (top / ".locara-install.json").write_text(json.dumps(record, indent=2, sort_keys=True) + "\n")
+    atomic_write_bytes(record_path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
 
 
-def _record(
-    prefix: Path, state: dict[str, Any], rel: VerifiedRelease, art: dict[str, Any], dirname: str, previous: str | None
-) -> None:
+def _record_installed(prefix: Path, state: dict[str, Any], rel: VerifiedRelease, art: dict[str, Any], dirname: str) -> None:
+    """Before the switch: the version is installed, and the highest seen (so no replay goes below it)."""
     highest = _highest(state)
     if highest is None or rel.version > highest:
         state["highest_seen"] = {
             "version": rel.manifest["version"],
             "commit_date": rel.manifest["upstream"].get("commit_date"),
         }
-    if previous and previous != dirname:
-        state["previous"] = previous
     state["installed"][dirname] = {
         "version": rel.manifest["version"],
+        "commit_date": rel.manifest["upstream"].get("commit_date"),
         "artifact": art["file"],
         "sha256": art["sha256"],
         "backend": art["backend"],
@@ -496,8 +696,18 @@ def _record(
     _write_state(prefix, state)
 
 
+def _record_current(prefix: Path, state: dict[str, Any], dirname: str, previous: str | None) -> None:
+    """After the switch: what `current` is, and what it was."""
+    if previous and previous != dirname:
+        state["previous"] = previous
+    state["current"] = dirname
+    _write_state(prefix, state)
+
+
 def _prune(prefix: Path, state: dict[str, Any], keep: int) -> None:
-    """Keep ``current``, ``previous`` and the newest installs up to ``keep`` folders."""
+    """Keep ``current``, ``previous`` and the newest installs up to ``keep`` folders. A pruned version
+    leaves the state first, then is renamed to ``versions/.trash-*`` and removed: a crash midway never
+    leaves a recorded, half-deleted version."""
     keep = max(keep, 2)
     current = _current(prefix)
     protected = {current, state.get("previous")}
@@ -510,33 +720,53 @@ def _prune(prefix: Path, state: dict[str, Any], keep: int) -> None:
         if len(kept) < keep:
             kept.append(name)
             continue
-        shutil.rmtree(prefix / "versions" / name, ignore_errors=True)
         removed.append(name)
+    if not removed:
+        return
     for name in removed:
         state["installed"].pop(name, None)
-    if removed:
-        _write_state(prefix, state)
-        log.info(f"removed old versions: {', '.join(removed)}")
+    _write_state(prefix, state)
+    for name in removed:
+        folder = prefix / "versions" / name
+        trash = prefix / "versions" / f".trash-{name}-{os.getpid()}"
+        _checkpoint("move a pruned version to the trash")
+        with contextlib.suppress(FileNotFoundError):
+            os.rename(folder, trash)
+        _checkpoint("remove a pruned version")
+        shutil.rmtree(trash, ignore_errors=True)
+    log.info(f"removed old versions: {', '.join(removed)}")
+
+
+def _rollback_target(prefix: Path, state: dict[str, Any], current: str | None) -> str | None:
+    """``previous`` if it is a different, complete version; else the newest other complete one."""
+    others = sorted(state["installed"].items(), key=lambda kv: kv[1].get("installed", ""), reverse=True)
+    for name in [state.get("previous"), *(n for n, _ in others)]:
+        if not name or name == current or "/" in name or name.startswith("."):
+            continue
+        folder = prefix / "versions" / name
+        if folder.is_dir() and not folder.is_symlink() and _read_record(folder) is not None:
+            return name
+    return None
 
 
 def rollback(prefix: Path) -> InstallResult:
     prefix = prefix.expanduser().resolve()
     with _prefix_lock(prefix):
-        state = read_state(prefix)
-        previous = state.get("previous")
+        _cleanup_stale(prefix)
+        state = _reconcile(prefix, read_state(prefix))
         current = _current(prefix)
-        if not previous or not (prefix / "versions" / previous).is_dir():
+        previous = _rollback_target(prefix, state, current)
+        if previous is None:
             raise ConfigError(
-                f"{prefix}: no previous version to roll back to.",
+                f"{prefix}: no previous version to roll back to"
+                + (f" (only {current} is installed)." if current else "."),
                 hint="Install a specific version with `locara-build install --version V` instead.",
             )
         _switch_current(prefix, previous)
-        state["previous"] = current
-        _write_state(prefix, state)
+        _record_current(prefix, state, previous, current)
         entry = state["installed"].get(previous, {})
         log.info(f"rolled back: current -> {previous} (was {current})")
         return InstallResult(
             prefix, entry.get("version", previous), entry.get("artifact", ""), entry.get("backend", ""), "--rollback",
             prefix / "versions" / previous, current, True,
         )
-
