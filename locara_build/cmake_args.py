@@ -7,14 +7,21 @@ so the same inputs always give the same argv.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
 from . import backends, platforms
 from .cmakevalue import CMakeValue, render_define
+from .errors import ConfigError
 from .recipe import Recipe
 
 __all__ = ["build_info_entries", "cache_entries", "configure_args", "prefix_map_flags"]
+
+# A cache entry's name: no `=`, `:` (a type), spaces or leading `-` (recipevalues.CMAKE_KEY).
+_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_.+-]*")
+# Characters that end a CMakeCache.txt line (or a C string): never inside one -D argument.
+_LINE_BREAK = re.compile(r"[\x00\r\n\x0b\x0c\x85\u2028\u2029]")
 
 # Flags whose values we extend (never replace) with reproducibility options.
 _FLAG_VARS = ("CMAKE_C_FLAGS", "CMAKE_CXX_FLAGS")
@@ -64,5 +71,25 @@ def configure_args(
     if toolchain is not None:
         args.append(f"-DCMAKE_TOOLCHAIN_FILE={toolchain}")
     entries = cache_entries(recipe, source_dir, cmake_dir, extra)
-    args += [render_define(k, entries[k]) for k in sorted(entries)]
+    args += [_define(recipe, k, entries[k]) for k in sorted(entries)]
+    for arg in args[:6]:
+        if _LINE_BREAK.search(arg):
+            raise ConfigError(
+                f"recipe `{recipe.name}`: the path {arg!r} holds a line break or NUL, which CMake cannot take.",
+                hint="Use a work directory (--work-dir / $LOCARA_WORK_DIR) whose path is one plain line.",
+            )
     return args
+
+
+def _define(recipe: Recipe, key: str, value: CMakeValue) -> str:
+    """One ``-DKEY=VALUE``; refuses what would split into more than one cache entry. Recipe values
+    are checked when the recipe loads (file and line named there); this also covers the entries
+    that come from the host (toolchain paths, the work dir) and from code."""
+    arg = render_define(key, value)
+    if not _KEY.fullmatch(key) or _LINE_BREAK.search(arg):
+        raise ConfigError(
+            f"recipe `{recipe.name}`: CMake entry {arg[:120]!r} has a name that is not a plain CMake variable or a "
+            "value with a line break or NUL (it would write extra lines into CMakeCache.txt).",
+            hint=f"Fix the entry in {recipe.path} ([cmake]) or the path it comes from; one entry is one line.",
+        )
+    return arg

@@ -2,8 +2,10 @@
 
 Two stages, as in rattler-build: the TOML is parsed and checked key by key (unknown key ->
 error with "did you mean", wrong type -> file, key, expected type), layers are merged, and
-only then are Jinja expressions inside *string values* rendered (StrictUndefined: an unknown
-variable is an error naming the file and key). The text of a recipe is never templated.
+only then are ``{{ variable }}`` references inside *string values* substituted. Recipe strings
+are data, not code: there is no template engine (no attributes, filters, calls or statements;
+:mod:`locara_build.recipevalues`), and every value that becomes a path, argv element, CMake entry
+or environment variable is checked against a strict pattern. The text of a recipe is never templated.
 
 Layers, lowest first (tables merge key by key, everything else replaces)::
 
@@ -26,11 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from . import backends, hostdetect, platforms
 from .cmakevalue import CMakeValue
 from .errors import RecipeError
+from .recipevalues import NAME, BadValue, check_document, check_recipe_values, shown, substitute
 from .workdir import Project
 
 __all__ = ["Recipe", "ShipSpec", "SmokeSpec", "load_recipes", "load_recipe_file", "RESERVED_FILES", "SCHEMA"]
@@ -39,7 +40,10 @@ RESERVED_FILES = frozenset({"defaults.toml", "models.toml"})
 FLAVOURS = ("release", "ci", "dev")
 SIGNING_KINDS = ("none", "authenticode", "macos")
 ARCHIVES = ("tar.gz", "zip")
-NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+NAME_RE = NAME  # use with fullmatch (`$` lets a trailing newline through)
+#: A recipe file larger than this is refused before parsing (tomllib needs ~15 s for 50 MB).
+MAX_RECIPE_BYTES = 1 << 20
+MAX_EXTENDS = 16  # recipes in one `extends` chain
 
 # --- schema -------------------------------------------------------------------------------------
 # field -> (type tag, help). Type tags: str, int, number, bool, list[str], table[str], table[scalar],
@@ -214,6 +218,9 @@ class _Ctx:
         line = _line_of(self.text, dotted)
         return f"{self.path}:{line}" if line else str(self.path)
 
+    def bad(self, exc: BadValue) -> RecipeError:
+        return self.fail(exc.key, exc.message, exc.hint)
+
     def fail(self, dotted: str, message: str, hint: str) -> RecipeError:
         return RecipeError(
             f"{self.where(dotted)}: {message}",
@@ -224,6 +231,15 @@ class _Ctx:
 
 def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
     try:
+        if not path.is_file():
+            raise RecipeError(f"{path}: not a regular file.", hint="Recipes are plain TOML files: replace it with one.")
+        size = path.stat().st_size
+        if size > MAX_RECIPE_BYTES:
+            raise RecipeError(
+                f"{path}: recipe file is {size} bytes (at most {MAX_RECIPE_BYTES}).",
+                hint="A recipe is a few dozen lines of TOML: check what wrote this file (or restore it from git).",
+                details={"file": str(path)},
+            )
         data = path.read_bytes()
     except OSError as exc:
         raise RecipeError(f"{path}: cannot read recipe file: {exc.strerror}.", hint="Check the path.") from None
@@ -242,7 +258,13 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
             hint="Give it at least os, arch and backend (see docs/recipes.md), or delete it.",
         )
     try:
-        return tomllib.loads(text), text
+        parsed = tomllib.loads(text)
+    except RecursionError:  # tomllib recurses per nesting level: `x = [[[[...` exhausts the stack
+        raise RecipeError(
+            f"{path}: invalid TOML: arrays or inline tables nested too deeply.",
+            hint="Recipes are flat tables: nothing in them nests more than 3 levels.",
+            details={"file": str(path)},
+        ) from None
     except tomllib.TOMLDecodeError as exc:
         # Python < 3.14 has no exc.lineno; the message ends "(at line N, column M)"
         found = re.search(r"\(at line (\d+), column \d+\)", str(exc))
@@ -252,6 +274,11 @@ def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
             hint="Fix the syntax at that line (strings need quotes, tables [name], arrays [a, b]).",
             details={"file": str(path), "line": line},
         ) from None
+    try:
+        check_document(parsed)
+    except BadValue as exc:
+        raise _Ctx(path, text).bad(exc) from None
+    return parsed, text
 
 
 _TYPE_NAMES = {
@@ -319,13 +346,13 @@ def _check(data: Mapping[str, Any], schema: Mapping[str, Any], ctx: _Ctx, prefix
                     want = "a string" if entry_tag == "str" else "a string, integer or boolean"
                     raise ctx.fail(
                         f"{dotted}.{sub}",
-                        f"`{dotted}.{sub}` must be {want}, not {_describe(sub_value)} ({sub_value!r}).",
+                        f"`{dotted}.{sub}` must be {want}, not {_describe(sub_value)} ({shown(sub_value)}).",
                         f"`{dotted}`: {help_text}.",
                     )
         if not _type_ok(tag, value):
             raise ctx.fail(
                 dotted,
-                f"`{dotted}` must be {_TYPE_NAMES[tag]}, not {_describe(value)} ({value!r}).",
+                f"`{dotted}` must be {_TYPE_NAMES[tag]}, not {_describe(value)} ({shown(value)}).",
                 f"`{dotted}`: {help_text}.",
             )
 
@@ -345,31 +372,18 @@ def _choice(ctx: _Ctx, key: str, value: Any, allowed: tuple[str, ...] | list[str
         return
     close = difflib.get_close_matches(str(value), list(allowed), n=1, cutoff=0.5)
     suggestion = f" Did you mean `{close[0]}`?" if close else ""
-    raise ctx.fail(key, f"unknown {what} `{value}`.{suggestion}", f"`{key}` must be one of: {', '.join(allowed)}.")
+    raise ctx.fail(key, f"unknown {what} `{shown(value)}`.{suggestion}", f"`{key}` must be one of: {', '.join(allowed)}.")
 
 
-# --- jinja ----------------------------------------------------------------------------------
+# --- {{ variable }} substitution --------------------------------------------------------------
 
 
-_JINJA = jinja2.Environment(undefined=jinja2.StrictUndefined, autoescape=False, keep_trailing_newline=True)
-
-
-def _render(value: Any, variables: Mapping[str, Any], ctx: _Ctx, dotted: str) -> Any:
-    if isinstance(value, str):
-        if "{{" not in value and "{%" not in value:
-            return value
-        try:
-            return _JINJA.from_string(value).render(**variables)
-        except jinja2.UndefinedError as exc:
-            raise ctx.fail(
-                dotted,
-                f"template in `{dotted}` uses an undefined variable: {exc.message}.",
-                f"Variables available in recipe strings: {', '.join(sorted(variables))}.",
-            ) from None
-        except jinja2.TemplateSyntaxError as exc:
-            raise ctx.fail(
-                dotted, f"bad template in `{dotted}`: {exc.message}.", "Jinja syntax: {{ variable }}."
-            ) from None
+def _render(value: Any, variables: Mapping[str, str], ctx: _Ctx, dotted: str) -> Any:
+    try:
+        if isinstance(value, str):
+            return substitute(value, variables, dotted)
+    except BadValue as exc:
+        raise ctx.bad(exc) from None
     if isinstance(value, list):
         return [_render(v, variables, ctx, dotted) for v in value]
     if isinstance(value, dict):
@@ -416,8 +430,17 @@ def load_recipes(project: Project, names: list[str] | None = None) -> dict[str, 
     for path in _recipe_files(project):
         data, ctx = load_recipe_file(path)
         name = data.get("name", path.stem)
-        if not NAME_RE.match(name):
-            raise ctx.fail("name", f"recipe name `{name}` is not valid.", "Use lower-case letters, digits, '.', '_', '-'.")
+        if not NAME_RE.fullmatch(name):
+            raise ctx.fail(
+                "name",
+                f"recipe name `{shown(name)}` is not valid.",
+                "Use lower-case letters, digits, '.', '_', '-' (at most 64, starting with a letter or digit): "
+                "the name becomes directory names and CI job names.",
+            )
+        extends = data.get("extends")
+        if extends is not None and not NAME_RE.fullmatch(extends):
+            raise ctx.fail("extends", f"`extends` = `{shown(extends)}` is not a recipe name.",
+                           "`extends` names another recipe (its file name without .toml), never a path.")
         if name in raw:
             other = raw[name][1].path
             raise ctx.fail(
@@ -472,6 +495,9 @@ def _flatten(name: str, raw: Mapping[str, tuple[dict[str, Any], _Ctx]], seen: tu
     own = {k: v for k, v in data.items() if k not in ("extends", "name")}
     if parent is None:
         return own
+    if len(seen) >= MAX_EXTENDS:
+        raise ctx.fail("extends", f"`extends` chains more than {MAX_EXTENDS} recipes: {' -> '.join((*seen[:4], '...', name))}.",
+                       "Make recipes extend a common base directly.")
     if parent not in raw:
         close = difflib.get_close_matches(parent, list(raw), n=1, cutoff=0.5)
         suggestion = f" Did you mean `{close[0]}`?" if close else ""
@@ -516,6 +542,10 @@ def _resolve(
         "exe": platform.exe_suffix,
     }
     merged = {k: _render(v, variables, ctx, k) for k, v in merged.items()}
+    try:
+        check_recipe_values(merged)
+    except BadValue as exc:
+        raise ctx.bad(exc) from None
 
     signing = merged.get("signing", platform.signing)
     archive = merged.get("archive", platform.archive)
@@ -524,6 +554,9 @@ def _resolve(
     toolchain = merged.get("toolchain")
     if toolchain is not None and not (project.root / toolchain).is_file():
         raise ctx.fail("toolchain", f"toolchain file `{toolchain}` does not exist.", "Paths are relative to the project root.")
+    if toolchain is not None and not (project.root / toolchain).resolve().is_relative_to(project.root.resolve()):
+        raise ctx.fail("toolchain", f"toolchain file `{toolchain}` leads outside the project (a symlink to "
+                       f"{(project.root / toolchain).resolve()}).", "Keep toolchain files inside the project (recipes/toolchains/).")
     targets = tuple(merged.get("targets", ("llama-server",)))
     if not targets:
         raise ctx.fail("targets", "`targets` is empty: nothing would be built.", "List at least llama-server.")

@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 
 from locara_build.errors import RecipeError
 from locara_build.recipe import SCHEMA, load_recipes
+from locara_build.recipevalues import ENV_DENIED
 from locara_build.workdir import Project
 
 KEYS = list(SCHEMA) + ["colour", "cmake.X", "ship", "smoke", "", "os.linux", "backend"]
@@ -85,9 +86,14 @@ def test_arbitrary_bytes_load_or_raise_recipe_error(data: bytes) -> None:
 
 COMBOS = [("linux", "x86_64", "cpu"), ("linux", "x86_64", "vulkan"), ("linux", "x86_64", "cuda"),
           ("windows", "x86_64", "cpu"), ("macos", "arm64", "metal"), ("linux", "arm64", "cpu")]
-plain = st.text(alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="{}"), max_size=20)
+# recipe strings hold no control, line-separator or bidi characters (locara_build/recipevalues.py)
+plain = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"),
+                                       blacklist_characters="{}\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
+                                                            "\u2066\u2067\u2068\u2069\ufeff"), max_size=20)
+label = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,15}", fullmatch=True)
+no_dash_list = plain.filter(lambda v: ";" not in v)
 cmake_name = st.from_regex(r"[A-Z][A-Z0-9_]{0,12}", fullmatch=True)
-cmake_value = st.one_of(plain, st.booleans(), st.integers(min_value=-(2**31), max_value=2**31))
+cmake_value = st.one_of(no_dash_list, st.booleans(), st.integers(min_value=-(2**31), max_value=2**31))
 globs = st.lists(st.from_regex(r"[a-z*][a-z0-9.*_-]{0,10}", fullmatch=True), max_size=3)
 
 
@@ -96,20 +102,20 @@ def valid_recipe(draw: st.DrawFn) -> dict[str, Any]:
     os_, arch, backend = draw(st.sampled_from(COMBOS))
     doc: dict[str, Any] = {"os": os_, "arch": arch, "backend": backend,
                            "flavour": draw(st.sampled_from(["release", "ci", "dev"])),
-                           "description": draw(plain), "runner": draw(plain),
+                           "description": draw(plain), "runner": draw(label),
                            "targets": draw(st.lists(st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True), min_size=1, max_size=3)),
                            "requires": draw(st.lists(st.sampled_from(["zig", "nvcc>=12.4", "openssl>=3", "glslc"]), max_size=2,
                                                      unique=True)),
                            "signing": draw(st.sampled_from(["none", "authenticode", "macos"])),
                            "archive": draw(st.sampled_from(["tar.gz", "zip"])),
                            "cmake": draw(st.dictionaries(cmake_name, cmake_value, max_size=5)),
-                           "env": draw(st.dictionaries(cmake_name, plain, max_size=3)),
+                           "env": draw(st.dictionaries(cmake_name.filter(lambda k: not ENV_DENIED.fullmatch(k)), plain, max_size=3)),
                            "requirements": draw(st.dictionaries(st.from_regex(r"[a-z]{1,8}", fullmatch=True), plain, max_size=2)),
                            "ship": {"binaries": draw(st.lists(st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True), max_size=2)),
                                     "libraries": draw(globs), "runtime": draw(globs)},
-                           "smoke": {"args": draw(st.lists(plain, max_size=3)), "env": draw(st.dictionaries(cmake_name, plain, max_size=2)),
+                           "smoke": {"args": draw(st.lists(plain, max_size=3)), "env": draw(st.dictionaries(cmake_name.filter(lambda k: not ENV_DENIED.fullmatch(k)), plain, max_size=2)),
                                      "expect": draw(st.lists(st.sampled_from(["ready", r"device \d+", "CPU"]), max_size=2)),
-                                     "emulator": draw(st.lists(plain, max_size=2)),
+                                     "emulator": draw(st.sampled_from([[], ["wine"], ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"]])),
                                      "timeout": draw(st.floats(min_value=0.5, max_value=1e4)),
                                      "n_predict": draw(st.integers(min_value=1, max_value=4096)), "skip": draw(plain),
                                      "device": draw(st.sampled_from(["", "nvidia-gpu"]))}}
