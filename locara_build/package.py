@@ -312,6 +312,7 @@ def _sanitizer(plan: Plan, rp: RecipePlan) -> Any:
 
 def _source_label(source: str) -> str:
     """The lock's upstream source, unless it is a path on the build host."""
+    source = source.removeprefix("archive:") if source.startswith("archive:") and "://" not in source else source
     if source.startswith(("/", "~")) or re.match(r"^[A-Za-z]:[\\/]", source) or source.startswith("file:"):
         return "<local path>"
     return source
@@ -357,9 +358,10 @@ def _buildinfo(plan: Plan, rp: RecipePlan, record: BuildRecord, requirements: di
             "repository": "https://github.com/ggml-org/llama.cpp",
             "ref": plan.lock.ref,
             "tag": plan.lock.tag,
-            "commit": plan.lock.commit,
+            "commit": plan.lock.known_commit,  # "" when the source recorded none (tree-only: see `described`)
             "commit_date": plan.lock.commit_date,
             "source_date_epoch": plan.source_date_epoch,
+            **{k: v for k, v in plan.lock.upstream_record().items() if k not in ("source", "commit", "tag", "commit_date")},
         },
         "patches": {"hash": plan.patch_set_hash, "series": [p.to_dict() for p in plan.patches]},
         "build": {

