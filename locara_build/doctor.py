@@ -24,6 +24,7 @@ __all__ = [
     "DoctorReport",
     "build_requirements",
     "smoke_requirements",
+    "emulated",
     "sign_requirements",
     "check_recipe",
     "doctor",
@@ -103,14 +104,28 @@ def _dedupe(items: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i for i in items if i))
 
 
-def build_requirements(recipe: Recipe, host_os: str) -> tuple[str, ...]:
+# what an x86-64 host needs besides the compiler to cross-build Linux arm64 (toolchains/arm64.py)
+ARM64_CROSS = ("aarch64-binutils", "dpkg-deb")
+
+
+def build_requirements(recipe: Recipe, host_os: str, host_arch: str | None = None) -> tuple[str, ...]:
     platform = platforms.get(recipe.os)
     backend = backends.get(recipe.backend)
-    return _dedupe((*ALWAYS, *platform.requirements(recipe, host_os), *backend.requirements(recipe), *recipe.requires))
+    host_arch = host_arch or platforms.host_arch()
+    cross = ARM64_CROSS if emulated(recipe, host_os, host_arch) else ()
+    return _dedupe((*ALWAYS, *platform.requirements(recipe, host_os), *cross, *backend.requirements(recipe),
+                    *recipe.requires))
 
 
-def smoke_requirements(recipe: Recipe, host_os: str) -> tuple[str, ...]:
-    return _dedupe(recipe.smoke.emulator[:1])
+def emulated(recipe: Recipe, host_os: str, host_arch: str) -> bool:
+    """True when this host runs ``recipe``'s binaries under qemu-user (Linux arm64 on x86-64)."""
+    return recipe.os == host_os == "linux" and recipe.arch == "arm64" and host_arch != "arm64"
+
+
+def smoke_requirements(recipe: Recipe, host_os: str, host_arch: str | None = None) -> tuple[str, ...]:
+    host_arch = host_arch or platforms.host_arch()
+    qemu = ("qemu-aarch64",) if emulated(recipe, host_os, host_arch) else ()
+    return _dedupe((*recipe.smoke.emulator[:1], *qemu))
 
 
 def sign_requirements(recipe: Recipe, host_os: str) -> tuple[str, ...]:
@@ -146,21 +161,21 @@ def check_recipe(
     elif recipe.os == host_os and recipe.arch != host_arch and recipe.toolchain is None:
         reasons.append(f"{recipe.arch} binaries need an {recipe.arch} host or a cross toolchain (this host is {host_arch})")
         fixes.append(f"build `{recipe.name}` on {runner}")
-    build = _check(build_requirements(recipe, host_os), tools, reasons, fixes)
+    build = _check(build_requirements(recipe, host_os, host_arch), tools, reasons, fixes)
 
     reasons, fixes = [], []
     notes: tuple[str, ...] = ()
     if recipe.smoke.skip:
         reasons.append(f"smoke test skipped by the recipe: {recipe.smoke.skip}")
         fixes.append(f"smoke-test `{recipe.name}` on {runner}")
-    elif recipe.arch != host_arch:
+    elif recipe.arch != host_arch and not emulated(recipe, host_os, host_arch):
         reasons.append(f"{recipe.arch} binaries do not run on this {host_arch} host")
         fixes.append(f"smoke-test `{recipe.name}` on {runner}")
     elif recipe.os != host_os and not recipe.smoke.emulator:
         reasons.append(f"{recipe.os} binaries do not run on a {host_os} host and the recipe names no smoke.emulator")
         fixes.append(f"smoke-test `{recipe.name}` on {runner}")
     elif recipe.smoke.device:
-        from .smoke import device_plan
+        from .smokeplan import device_plan
 
         _, coverage, note = device_plan(recipe)
         if coverage == "skip":
@@ -168,7 +183,11 @@ def check_recipe(
             fixes.append(f"smoke-test `{recipe.name}` on {runner} with {hostdetect.SMOKE_DEVICES[recipe.smoke.device]}")
         elif coverage == "cpu-fallback":
             notes = (f"CPU only: {note}",)
-    smoke = _check(smoke_requirements(recipe, host_os) if recipe.os != host_os else (), tools, reasons, fixes)
+    if not reasons and emulated(recipe, host_os, host_arch):
+        notes = (*notes, f"runs under qemu-user ({recipe.arch} on this {host_arch} host, sysroot from Debian's "
+                 "arm64 packages): the completion, the UI and the args file are proven, speed is not")
+    needs_runner = recipe.os != host_os or recipe.arch != host_arch
+    smoke = _check(smoke_requirements(recipe, host_os, host_arch) if needs_runner else (), tools, reasons, fixes)
     smoke = replace(smoke, notes=notes) if smoke.ok else smoke
     if not build.ok and smoke.ok:
         smoke = Check(ok=False, requirements=smoke.requirements, reasons=("needs a build first (not buildable here)",))

@@ -23,7 +23,7 @@ import re
 import shutil
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -383,13 +383,14 @@ def check_series(
     work: WorkDir,
     *,
     ref: str | None = None,
-    bisect: bool = True,
+    bisector: Callable[..., Any] | None = None,
     lock: Lock | None = None,
 ) -> CheckReport:
     """Try the series against ``ref`` (default: the locked commit) in a scratch index; touch nothing.
 
-    For FAILED patches, when the locked commit is an ancestor of the checked commit, the upstream
-    commit that broke each one is found (:func:`locara_build.bisect.find_breaking_commits`).
+    With a ``bisector`` (:func:`locara_build.bisect.find_breaking_commits`, passed in by the caller
+    so that bisect, which builds on this module, is not imported by it), the upstream commit that
+    broke each FAILED patch is found when the locked commit is an ancestor of the checked one.
     """
     from .source import ensure_commit, parse_source, resolve_ref
 
@@ -416,11 +417,9 @@ def check_series(
                 pr.conflicts = diagnose(scratch, tree, p.path, out.conflict_files)
             results.append(pr)
     report = CheckReport(lock.source, label, commit, tag, results)
-    if bisect and report.failed and commit != lock.commit:
+    if bisector is not None and report.failed and commit != lock.commit:
         if is_ancestor(mirror, lock.commit, commit) and not (shallow_commits(mirror) & {commit}):
-            from .bisect import find_breaking_commits
-
-            bis = find_breaking_commits(
+            bis = bisector(
                 project, work, from_ref=lock.commit, to_ref=commit, only=[r.patch.name for r in report.failed],
                 known_bad=[r.patch.name for r in report.failed], lock=lock,
             )

@@ -30,7 +30,6 @@ any ``bin/`` dir, e.g. an unpacked package.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -47,13 +46,14 @@ from typing import Any
 
 import requests
 
-from . import hostdetect, log, platforms, toolchains
+from . import log, platforms, toolchains
 from .build import is_built, read_build_record
 from .errors import SmokeError
 from .lock import atomic_write_bytes
 from .plan import Plan, RecipePlan
 from .recipe import Recipe
 from .run import Process, spawn
+from .smokeplan import SMOKE_SCHEMA, device_plan, smoke_key
 from .tinymodel import VOCAB_RELPATH, tiny_model
 from .workdir import WorkDir
 
@@ -77,7 +77,6 @@ __all__ = [
 ]
 
 SMOKE_RECORD = "smoke.json"
-SMOKE_SCHEMA = 2
 PROMPT = "Once upon a time"
 ARGS_FILE = "llama-server.args"
 
@@ -529,43 +528,6 @@ def ran_on(log_text: str) -> str:
     (libllama logs it at ``-lv 4`` when layers go to a GPU backend), else the CPU."""
     m = _USING_DEVICE.search(log_text)
     return f"{m[1]} ({m[2]})" if m else "CPU"
-
-
-def smoke_key(recipe: Recipe, device: str | None) -> str:
-    """What a smoke result is a function of besides the build: the recipe's smoke settings and
-    whether the device they name was there. A changed setting, or a GPU that appeared, re-runs it."""
-    blob = {"smoke": recipe.smoke.to_dict(), "device_found": bool(device), "schema": SMOKE_SCHEMA}
-    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
-
-
-_BACKEND_NAMES = {"cuda": "CUDA", "vulkan": "Vulkan", "metal": "Metal"}
-
-
-def _backend_dl(recipe: Recipe) -> bool:
-    return str(recipe.cmake.get("GGML_BACKEND_DL", "")).upper() in ("TRUE", "ON", "1", "YES")
-
-
-def device_plan(recipe: Recipe) -> tuple[str | None, str, str]:
-    """How this host smoke-tests ``recipe``: (device found, coverage, note), coverage one of
-    ``full`` | ``cpu-fallback`` | ``skip``."""
-    if recipe.smoke.skip:
-        return None, "skip", recipe.smoke.skip
-    kind = recipe.smoke.device
-    if not kind:
-        return None, "full", ""
-    found = hostdetect.find_device(kind)
-    if found:
-        return found, "full", ""
-    needs = hostdetect.SMOKE_DEVICES[kind]
-    if _backend_dl(recipe):
-        return None, "cpu-fallback", (
-            f"the smoke-test host had no {kind}: served on the CPU backends the build ships; "
-            f"{_BACKEND_NAMES.get(recipe.backend, recipe.backend)} kernels not exercised"
-        )
-    return None, "skip", (
-        f"needs {needs}; this build links the {recipe.backend} backend into the binary (GGML_BACKEND_DL off), "
-        "so it cannot start without the driver"
-    )
 
 
 def smoke_summary(record: Mapping[str, Any] | None) -> dict[str, Any]:

@@ -229,6 +229,7 @@ def _save_report(work: WorkDir, report: WeeklyReport) -> None:
 
 def _run(project: Project, work: WorkDir, opts: WeeklyOptions, report: WeeklyReport) -> None:
     from . import patchqueue, source
+    from .bisect import find_breaking_commits
 
     # The key first: a missing or corrupted key file or a missing password must fail in seconds,
     # before anything changes, not after an hour of building. A wrong password shows once the key
@@ -274,7 +275,8 @@ def _run(project: Project, work: WorkDir, opts: WeeklyOptions, report: WeeklyRep
         # Checked against the new commit *from the last good lock*, so a failure is bisected
         # between the two (same source only: another source has another mirror).
         bisectable = old_lock is not None and old_lock.commit != lock.commit and old_lock.source == lock.source
-        check = patchqueue.check_series(project, work, ref=lock.commit, lock=old_lock if bisectable else lock)
+        check = patchqueue.check_series(project, work, ref=lock.commit, lock=old_lock if bisectable else lock,
+                                        bisector=find_breaking_commits)
         report.patches = check.to_dict()
         if not check.ok:
             _restore_lock(project, old_lock_bytes)
@@ -450,7 +452,8 @@ def _recipe_pipeline(
 def _smoke_done(rp: RecipePlan) -> bool:
     """A smoke record of this very build, these smoke settings and this device situation."""
     from .build import is_built
-    from .smoke import device_plan, read_smoke_record, smoke_key
+    from .smoke import read_smoke_record
+    from .smokeplan import device_plan, smoke_key
 
     rec = read_smoke_record(rp.output_dir)
     if rec is None or rec.get("build_key") != rp.build_key or rec.get("status") not in ("passed", "skipped"):

@@ -90,10 +90,11 @@ def check_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Try the series against an upstream ref without touching the lock or the tree: clean / 3-way / FAILED."""
+    from locara_build.bisect import find_breaking_commits
     from locara_build.patchqueue import check_series
 
     st = state()
-    report = check_series(st.project, st.work, ref=ref, bisect=not no_bisect)
+    report = check_series(st.project, st.work, ref=ref, bisector=None if no_bisect else find_breaking_commits)
     if output(json_, report.to_dict()):
         if not report.ok:  # the JSON says why; exit 4 without a second JSON document
             raise SystemExit(PatchError.exit_code)

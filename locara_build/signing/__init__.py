@@ -11,19 +11,9 @@ from pathlib import Path
 
 from locara_build import log
 from locara_build.errors import ConfigError
+from locara_build.signing.secrets import names_a_file
 
 __all__ = ["SigningReport", "sign_staged", "names_a_file"]
-
-
-def names_a_file(value: str) -> bool:
-    """Whether a secret's value names a file (else it is the content). Never raises: the value may be
-    kilobytes of base64 that the OS refuses as a path, and an exception message would quote it."""
-    if not value or "\n" in value or len(value) > 1024:
-        return False
-    try:
-        return Path(value).is_file()
-    except (OSError, ValueError):
-        return False
 
 
 @dataclass

@@ -35,7 +35,7 @@ from locara_build import log
 from locara_build.errors import SignError
 from locara_build.redact import register, secret_env
 from locara_build.run import run, which
-from locara_build.signing import names_a_file
+from locara_build.signing.secrets import names_a_file
 
 __all__ = ["AuthenticodeConfig", "sign_windows_binaries", "sign_file", "verify_file", "windows_binaries"]
 

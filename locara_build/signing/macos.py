@@ -33,7 +33,7 @@ from locara_build import log, platforms
 from locara_build.errors import SignError
 from locara_build.redact import register, secret_env
 from locara_build.run import run, which
-from locara_build.signing import names_a_file
+from locara_build.signing.secrets import names_a_file
 
 __all__ = ["MacSigningConfig", "NotaryCredentials", "macho_files", "sign_macos_binaries", "codesign_file", "notarize"]
 
