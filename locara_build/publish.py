@@ -65,6 +65,7 @@ class PublishResult:
     skipped: list[str] = field(default_factory=list)
     latest: bool = False  # the target's "latest" now points to this version
     url: str = ""
+    store: dict[str, list[str]] = field(default_factory=dict)  # store objects: {"uploaded": [...], "skipped": [...]}
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +75,7 @@ class PublishResult:
             "skipped": self.skipped,
             "latest": self.latest,
             "url": self.url,
+            "store": self.store,
         }
 
 
@@ -150,6 +152,10 @@ def publish_dir(release_dir: Path, to_dir: Path, *, force: bool = False) -> Publ
             )
     result = PublishResult(str(to_dir), version, url=str(dest))
     with log.step(f"publish {version} -> {to_dir}"):
+        from .store import publish_objects_dir  # blobs/deltas first, only those the mirror lacks (store.py)
+
+        copied, there = publish_objects_dir(release_dir, doc, to_dir)
+        result.store = {"uploaded": copied, "skipped": there}
         for name in order:
             src, dst = release_dir / name, dest / name
             if dst.exists():
@@ -418,6 +424,9 @@ def publish_github(
             log.info(f"created draft release {version} (id {rel['id']})")
         else:
             log.info(f"reusing release {version} (id {rel['id']}, draft={rel.get('draft')})")
+        from .store import publish_objects_github  # the store release's missing objects first (store.py)
+
+        publish_objects_github(gh, release_dir, doc, result)
         for name in upload_order(release_dir):
             path = release_dir / name
             digest = sha256_file(path)

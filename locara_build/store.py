@@ -420,3 +420,78 @@ def release_objects(release_dir: Path, doc: dict[str, Any]) -> list[tuple[str, i
         for obj in objects_of(Index.parse(p.read_bytes(), source=str(p))):
             out[obj[0]] = obj
     return sorted(out.values())
+
+
+# --- publishing the store ------------------------------------------------------------------------
+
+
+def _source_object(release_dir: Path, rel: str, size: int, digest: str) -> Path:
+    src = Store(release_dir.parent).path(rel)
+    if not src.is_file() or src.stat().st_size != size or _sha256_file(src) != digest:
+        raise VerifyError(
+            f"{src}: store object missing or not the one the file index names ({rel}, {size} bytes).",
+            hint="Publish from the releases root that `locara-build release` wrote (the store, blobs/ and deltas/, "
+            "sits beside the version folders), or release again there.",
+        )
+    return src
+
+
+def _sha256_file(path: Path) -> str:
+    from .digest import sha256_file
+
+    return sha256_file(path)
+
+
+def publish_objects_dir(release_dir: Path, doc: dict[str, Any], to_dir: Path) -> tuple[list[str], list[str]]:
+    """Copy the store objects the release names into the mirror ``to_dir`` (before its release.json):
+    only those the mirror lacks. Returns (copied, already there)."""
+    from .publish import _copy_atomic
+
+    copied, skipped = [], []
+    for rel, size, digest in release_objects(release_dir, doc):
+        dst = Store(to_dir).path(rel)
+        if dst.is_file() and dst.stat().st_size == size:
+            skipped.append(rel)
+            continue
+        src = _source_object(release_dir, rel, size, digest)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        _copy_atomic(src, dst)
+        copied.append(rel)
+    if copied or skipped:
+        log.info(f"store: {len(copied)} object(s) copied to {to_dir}, {len(skipped)} already there")
+    return copied, skipped
+
+
+def publish_objects_github(gh: Any, release_dir: Path, doc: dict[str, Any], result: Any) -> None:
+    """Upload the release's store objects the GitHub store release (tag :data:`GITHUB_STORE_TAG`)
+    lacks, as flat asset names; the store release is never marked latest."""
+    import tempfile
+
+    from .publish import PublishResult, _upload_one
+
+    objects = release_objects(release_dir, doc)
+    if not objects:
+        return
+    rel = gh.release_by_tag(GITHUB_STORE_TAG)
+    if rel is None:
+        rel = gh.create_release(GITHUB_STORE_TAG, "locara store (content-addressed files of every release)",
+                                "Blobs and deltas named by sha256; see docs/releases.md. Not a release to download by hand.")
+    have = {a.get("name"): a for a in gh.assets(rel["id"]) if a.get("state") == "uploaded"}
+    missing = [(r, s, d) for r, s, d in objects if have.get(flat_name(r), {}).get("size") != s]
+    mine = PublishResult(f"{result.target}@{GITHUB_STORE_TAG}", result.version)
+    with tempfile.TemporaryDirectory(prefix="locara-store-") as tmp:
+        for r, s, d in missing:
+            src = _source_object(release_dir, r, s, d)
+            named = Path(tmp) / flat_name(r)
+            try:
+                os.link(src, named)
+            except OSError:
+                import shutil
+
+                shutil.copyfile(src, named)
+            _upload_one(gh, rel, named, d, mine)
+            named.unlink()
+    if rel.get("draft", False):
+        gh.publish_release(rel["id"], make_latest=False)
+    result.store = {"uploaded": mine.uploaded, "skipped": sorted(set(map(flat_name, (o[0] for o in objects))) - set(mine.uploaded))}
+    log.info(f"store: {len(missing)} object(s) uploaded to release {GITHUB_STORE_TAG}, {len(objects) - len(missing)} already there")

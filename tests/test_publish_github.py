@@ -20,6 +20,7 @@ from support.release_kit import NEW, OLD, make_keys, make_lock, release_for
 
 from locara_build.errors import NetworkError, VerifyError
 from locara_build.publish import GitHubClient, publish_github, upload_order
+from locara_build.store import GITHUB_STORE_TAG
 
 TOKEN = "ghs_standin_token_0123456789abcdef"
 
@@ -188,10 +189,17 @@ def github_stand_in():
     srv.server_close()
 
 
+def _versions(srv: _Server) -> list[dict[str, Any]]:
+    """The version releases (not the content-addressed store release, tests/test_store.py checks that one)."""
+    return [r for r in srv.state.releases if r["tag_name"] != GITHUB_STORE_TAG]
+
+
 def _assets(srv: _Server) -> dict[str, dict[str, Any]]:
-    names = [a["name"] for a in srv.state.assets.values()]
+    ids = {r["id"] for r in _versions(srv)}
+    mine = [a for a in srv.state.assets.values() if a["release"] in ids]
+    names = [a["name"] for a in mine]
     assert len(names) == len(set(names)), f"duplicate assets: {names}"
-    return {a["name"]: a for a in srv.state.assets.values()}
+    return {a["name"]: a for a in mine}
 
 
 def _assert_complete(srv: _Server, release_dir: Path) -> None:
@@ -213,7 +221,7 @@ def test_github_stand_in_publish_create_reuse_and_token_never_logged(github_stan
     out = json.loads(res.stdout)
     assert out["latest"] is True and sorted(out["uploaded"]) == sorted(upload_order(rel.out))
     _assert_complete(srv, rel.out)
-    (release,) = srv.state.releases
+    (release,) = _versions(srv)
     assert release["tag_name"] == rel.version and release["draft"] is False
     # release.json is uploaded last: while the draft was incomplete, nobody could fetch a manifest
     uploads = [p for m, p in srv.state.log if m == "POST" and p.startswith("/uploads/")]
@@ -222,7 +230,7 @@ def test_github_stand_in_publish_create_reuse_and_token_never_logged(github_stan
     # again: the release is reused, nothing re-uploaded
     res = cli("--json", "publish", "--to", "github:locara/locara-build", str(rel.out), env=env)
     assert res.returncode == 0, res.stderr
-    assert json.loads(res.stdout)["uploaded"] == [] and len(srv.state.releases) == 1
+    assert json.loads(res.stdout)["uploaded"] == [] and len(_versions(srv)) == 1
     _assert_complete(srv, rel.out)
 
     # no token: a configuration error that names the variables
@@ -241,7 +249,7 @@ def test_github_stand_in_publish_create_reuse_and_token_never_logged(github_stan
         publish_github(old.out, "locara/locara-build", client=client)
     res = publish_github(old.out, "locara/locara-build", client=client, force=True)
     assert res.latest is False
-    assert srv.state.releases[-1]["make_latest"] == "false"
+    assert _versions(srv)[-1]["make_latest"] == "false"
 
 
 def test_github_stand_in_upload_fails_midway_then_retried_no_duplicate_or_partial(
@@ -259,7 +267,7 @@ def test_github_stand_in_upload_fails_midway_then_retried_no_duplicate_or_partia
     srv.state.break_uploads[artifact] = 1
     srv.state.transient.append(("GET", r".*/releases/\d+/assets"))
     result = publish_github(rel.out, "locara/locara-build", client=client)
-    assert len(srv.state.releases) == 1, "no second draft for the same tag"
+    assert len(_versions(srv)) == 1, "no second draft for the same tag"
     assert artifact in result.uploaded
     _assert_complete(srv, rel.out)
     assert any(m == "DELETE" for m, _ in srv.state.log), "the broken starter asset was deleted before the retry"
@@ -270,12 +278,12 @@ def test_github_stand_in_upload_fails_midway_then_retried_no_duplicate_or_partia
     srv.state.break_uploads[artifact] = 3
     with pytest.raises(NetworkError, match="failed 3 times"):
         publish_github(rel.out, "locara/locara-build", client=client)
-    assert srv.state.releases[0]["draft"] is True, "an incomplete release stays a draft"
+    assert _versions(srv)[0]["draft"] is True, "an incomplete release stays a draft"
     partial = [a for a in srv.state.assets.values() if a["state"] != "uploaded"]
     assert partial, "the stand-in left a broken asset, as GitHub does"
     env = {"GITHUB_TOKEN": TOKEN, "LOCARA_GITHUB_API_URL": srv.base}
     res = cli("--json", "publish", "--to", "github:locara/locara-build", str(rel.out), env=env)
     assert res.returncode == 0, res.stderr
     _assert_complete(srv, rel.out)
-    assert len(srv.state.releases) == 1 and srv.state.releases[0]["draft"] is False
+    assert len(_versions(srv)) == 1 and _versions(srv)[0]["draft"] is False
     assert artifact in json.loads(res.stdout)["uploaded"]

@@ -167,7 +167,7 @@ FromOpt = Annotated[
     typer.Option("--from", envvar="LOCARA_INSTALL_FROM", help="Release mirror: URL, directory or github:OWNER/REPO."),
 ]
 VersionOpt = Annotated[str, typer.Option("--version", help="A version, or latest.")]
-BackendOpt = Annotated[str, typer.Option("--backend", help="auto | cpu | vulkan | cuda | metal.")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="auto | cpu | vulkan | cuda | metal; install also takes all (auto's artifact with every CPU variant, not only those this CPU runs).")]
 TrustOpt = Annotated[
     list[Path] | None, typer.Option("--trust", help="Also trust this minisign public key (repeatable).")
 ]
@@ -201,9 +201,14 @@ def install_cmd(
     flavour: FlavourOpt = "release",
     keep: Annotated[int, typer.Option("--keep", help="Installed versions to keep (at least current + previous).")] = 2,
     timeout: TimeoutOpt = 30.0,
+    no_store: Annotated[
+        bool, typer.Option("--no-store", help="Download the whole archive even when the mirror has the release store (blobs + deltas).")
+    ] = False,
     json_: JsonOpt = False,
 ) -> None:
-    """Verify a release with the pinned key(s), pick the artifact for this host, download, unpack safely, switch."""
+    """Verify a release with the pinned key(s), pick the artifact for this host, then build it from the
+    installed version + the release store (only changed files are fetched, as deltas or blobs) or
+    download and unpack the archive; verify every file; switch."""
     from locara_build.install import InstallOptions, install
     from locara_build.install import rollback as do_rollback
 
@@ -215,6 +220,7 @@ def install_cmd(
             InstallOptions(
                 prefix=prefix, source=from_, version=version, backend=backend, flavour=flavour, trust=list(trust or []),
                 builtin_keys=not no_builtin_keys, allow_downgrade=allow_downgrade, keep=keep, timeout=timeout,
+                store=not no_store,
             )
         )
     if output(json_, {"ok": True, **result.to_dict()}):
