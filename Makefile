@@ -36,6 +36,7 @@ test-slow: setup
 
 lint: setup
 	ruff check locara_build tests
+	mypy
 
 docs:
 	$(PYTHON) -m locara_build.clidoc > docs/cli.md

@@ -23,6 +23,7 @@ import dataclasses
 import json
 import os
 import types
+import typing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -204,9 +205,10 @@ def read(cls: type[R], path: Path) -> R:
             hint=hint,
         )
     try:
-        return _decode(cls, doc, "")
+        record: R = _decode(cls, doc, "")
     except _Mismatch as exc:
         raise RecordError(f"{path}: {exc}.", hint=hint) from None
+    return record
 
 
 def to_json_bytes(record: Any) -> bytes:
@@ -216,8 +218,9 @@ def to_json_bytes(record: Any) -> bytes:
 
 def write(record: Any, path: Path, mode: int = 0o644) -> Path:
     """Write ``record`` to ``path`` atomically (a reader sees the old record or the new one)."""
-    _decode(type(record), json.loads(to_json_bytes(record)), "")  # the writer never writes what the reader refuses
-    atomic_write_bytes(path, to_json_bytes(record))
+    data = to_json_bytes(record)
+    from_dict(type(record), json.loads(data), where=str(path))  # the writer never writes what the reader refuses
+    atomic_write_bytes(path, data)
     os.chmod(path, mode)
     return path
 
@@ -225,9 +228,10 @@ def write(record: Any, path: Path, mode: int = 0o644) -> Path:
 def from_dict(cls: type[R], doc: Any, *, where: str = "record") -> R:
     """Build a record from a plain dict (what a stage just computed), with the reader's checks."""
     try:
-        return _decode(cls, doc, "")
+        record: R = _decode(cls, doc, "")
     except _Mismatch as exc:
         raise RecordError(f"{where}: {exc}.", hint="This is a bug in locara-build: please report it.") from None
+    return record
 
 
 # --- strict decoding from the type hints ------------------------------------------------------------
@@ -272,7 +276,7 @@ def _decode(tp: Any, value: Any, where: str) -> Any:
                     raise _Mismatch(f"missing field `{_join(where, name)}`")
                 continue
             kwargs[name] = _decode(hints[name], value[name], _join(where, name))
-        return tp(**kwargs)
+        return typing.cast(Any, tp)(**kwargs)
     if origin is list:
         (item,) = get_args(tp)
         if not isinstance(value, list):
@@ -319,9 +323,10 @@ def _kind(value: Any) -> str:
 def _type_name(tp: Any) -> str:
     if get_origin(tp) in (Union, types.UnionType):
         return " or ".join(_type_name(a) for a in get_args(tp))
-    return {type(None): "null", str: "a string", int: "an integer", float: "a number", bool: "a boolean"}.get(
-        tp, getattr(get_origin(tp), "__name__", None) or getattr(tp, "__name__", str(tp))
-    )
+    simple: dict[Any, str] = {type(None): "null", str: "a string", int: "an integer", float: "a number", bool: "a boolean"}
+    if tp in simple:
+        return simple[tp]
+    return str(getattr(get_origin(tp), "__name__", None) or getattr(tp, "__name__", None) or tp)
 
 
 # --- JSON schema -----------------------------------------------------------------------------------
@@ -371,3 +376,24 @@ def _schema(tp: Any, defs: dict[str, Any], top: bool = True) -> dict[str, Any]:
         return {"type": simple[tp]}
     raise TypeError(f"records: no schema for {tp!r}")
 
+
+
+SCHEMA_FILES = {"build-record.schema.json": BuildRecord, "package-record.schema.json": PackageRecord}
+
+
+def write_schemas(folder: Path) -> list[Path]:
+    """Write the JSON schema of every record into ``folder`` (``make docs``; a test keeps them current)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name, cls in SCHEMA_FILES.items():
+        path = folder / name
+        path.write_text(json.dumps(schema_of(cls), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        out.append(path)
+    return out
+
+
+if __name__ == "__main__":  # python -m locara_build.records docs/schemas
+    import sys
+
+    for written in write_schemas(Path(sys.argv[1] if len(sys.argv) > 1 else "docs/schemas")):
+        print(written)
