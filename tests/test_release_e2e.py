@@ -69,6 +69,19 @@ def test_release_publish_install_serves_completions(request: pytest.FixtureReque
         ["tar", "-xOzf", str(out / rp.artifact.file), f"{rp.artifact.name}/BUILDINFO.json"],
         capture_output=True, check=True).stdout)
     assert doc["upstream"]["commit"] == plan.lock.commit and json.dumps(buildinfo).count(plan.lock.commit)
+    # what packaging computed and what signing did reach release.json (not the recipe's static values),
+    # and provenance carries the real build's start and end
+    (art,) = doc["artifacts"]
+    assert art["requirements"]["glibc"] == buildinfo["requirements"]["glibc"] and art["requirements"]["glibc"].startswith(">= 2.")
+    assert art["requirements"]["system_libraries"]["libc.so.6"] == "glibc"
+    assert art["signing"] == "none" and art["signing_status"] == {"status": "none"}
+    build = json.loads((rp.output_dir / "build.json").read_text())
+    from locara_build.provenance import verify_envelope
+
+    statement, _ = verify_envelope((out / art["provenance"]).read_bytes(), [keys.secret.public_key], what=art["provenance"])
+    meta = statement["predicate"]["runDetails"]["metadata"]
+    assert (meta["startedOn"], meta["finishedOn"]) == (build["started_at"], build["finished_at"])
+    assert meta["startedOn"] < meta["finishedOn"]  # a real build takes seconds, even from a warm cache
 
     mirror = tmp_path / "mirror"
     res = run_cli(*base, "publish", "--to", str(mirror), str(out))
