@@ -109,11 +109,23 @@ SETTINGS: Mapping[str, str] = {
     # PyPI `ziglang` wheel (LOCARA_ZIG for recipes/toolchains/zig-*.cmake), installed only when
     # locara-build's own dependencies did not bring it
     "zig_version": "0.17.1",
+    # clang for the Linux arm64 recipes (recipes/toolchains/clang-aarch64-linux-gnu.cmake) on GitHub's
+    # arm64 runners: Ubuntu 22.04's newest clang package (>= 15: -march=armv9.2-a+sme)
+    "arm64_clang_package": "clang-15",
+    # CUDA for Windows (windows-x86_64-cuda, MSVC host compiler): NVIDIA's network installer with only
+    # the components the build and the bundled runtime need; its MD5 is checked against NVIDIA's
+    # md5sum.txt of the same release (NVIDIA publishes no SHA-256 for these installers)
+    "windows_cuda_version": "12.8.1",
+    "windows_cuda_components": "nvcc_12.8 cudart_12.8 cublas_12.8 cublas_dev_12.8 crt_12.8 nvvm_12.8 visual_studio_integration_12.8",
+    # ROCm from AMD's apt repository (linux-x86_64-rocm): ggml-hip needs >= 6.1; Debian 12's hipcc is 5.2.3
+    "rocm_version": "6.4.1",
+    # AMD's ROCm repository signing key (repo.radeon.com/rocm/rocm.gpg.key), checked like NVIDIA's
+    "rocm_key_fingerprint": "CA8BB4727A47B4D09B4EE8969386B48A1A693C5C",
     "ccache_maxsize": "1500M",  # per recipe; GitHub keeps 10 GB of caches per repository
 }
 
 # Toolchain setups the weekly template knows, in the order its steps appear.
-SETUPS = ("linux", "macos", "xcode", "cuda", "vulkan", "zig", "wine")
+SETUPS = ("linux", "macos", "windows", "xcode", "clang", "cuda", "cuda-windows", "rocm", "vulkan", "vulkan-arm64", "zig", "wine")
 
 # Toolchain requirement (what `doctor` checks: platform + backend + recipe `requires`) -> the CI
 # setup that provides it. None: GitHub's runner images already have it. A requirement missing here
@@ -127,6 +139,9 @@ REQUIREMENT_SETUPS: Mapping[str, str | None] = {
     "vulkan-headers": "vulkan",
     "zig": "zig",
     "openssl": "linux",  # libssl-dev, see LINUX_PACKAGES
+    "clang": "clang",  # Linux arm64 recipes, on the arm64 runner
+    "msvc": "windows",  # native Windows builds (windows-x86_64-cuda): the runner's Visual Studio
+    "hipcc": "rocm",
 }
 # apt packages of the Linux build-tools step: always ccache; more when a recipe requires them.
 LINUX_PACKAGES: Mapping[str, str] = {"openssl": "libssl-dev"}
@@ -135,8 +150,9 @@ _REQ_RE = re.compile(r"^\s*([A-Za-z0-9_.+-]+?)\s*(?:(>=|==|>|<=|<|!=)\s*([0-9][0
 
 
 def _requirement(text: str) -> tuple[str, str | None]:
-    """``"nvcc>=13.0"`` -> ``("nvcc", "13.0")``; ``"zig"`` -> ``("zig", None)``."""
-    m = _REQ_RE.match(text)
+    """``"nvcc>=13.0"`` -> ``("nvcc", "13.0")``; ``"zig"`` -> ``("zig", None)``; ``"nvcc>=12.8,<13"``
+    -> ``("nvcc", "12.8")`` (the first clause: the minimum)."""
+    m = _REQ_RE.match(text.split(",", 1)[0])
     if not m:
         return text.strip(), None
     return m.group(1), m.group(3)
@@ -186,16 +202,26 @@ def _unsupported(recipe: Recipe, what: str) -> ConfigError:
 def recipe_setups(recipe: Recipe) -> tuple[str, ...]:
     """The toolchain setups a recipe's CI job needs (a subset of :data:`SETUPS`, in step order)."""
     host = build_host_os(recipe)
-    if host not in ("linux", "macos"):
+    if host not in ("linux", "macos", "windows"):
         raise _unsupported(recipe, f"native {host} builds")
+    reqs = requirements(recipe)
+    if host == "windows" and "msvc" not in {_requirement(q)[0] for q in reqs}:
+        # only MSVC recipes (CUDA: nvcc needs cl.exe) are built on Windows runners; the others cross-build
+        raise _unsupported(recipe, "native windows builds without MSVC (give it a toolchain file, or a CUDA backend)")
     needs = {host}
-    for req in requirements(recipe):
+    for req in reqs:
         setup = REQUIREMENT_SETUPS.get(_requirement(req)[0])
         if setup is not None:
             needs.add(setup)
+    if host == "windows" and "cuda" in needs:
+        needs.discard("cuda")
+        needs.add("cuda-windows")
+    if "vulkan" in needs and recipe.arch == "arm64":
+        needs.discard("vulkan")  # LunarG's Linux SDK is x86-64 only: Ubuntu 24.04's packages instead
+        needs.add("vulkan-arm64")
     if recipe.smoke.emulator[:1] == ("wine",) and not recipe.smoke.skip:
         needs.add("wine")
-    for linux_only in ("cuda", "vulkan", "zig", "wine"):
+    for linux_only in ("cuda", "rocm", "vulkan", "vulkan-arm64", "clang", "zig", "wine"):
         if linux_only in needs and host != "linux":
             raise _unsupported(recipe, f"{linux_only} on a {host} build host")
     return tuple(s for s in SETUPS if s in needs)
@@ -230,6 +256,13 @@ def _warnings(recipes: Iterable[Recipe]) -> list[str]:
                 hint='Set `runner = "ubuntu-22.04"` (or similar) in the recipe or in recipes/defaults.toml [os.<os>].',
             )
         host, label_os = build_host_os(r), runner_os(r.runner)
+        label_arch = "arm64" if r.runner.lower().endswith("-arm") else "x86_64"
+        if label_os == "linux" and r.os == "linux" and label_arch != r.arch:
+            out.append(
+                f"recipe `{r.name}`: runner `{r.runner}` is an {label_arch} runner, but the recipe targets {r.arch}; "
+                f"its smoke test cannot run there. Set `runner` in recipes/{r.path.name} to an {r.arch} runner "
+                "(GitHub: ubuntu-22.04-arm / ubuntu-22.04)."
+            )
         if label_os is not None and label_os != host:
             why = f"it cross-builds with {r.toolchain}" if r.toolchain else f"it targets {r.os}"
             out.append(

@@ -2,12 +2,20 @@
 
 ``install --backend auto`` picks, among the release's artifacts for this OS/arch:
 
-1. ``cuda`` when ``nvidia-smi`` reports a driver at least the artifact's ``min_cuda_driver``;
-2. ``vulkan`` when ``vulkaninfo --summary`` lists a device that is not a CPU implementation
+1. ``cuda`` when ``nvidia-smi`` reports a driver at least the artifact's ``min_cuda_driver``
+   (Linux and Windows alike: ``nvidia-smi.exe`` comes with the Windows driver);
+2. ``rocm`` when ``rocminfo`` lists an AMD GPU agent (``gfx...``);
+3. ``vulkan`` when ``vulkaninfo --summary`` lists a device that is not a CPU implementation
    (``deviceType = PHYSICAL_DEVICE_TYPE_CPU``, or named llvmpipe / lavapipe / SwiftShader: those
    run on the CPU and are slower than the CPU backend itself);
-3. ``metal`` on macOS / arm64 (Apple silicon);
-4. ``cpu`` otherwise.
+4. ``metal`` on macOS / arm64 (Apple silicon);
+5. ``universal`` (every backend as a plugin) when a GPU was found but no artifact of its own backend fits;
+6. ``cpu`` otherwise (``universal`` when the release has no CPU artifact for this OS/arch).
+
+Only artifacts of this OS *and* CPU architecture are candidates (an arm64 board never gets an
+x86-64 build), and none whose ``requirements.cpu`` this CPU lacks: x86-64 levels
+(``x86-64-v3: ...``) against /proc/cpuinfo's ``flags``, arm64 ones (``armv8.2-a+dotprod+fp16: ...``)
+against its ``Features``.
 
 Every decision carries a one-line reason the installer prints. Detection programs are run through
 :func:`locara_build.run.run` with a short timeout; a missing or failing program means "not present".
@@ -38,7 +46,7 @@ __all__ = [
     "find_device",
 ]
 
-BACKENDS = ("auto", "cpu", "vulkan", "cuda", "metal")
+BACKENDS = ("auto", "cpu", "vulkan", "cuda", "metal", "rocm", "universal")
 CPU_VULKAN_NAMES = re.compile(r"llvmpipe|lavapipe|swiftshader|softpipe", re.I)
 _TIMEOUT = 15.0
 
@@ -62,6 +70,7 @@ class HostInfo:
     gpus: tuple[str, ...] = ()
     vulkan_devices: tuple[VulkanDevice, ...] = field(default=())
     cpu_flags: frozenset[str] | None = None  # /proc/cpuinfo's flags; None where not known (then not checked)
+    amd_gpus: tuple[str, ...] = ()  # rocminfo's GPU agents (gfx1100, ...)
 
     @property
     def apple_silicon(self) -> bool:
@@ -79,6 +88,7 @@ class HostInfo:
             "gpus": list(self.gpus),
             "vulkan_devices": [{"name": d.name, "type": d.device_type, "cpu": d.is_cpu} for d in self.vulkan_devices],
             "cpu_flags_known": self.cpu_flags is not None,
+            "amd_gpus": list(self.amd_gpus),
         }
 
 
@@ -130,12 +140,25 @@ _LEVEL = re.compile(r"^\s*x86-64-v([234])\b")
 
 
 def parse_cpu_flags(cpuinfo: str) -> frozenset[str] | None:
-    """The feature flags of the first processor in /proc/cpuinfo (x86: ``flags``), None if absent."""
+    """The feature flags of the first processor in /proc/cpuinfo (x86: ``flags``, arm64:
+    ``Features``), None if absent."""
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")
-        if key.strip() == "flags":
+        if key.strip() in ("flags", "Features"):
             return frozenset(value.split())
     return None
+
+
+# arm64 -march extensions as the kernel's /proc/cpuinfo ``Features`` names them (HWCAP names).
+ARM64_FEATURES: dict[str, tuple[str, ...]] = {
+    "dotprod": ("asimddp",),
+    "fp16": ("fphp", "asimdhp"),
+    "sve": ("sve",),
+    "i8mm": ("i8mm",),
+    "sve2": ("sve2",),
+    "sme": ("sme",),
+}
+_ARM_MARCH = re.compile(r"^\s*armv\d+(?:\.\d+)?-a((?:\+[a-z0-9]+)*)\s*:")
 
 
 def _cpu_flags() -> frozenset[str] | None:
@@ -148,8 +171,14 @@ def _cpu_flags() -> frozenset[str] | None:
 def missing_cpu_features(requirement: str, flags: frozenset[str] | None) -> list[str]:
     """What this CPU lacks of a release.json ``requirements.cpu`` such as ``x86-64-v3: AVX2, ...``
     (empty when it has it all, when the requirement names no level, or when the flags are unknown)."""
+    if flags is None:
+        return []
+    arm = _ARM_MARCH.match(requirement)
+    if arm is not None:
+        need_arm = {f for ext in arm[1].split("+") if ext for f in ARM64_FEATURES.get(ext, ())}
+        return sorted(need_arm - flags)
     m = _LEVEL.match(requirement)
-    if m is None or flags is None:
+    if m is None:
         return []
     need = {f for level, names in X86_64_LEVELS.items() if level <= int(m[1]) for f in names}
     return sorted(need - flags)
@@ -169,12 +198,34 @@ def _probe(argv: list[str]) -> str | None:
 # need. Without one the smoke runs on the CPU backends the build ships (locara_build.smoke).
 SMOKE_DEVICES: dict[str, str] = {
     "nvidia-gpu": "an NVIDIA GPU with a working driver (nvidia-smi lists it)",
+    "amd-gpu": "an AMD GPU with ROCm (rocminfo lists a gfx agent)",
+    "vulkan": "a Vulkan device of the build's architecture (a GPU, or lavapipe on the CPU)",
 }
 
+_GFX = re.compile(r"^\s*Name:\s*(gfx[0-9a-f]+)\s*$", re.M)
 
-def find_device(kind: str) -> str | None:
+
+def parse_rocminfo(text: str) -> tuple[str, ...]:
+    """GPU agents (``gfx1100``...) from ``rocminfo``, in order, duplicates kept once."""
+    return tuple(dict.fromkeys(_GFX.findall(text)))
+
+
+def find_device(kind: str, arch: str | None = None) -> str | None:
     """The ``kind`` device this host has, as a name for logs and records ("NVIDIA L4, driver
-    580.95.05"); None when it has none."""
+    580.95.05"); None when it has none. ``arch``: the build's CPU architecture; a build run under
+    an emulator (arm64 under qemu-user on x86-64) reaches no driver of its own architecture."""
+    if kind not in SMOKE_DEVICES:
+        raise ConfigError(f"unknown smoke device `{kind}`.", hint=f"Use one of: {', '.join(SMOKE_DEVICES)}.")
+    if arch is not None and arch != platforms.host_arch():
+        return None
+    if kind == "amd-gpu":
+        out = _probe(["rocminfo"])
+        agents = parse_rocminfo(out) if out else ()
+        return f"AMD {agents[0]} (rocminfo)" if agents else None
+    if kind == "vulkan":
+        out = _probe(["vulkaninfo", "--summary"])
+        devices = parse_vulkaninfo(out) if out else ()
+        return f"{devices[0].name} ({devices[0].device_type.removeprefix('PHYSICAL_DEVICE_TYPE_')})" if devices else None
     if kind == "nvidia-gpu":
         out = _probe(["nvidia-smi", "--query-gpu=driver_version,name", "--format=csv,noheader"])
         driver, names = parse_nvidia_smi(out) if out else (None, ())
@@ -195,8 +246,13 @@ def detect(*, gpus: bool = True) -> HostInfo:
         out = _probe(["vulkaninfo", "--summary"])
         if out:
             vk = parse_vulkaninfo(out)
-    flags = _cpu_flags() if arch == "x86_64" else None
-    return HostInfo(os=os_name, arch=arch, cuda_driver=driver, gpus=names, vulkan_devices=vk, cpu_flags=flags)
+        out = _probe(["rocminfo"])
+        amd = parse_rocminfo(out) if out else ()
+    else:
+        amd = ()
+    flags = _cpu_flags() if arch in ("x86_64", "arm64") else None
+    return HostInfo(os=os_name, arch=arch, cuda_driver=driver, gpus=names, vulkan_devices=vk, cpu_flags=flags,
+                    amd_gpus=amd)
 
 
 def _version_tuple(text: str) -> tuple[int, ...]:
@@ -225,8 +281,8 @@ def choose_artifact(
     if unfit and all(a["backend"] in unfit for a in mine):
         raise ConfigError(
             f"no artifact of this release runs on this CPU: {'; '.join(unfit.values())}.",
-            hint="Use an older release built for a lower x86-64 level, or build one yourself with a recipe "
-            "that lowers the CPU baseline (docs/backends.md).",
+            hint="Use an older release built for a lower CPU baseline (x86-64 level / ARMv8 version), or build "
+            "one yourself with a recipe that lowers it (docs/backends.md).",
         )
     if backend in unfit:
         raise ConfigError(f"--backend {backend}: {unfit[backend]}.", hint="Use --backend auto to pick one this CPU runs.")
@@ -249,6 +305,11 @@ def choose_artifact(
         else:
             gpu = host.gpus[0] if host.gpus else "an NVIDIA GPU"
             return cuda, f"CUDA: {gpu} with driver {host.cuda_driver}" + (f" (needs >= {need})" if need else "")
+    rocm = by_backend.get("rocm")
+    if rocm is not None:
+        if host.amd_gpus:
+            return rocm, f"ROCm: AMD {host.amd_gpus[0]} (rocminfo)"
+        notes.append("no AMD GPU with ROCm found (rocminfo)")
     vulkan = by_backend.get("vulkan")
     if vulkan is not None:
         gpus = host.vulkan_gpus
@@ -261,6 +322,12 @@ def choose_artifact(
     metal = by_backend.get("metal")
     if metal is not None and host.apple_silicon:
         return metal, "Metal: Apple silicon"
+    everything = by_backend.get("universal")
+    gpu_here = host.vulkan_gpus or host.amd_gpus or host.cuda_driver
+    if everything is not None and (gpu_here or "cpu" not in by_backend):
+        found = "a GPU" if gpu_here else "no CPU-only build in this release"
+        return everything, f"all backends as plugins ({found}; llama.cpp picks at run time)" + (
+            ": " + "; ".join(notes) if notes else "")
     if "cpu" in by_backend:
         return by_backend["cpu"], "CPU" + (": " + "; ".join(notes) if notes else "")
     raise ConfigError(

@@ -18,7 +18,7 @@ __all__ = ["SMOKE_SCHEMA", "device_plan", "smoke_key"]
 #: The smoke record's schema (smoke.json); part of the smoke key, so a new shape re-runs the test.
 SMOKE_SCHEMA = 2
 
-_BACKEND_NAMES = {"cuda": "CUDA", "vulkan": "Vulkan", "metal": "Metal", "rocm": "ROCm/HIP", "all": "GPU"}
+_BACKEND_NAMES = {"cuda": "CUDA", "vulkan": "Vulkan", "metal": "Metal", "rocm": "ROCm/HIP", "universal": "GPU"}
 
 
 def smoke_key(recipe: Recipe, device: str | None) -> str:

@@ -171,6 +171,13 @@ FIXES: dict[str, str] = {
     "codesign": "install the Xcode command line tools (`xcode-select --install`; macOS only)",
     "notarytool": "install Xcode 13+ (`xcrun notarytool`; macOS only)",
     "openssl": "apt-get install libssl-dev (OpenSSL 3 headers)",
+    "clang": "apt-get install clang-16 (Debian 12; Ubuntu 22.04: clang-15) or set LOCARA_CLANG=/path/to/clang",
+    "aarch64-binutils": "apt-get install binutils-aarch64-linux-gnu (ld, strip, objcopy for arm64 ELF files)",
+    "dpkg-deb": "apt-get install dpkg (Debian/Ubuntu hosts have it: the arm64 sysroot is unpacked with it)",
+    "qemu-aarch64": "apt-get install qemu-user-static (runs arm64 binaries for the smoke test)",
+    "msvc": "build this recipe on its Windows runner (Visual Studio 2022 Build Tools: nvcc for Windows needs cl.exe)",
+    "hipcc": "install ROCm >= 6.1 from AMD's apt repository (repo.radeon.com; Debian 12's hipcc is 5.2.3) "
+             "or set HIPCXX; docs/backends.md, \"ROCm\"",
 }
 
 
@@ -422,6 +429,46 @@ def _wine_version(out: str) -> str | None:
     return m.group(1) if m else _first_version(out)
 
 
+def _probe_clang() -> Tool:
+    """clang for the Linux arm64 recipes (locara_build/toolchains/arm64.py): >= 15, newest first."""
+    from .toolchains import arm64
+
+    found = arm64.find_clang()
+    if found is None:
+        return _missing("clang", _fix("clang"), f"no clang >= {arm64.MIN_CLANG} (clang-N or clang on PATH, $LOCARA_CLANG)")
+    return Tool("clang", True, found.version, str(found.cc), f"clang {found.version} (+ {found.cxx.name})", _fix("clang"))
+
+
+def _probe_msvc() -> Tool:
+    if platforms.host_os() != "windows":
+        return _missing("msvc", _fix("msvc"), "MSVC (cl.exe) exists only on Windows")
+    return _probe_simple("msvc", ("cl",), [])
+
+
+def _hip_version(out: str) -> str | None:
+    m = re.search(r"HIP version:\s*(\d+(?:\.\d+)+)", out)
+    return m.group(1) if m else _first_version(out)
+
+
+def _probe_hipcc() -> Tool:
+    exe = _on_path("hipcc") or next((str(p) for p in (Path("/opt/rocm/bin/hipcc"),) if p.is_file()), None)
+    if not exe:
+        return _missing("hipcc", _fix("hipcc"), "hipcc not found (PATH, /opt/rocm/bin)")
+    out = _output([exe, "--version"]) or ""
+    version = _hip_version(out)
+    return Tool("hipcc", True, version, exe, f"HIP {version}" if version else "hipcc", _fix("hipcc"))
+
+
+def _probe_qemu_aarch64() -> Tool:
+    from .toolchains import arm64
+
+    exe = arm64.find_qemu()
+    if exe is None:
+        return _missing("qemu-aarch64", _fix("qemu-aarch64"), "qemu-aarch64-static / qemu-aarch64 not found on PATH")
+    out = _output([str(exe), "--version"]) or ""
+    return Tool("qemu-aarch64", True, _first_version(out), str(exe), (out.splitlines() or [""])[0], _fix("qemu-aarch64"))
+
+
 TOOLS: dict[str, Callable[[], Tool]] = {
     "cmake": _probe_cmake,
     "ninja": _probe_ninja,
@@ -443,6 +490,12 @@ TOOLS: dict[str, Callable[[], Tool]] = {
     "osslsigncode": lambda: _probe_simple("osslsigncode", ("osslsigncode",), ["--version"]),
     "codesign": _probe_codesign,
     "notarytool": lambda: _probe_xcrun_tool("notarytool", "notarytool", ["--version"]),
+    "clang": _probe_clang,
+    "aarch64-binutils": lambda: _probe_simple("aarch64-binutils", ("aarch64-linux-gnu-ld",), ["--version"]),
+    "dpkg-deb": lambda: _probe_simple("dpkg-deb", ("dpkg-deb",), ["--version"]),
+    "qemu-aarch64": _probe_qemu_aarch64,
+    "msvc": _probe_msvc,
+    "hipcc": _probe_hipcc,
 }
 
 

@@ -559,7 +559,15 @@ def test_setups_follow_the_recipes(project: Path) -> None:
 def test_setup_steps_are_guarded_by_matrix_and_runner(weekly: dict[str, Any]) -> None:
     guards = {s["name"]: s.get("if", "") for s in weekly["jobs"]["build"]["steps"] if "name" in s}
     cuda = next(v for k, v in guards.items() if k.startswith("CUDA toolkit"))
-    assert cuda == "runner.os == 'Linux' && matrix.backend == 'cuda'"
+    # the Linux CUDA toolkit serves the CUDA recipes and linux-x86_64-all (backend universal: every backend as a plugin)
+    assert cuda == "runner.os == 'Linux' && (matrix.backend == 'cuda' || matrix.backend == 'universal')"
+    vulkan = next(v for k, v in guards.items() if k.startswith("Vulkan SDK") and "cache" not in k)
+    assert vulkan == "runner.os == 'Linux' && runner.arch == 'X64' && (matrix.backend == 'vulkan' || matrix.backend == 'universal')"
+    assert guards["clang (Linux arm64)"] == "runner.os == 'Linux' && runner.arch == 'ARM64'"
+    assert guards["Build tools (Windows, MSVC)"] == "runner.os == 'Windows'"
+    win_cuda = next(v for k, v in guards.items() if k.startswith("CUDA toolkit") and "Windows" in k)
+    assert win_cuda == "runner.os == 'Windows' && matrix.backend == 'cuda'"
+    assert guards["ROCm 6.4.1"] == "runner.os == 'Linux' && matrix.backend == 'rocm'"
     assert guards["Xcode"] == "runner.os == 'macOS'"
     zig = next(v for k, v in guards.items() if k.startswith("zig"))
     assert zig == "runner.os == 'Linux' && matrix.os == 'windows'"
@@ -602,7 +610,8 @@ def test_recipe_ci_cannot_provide_is_a_config_error(project: Path) -> None:
     )
     with pytest.raises(ConfigError) as exc:
         ci.render(Project(project))
-    assert "windows-x86_64-vulkan" in exc.value.message and "native windows" in exc.value.message
+    # without a toolchain file it would be a native MSVC build, and the template has no Vulkan SDK for Windows
+    assert "windows-x86_64-vulkan" in exc.value.message and "vulkan on a windows build host" in exc.value.message
     assert exc.value.exit_code == 2
 
 

@@ -1,4 +1,4 @@
-"""Backends (cpu, cuda, vulkan, metal) behind one small protocol and a registry.
+"""Backends (cpu, cuda, vulkan, metal, rocm, and ``universal`` = several as plugins) behind one small protocol and a registry.
 
 A backend contributes the CMake cache entries it always needs, the toolchain requirements
 ``doctor`` checks, and the operating systems it can target. Everything else a recipe says.
@@ -33,9 +33,9 @@ class Backend(Protocol):
 
 
 def _registry() -> dict[str, Backend]:
-    from . import cpu, cuda, metal, vulkan
+    from . import cpu, cuda, metal, rocm, universal, vulkan
 
-    return {b.name: b for b in (cpu.BACKEND, cuda.BACKEND, vulkan.BACKEND, metal.BACKEND)}
+    return {b.name: b for b in (cpu.BACKEND, cuda.BACKEND, vulkan.BACKEND, metal.BACKEND, rocm.BACKEND, universal.BACKEND)}
 
 
 REGISTRY: dict[str, Backend] = _registry()

@@ -20,8 +20,18 @@ class CudaBackend:
         return {"GGML_CUDA": True}
 
     def requirements(self, recipe: object) -> tuple[str, ...]:
-        # the bundled runtime is libcudart.so.13 etc. (locara_build.toolchains.cuda.runtime_libraries)
-        return ("nvcc>=13.0",)
+        # the bundled runtime is libcudart.so.13 etc. (locara_build.toolchains.cuda.runtime_libraries);
+        # a recipe that says requirements.cuda = "12" (windows-x86_64-cuda) is built with CUDA 12.8+
+        major = str((getattr(recipe, "requirements", {}) or {}).get("cuda", "13")).split(".")[0]
+        return ("nvcc>=12.8,<13",) if major == "12" else ("nvcc>=13.0",)
+
+    def _native(self, recipe: object) -> bool:
+        """nvcc builds only for the OS it runs on (for Windows it needs MSVC): the Linux toolkit hooks
+        below (locara_build.toolchains.cuda) touch nothing for a recipe of another OS
+        (windows-x86_64-cuda planned on Linux); on Windows, CMake's FindCUDAToolkit uses $CUDA_PATH."""
+        from locara_build import platforms
+
+        return getattr(recipe, "os", "linux") == platforms.host_os() == "linux"
 
     def host_setup(self, recipe: object, host_os: str, tools: Mapping[str, Tool]) -> HostSetup:
         from locara_build.toolchain import HostSetup
@@ -43,18 +53,28 @@ class CudaBackend:
         """The toolkit's nvcc and root; the provisioned cuBLAS / driver stub when the toolkit lacks them."""
         from locara_build.toolchains import cuda
 
-        return dict(cuda.cmake_defines())
+        return dict(cuda.cmake_defines()) if self._native(recipe) else {}
 
     def prepare(self, recipe: object) -> None:
         from locara_build.toolchains import cuda
 
-        cuda.prepare()
+        if self._native(recipe):
+            cuda.prepare()
 
     def runtime_dirs(self, recipe: object) -> list[Path]:
         """Where libcudart / libcublas / libcublasLt (``ship.runtime``) are found on this host."""
         from locara_build.toolchains import cuda
 
-        return cuda.runtime_dirs()
+        if self._native(recipe):
+            return cuda.runtime_dirs()
+        import os
+
+        from locara_build import platforms
+
+        root = os.environ.get("CUDA_PATH")
+        if getattr(recipe, "os", "") == "windows" == platforms.host_os() and root:
+            return [Path(root) / "bin"]  # cudart64_12.dll, cublas64_12.dll, cublasLt64_12.dll
+        return []
 
 
 BACKEND = CudaBackend()

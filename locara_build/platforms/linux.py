@@ -48,6 +48,11 @@ class Linux:
         return {"CMAKE_INSTALL_RPATH": "$ORIGIN", "CMAKE_BUILD_WITH_INSTALL_RPATH": True}
 
     def requirements(self, recipe: object, host_os: str) -> tuple[str, ...]:
+        if getattr(recipe, "arch", "x86_64") == "arm64":
+            # clang >= 15 (armv9.2-a+sme for the SME CPU variants). A cross build on x86-64 also
+            # needs binutils-aarch64 and dpkg-deb for the sysroot: doctor adds those for such a host
+            # (this answer must not depend on the machine: `ci render` uses it).
+            return ("clang>=15",)
         return ("cc", "cxx")
 
     def host_setup(self, recipe: object, host_os: str, tools: Mapping[str, Tool]) -> HostSetup:
@@ -57,6 +62,38 @@ class Linux:
 
     def can_build_on(self, host_os: str) -> bool:
         return host_os == "linux"
+
+    # --- toolchain hooks (locara_build.toolchains): Linux arm64 cross builds + qemu-user -------
+
+    def plan_env(self, recipe: object) -> dict[str, str]:
+        """arm64: the clang and (cross) the sysroot the toolchain file reads, shown in the plan."""
+        if getattr(recipe, "arch", "") != "arm64":
+            return {}
+        from locara_build.toolchains import arm64
+
+        return arm64.plan_env()
+
+    def prepare(self, recipe: object) -> None:
+        """arm64 on an x86-64 host: unpack the Debian arm64 sysroot (cached; once)."""
+        from locara_build.toolchains import arm64
+
+        if getattr(recipe, "arch", "") == "arm64" and arm64.is_cross():
+            arm64.provision_sysroot(vulkan=getattr(recipe, "backend", "") == "vulkan")
+
+    def smoke_env(self, recipe: object) -> dict[str, str]:
+        if getattr(recipe, "arch", "") != "arm64":
+            return {}
+        from locara_build.toolchains import arm64
+
+        return arm64.smoke_env()
+
+    def smoke_emulator(self, recipe: object) -> list[str]:
+        """``qemu-aarch64-static`` when an arm64 build is smoke-tested on an x86-64 host."""
+        if getattr(recipe, "arch", "") != "arm64":
+            return []
+        from locara_build.toolchains import arm64
+
+        return arm64.smoke_emulator()
 
     def inspect_binary(self, path: Path) -> BinaryInfo:
         return read_elf(path)
@@ -71,13 +108,39 @@ class Linux:
         return any(p in ("$ORIGIN", "${ORIGIN}") for p in info.runpath)
 
     def strip_commands(self, path: Path, debug_file: Path | None) -> list[list[str]]:
+        strip, objcopy = _binutils_for(path)
         if debug_file is None:
-            return [["strip", "--strip-unneeded", str(path)]]
+            return [[strip, "--strip-unneeded", str(path)]]
         return [
-            ["objcopy", "--only-keep-debug", str(path), str(debug_file)],
-            ["strip", "--strip-unneeded", str(path)],
-            ["objcopy", f"--add-gnu-debuglink={debug_file}", str(path)],
+            [objcopy, "--only-keep-debug", str(path), str(debug_file)],
+            [strip, "--strip-unneeded", str(path)],
+            [objcopy, f"--add-gnu-debuglink={debug_file}", str(path)],
         ]
+
+
+_EM_AARCH64 = 0xB7  # ELF e_machine
+
+
+def elf_machine(path: Path) -> int | None:
+    """``e_machine`` of an ELF file (0x3E x86-64, 0xB7 aarch64), None for anything else."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(20)
+    except OSError:
+        return None
+    if len(head) < 20 or head[:4] != b"\x7fELF":
+        return None
+    return int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+
+
+def _binutils_for(path: Path) -> tuple[str, str]:
+    """strip/objcopy that understand ``path``: the host's binutils only know the host's machine, an
+    aarch64 ELF on an x86-64 host needs binutils-aarch64-linux-gnu's."""
+    from locara_build import platforms
+
+    if elf_machine(path) == _EM_AARCH64 and platforms.host_arch() != "arm64":
+        return "aarch64-linux-gnu-strip", "aarch64-linux-gnu-objcopy"
+    return "strip", "objcopy"
 
 
 PLATFORM = Linux()

@@ -46,6 +46,9 @@ class Windows:
 
     def requirements(self, recipe: object, host_os: str) -> tuple[str, ...]:
         # Cross-building from Linux uses zig's clang + mingw-w64 headers (see docs/backends.md).
+        # A recipe without a toolchain file (windows-x86_64-cuda: nvcc needs MSVC) builds only on Windows.
+        if not getattr(recipe, "toolchain", None):
+            return ("msvc",)
         return ("zig",) if host_os == "linux" else ("cc", "cxx")
 
     def host_setup(self, recipe: object, host_os: str, tools: Mapping[str, Tool]) -> HostSetup:
@@ -68,8 +71,8 @@ class Windows:
         from locara_build import platforms
         from locara_build.toolchains import zig
 
-        if platforms.host_os() == "windows":
-            return {}
+        if platforms.host_os() == "windows" or not getattr(recipe, "toolchain", None):
+            return {}  # native (MSVC) recipes: nothing of this host in their plan
         return zig.plan_env()
 
     def smoke_env(self, recipe: object) -> dict[str, str]:

@@ -12,6 +12,8 @@ these optional methods (a missing one contributes nothing)::
     plan_env(recipe) -> dict            environment for configure + build; the plan shows it
     prepare(recipe) -> None             provision what the two above promised (build calls it first)
     smoke_env(recipe) -> dict           environment for the server under test (smoke)
+    smoke_emulator(recipe) -> list      command prefix that runs the server when the recipe says none
+                                        (qemu-aarch64-static for arm64 on an x86-64 host)
     runtime_dirs(recipe) -> list[Path]  where ``ship.runtime`` libraries are found (package)
 
 Hooks run only for recipes this host can build (``Platform.can_build_on``): planning a macOS
@@ -38,6 +40,7 @@ __all__ = [
     "plan_env",
     "prepare",
     "smoke_env",
+    "smoke_emulator",
     "runtime_dirs",
 ]
 
@@ -68,6 +71,18 @@ def plan_env(recipe: Recipe) -> dict[str, str]:
 
 def smoke_env(recipe: Recipe) -> dict[str, str]:
     return _collect_dict(recipe, "smoke_env")
+
+
+def smoke_emulator(recipe: Recipe) -> list[str]:
+    """The first provider's emulator (an emulator is a property of the host, not of the recipe: the
+    same arm64 recipe runs natively on its CI runner)."""
+    for provider in _providers(recipe):
+        fn = getattr(provider, "smoke_emulator", None)
+        if fn is not None:
+            found = fn(recipe)
+            if found:
+                return list(found)
+    return []
 
 
 def prepare(recipe: Recipe) -> None:

@@ -1,0 +1,331 @@
+"""The platforms of issue 22 as data: Linux arm64 (CPU, Vulkan), Windows CUDA and Vulkan, macOS Intel,
+ROCm, and linux-x86_64-all (backend `universal`: every backend as a plugin of one build).
+
+Plan and CMake contract (the exact configure entries each recipe gives), doctor's answer on this
+host, the CI workflow's runner/setup for each, and `install`'s artifact choice for arm64 vs x86-64
+and Windows GPU vs CPU. The real builds are in tests/test_platform_arm64.py.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from locara_build import backends, ci, doctor, hostdetect, platforms, toolchain
+from locara_build.errors import ConfigError
+from locara_build.hostdetect import HostInfo, VulkanDevice, choose_artifact
+from locara_build.recipe import load_recipes
+from locara_build.workdir import Project
+
+REPO = Path(__file__).resolve().parent.parent
+NEW = (
+    "linux-arm64-cpu",
+    "linux-arm64-cpu-ci",
+    "linux-arm64-vulkan",
+    "windows-x86_64-cuda",
+    "windows-x86_64-vulkan",
+    "macos-x86_64-cpu",
+    "linux-x86_64-rocm",
+    "linux-x86_64-all",
+    "linux-x86_64-all-ci",
+)
+
+
+@pytest.fixture(scope="module")
+def plans(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
+    work = tmp_path_factory.mktemp("work")
+    res = subprocess.run(
+        ["python", "-m", "locara_build", "--project", str(REPO), "--work-dir", str(work), "plan", "--json",
+         *(a for n in NEW for a in ("-r", n))],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert res.returncode == 0, res.stderr
+    return {r["name"]: r for r in json.loads(res.stdout)["recipes"]}
+
+
+def _defines(rp: dict[str, Any]) -> dict[str, str]:
+    out = {}
+    for arg in rp["configure_args"]:
+        m = re.match(r"^-D([^=:]+)(?::\w+)?=(.*)$", arg)
+        if m:
+            out[m[1]] = m[2]
+    return out
+
+
+# --- CMake contract --------------------------------------------------------------------------------
+
+
+def test_arm64_cpu_release_builds_every_arm_variant_with_clang(plans: dict[str, dict[str, Any]]) -> None:
+    rp = plans["linux-arm64-cpu"]
+    d = _defines(rp)
+    assert rp["os"] == "linux" and rp["arch"] == "arm64" and rp["runner"] == "ubuntu-22.04-arm"
+    assert d["CMAKE_TOOLCHAIN_FILE"].endswith("recipes/toolchains/clang-aarch64-linux-gnu.cmake")
+    # upstream's release flags: every variant a plugin, chosen at run time
+    assert d["GGML_BACKEND_DL"] == "ON" and d["GGML_CPU_ALL_VARIANTS"] == "ON" and d["GGML_NATIVE"] == "OFF"
+    assert d["GGML_OPENMP"] == "OFF"  # clang's libomp is not on users' systems
+    assert "GGML_CPU_ARM_ARCH" not in d
+    assert d["CMAKE_INSTALL_RPATH"] == "$ORIGIN"
+    assert Path(rp["env"]["LOCARA_CLANG"]).name.startswith("clang")  # the toolchain file reads it
+    assert Path(rp["env"]["LOCARA_CLANGXX"]).name.startswith("clang++")
+    if platforms.host_arch() != "arm64":
+        assert rp["env"]["LOCARA_AARCH64_SYSROOT"].endswith("sysroot-debian-bookworm-arm64")
+    assert rp["artifact"]["file"].endswith("-linux-arm64-cpu.tar.gz")
+
+
+def test_arm64_ci_flavour_is_one_variant_of_the_same_build(plans: dict[str, dict[str, Any]]) -> None:
+    rel, ci_ = _defines(plans["linux-arm64-cpu"]), _defines(plans["linux-arm64-cpu-ci"])
+    assert ci_["GGML_CPU_ALL_VARIANTS"] == "OFF" and ci_["GGML_CPU_ARM_ARCH"] == "armv8.2-a+dotprod+fp16"
+    assert plans["linux-arm64-cpu-ci"]["flavour"] == "ci"
+    differ = {k for k in set(rel) | set(ci_) if rel.get(k) != ci_.get(k)}
+    # only the variant choice and the per-build-dir paths differ
+    assert differ <= {"GGML_CPU_ALL_VARIANTS", "GGML_CPU_ARM_ARCH", "CMAKE_C_FLAGS", "CMAKE_CXX_FLAGS"}, differ
+
+
+def test_arm64_vulkan_adds_the_vulkan_plugin_and_provisioned_headers(plans: dict[str, dict[str, Any]]) -> None:
+    d = _defines(plans["linux-arm64-vulkan"])
+    assert d["GGML_VULKAN"] == "ON" and d["GGML_CPU_ALL_VARIANTS"] == "ON"
+    assert d["CMAKE_TOOLCHAIN_FILE"].endswith("clang-aarch64-linux-gnu.cmake")
+    assert plans["linux-arm64-vulkan"]["smoke"]["device"] == "vulkan"
+
+
+def test_windows_cuda_is_cuda_12_with_the_runtime_dlls_and_nothing_of_this_host(plans: dict[str, dict[str, Any]]) -> None:
+    rp = plans["windows-x86_64-cuda"]
+    d = _defines(rp)
+    assert rp["runner"] == "windows-2022" and rp["toolchain"] is None
+    assert d["GGML_CUDA"] == "ON" and d["GGML_BACKEND_DL"] == "ON" and d["GGML_CPU_ALL_VARIANTS"] == "ON"
+    archs = d["CMAKE_CUDA_ARCHITECTURES"].split(";")
+    assert "61-virtual" in archs and "50-virtual" in archs  # Pascal/Maxwell: why CUDA 12, not 13
+    assert "120a-real" in archs  # Blackwell: why >= 12.8
+    # planned on Linux: no host nvcc path, no zig environment in a native MSVC recipe
+    assert "CMAKE_CUDA_COMPILER" not in d and "CUDAToolkit_ROOT" not in d
+    assert "LOCARA_ZIG" not in rp["env"]
+    assert rp["ship"]["runtime"] == ["cudart64_12.dll", "cublas64_12.dll", "cublasLt64_12.dll"]
+    assert rp["requirements"]["cuda"] == "12" and rp["requirements"]["min_cuda_driver"] == "528.33"
+    assert rp["signing"] == "authenticode" and rp["artifact"]["format"] == "zip"
+    recipe = load_recipes(Project(REPO), ["windows-x86_64-cuda"])["windows-x86_64-cuda"]
+    assert backends.get("cuda").requirements(recipe) == ("nvcc>=12.8,<13",)
+
+
+def test_windows_vulkan_is_the_zig_cross_build_plus_vulkan(plans: dict[str, dict[str, Any]]) -> None:
+    rp = plans["windows-x86_64-vulkan"]
+    d = _defines(rp)
+    assert d["CMAKE_TOOLCHAIN_FILE"].endswith("zig-x86_64-windows-gnu.cmake") and rp["runner"] == "ubuntu-22.04"
+    assert d["GGML_VULKAN"] == "ON" and d["BUILD_SHARED_LIBS"] == "OFF" and d["GGML_BACKEND_DL"] == "OFF"
+    assert rp["smoke"]["emulator"] == ["wine"]
+
+
+def test_macos_intel_is_cpu_with_metal_off(plans: dict[str, dict[str, Any]]) -> None:
+    rp = plans["macos-x86_64-cpu"]
+    d = _defines(rp)
+    assert rp["arch"] == "x86_64" and rp["runner"] == "macos-15-intel"
+    assert d["GGML_METAL"] == "OFF" and d["CMAKE_OSX_ARCHITECTURES"] == "x86_64" and d["GGML_AVX2"] == "ON"
+    assert rp["signing"] == "macos"
+
+
+def test_rocm_targets_the_documented_gpu_list(plans: dict[str, dict[str, Any]]) -> None:
+    d = _defines(plans["linux-x86_64-rocm"])
+    assert d["GGML_HIP"] == "ON" and d["GGML_BACKEND_DL"] == "ON"
+    targets = d["GPU_TARGETS"].split(";")
+    for asked in ("gfx1030", "gfx1100", "gfx1101", "gfx1102", "gfx1103", "gfx1150", "gfx1151", "gfx1152", "gfx906"):
+        assert asked in targets
+    docs = (REPO / "docs" / "backends.md").read_text()
+    for t in targets:  # every target is explained in the docs' table
+        assert f"`{t}`" in docs, t
+
+
+def test_all_is_one_build_with_every_backend_as_a_plugin(plans: dict[str, dict[str, Any]]) -> None:
+    rel, proof = _defines(plans["linux-x86_64-all"]), _defines(plans["linux-x86_64-all-ci"])
+    assert plans["linux-x86_64-all"]["backend"] == "universal"
+    assert rel["GGML_BACKEND_DL"] == "ON" and rel["GGML_CPU_ALL_VARIANTS"] == "ON"
+    assert rel["GGML_VULKAN"] == "ON" and rel["GGML_CUDA"] == "ON"
+    assert proof["GGML_VULKAN"] == "ON" and proof["GGML_CUDA"] == "OFF" and proof["GGML_CPU_ALL_VARIANTS"] == "OFF"
+    recipes = load_recipes(Project(REPO), ["linux-x86_64-all", "linux-x86_64-all-ci"])
+    uni = backends.get("universal")
+    assert set(uni.requirements(recipes["linux-x86_64-all"])) == {"nvcc>=13.0", "glslc", "vulkan-headers>=1.3.261"}
+    assert set(uni.requirements(recipes["linux-x86_64-all-ci"])) == {"glslc", "vulkan-headers>=1.3.261"}
+    assert plans["linux-x86_64-all"]["ship"]["runtime"] and plans["linux-x86_64-all-ci"]["ship"]["runtime"] == []
+
+
+# --- doctor on this host --------------------------------------------------------------------------
+
+
+def _report(name: str) -> doctor.RecipeReport:
+    recipe = load_recipes(Project(REPO), [name])[name]
+    return doctor.check_recipe(recipe, toolchain.probe_all(), platforms.host_os(), platforms.host_arch())
+
+
+@pytest.mark.skipif(platforms.host_arch() != "x86_64" or platforms.host_os() != "linux", reason="cross-build case: an x86-64 Linux host")
+def test_doctor_arm64_on_x86_64_needs_clang_binutils_dpkg_and_qemu() -> None:
+    rep = _report("linux-arm64-cpu-ci")
+    assert {"clang>=15", "aarch64-binutils", "dpkg-deb"} <= set(rep.build.requirements)
+    assert rep.smoke.requirements == ("qemu-aarch64",)
+    if rep.smoke.ok:
+        assert any("qemu-user" in n for n in rep.smoke.notes)
+    # the rendered workflow must not depend on this host: the platform itself asks only for clang
+    recipe = load_recipes(Project(REPO), ["linux-arm64-cpu"])["linux-arm64-cpu"]
+    assert platforms.get("linux").requirements(recipe, "linux") == ("clang>=15",)
+
+
+def test_doctor_says_windows_cuda_needs_its_windows_runner() -> None:
+    rep = _report("windows-x86_64-cuda")
+    if platforms.host_os() != "windows":
+        assert not rep.build.ok
+        assert any("MSVC" in r for r in rep.build.reasons)
+        assert "windows runner" in rep.build.how().lower()
+
+
+@pytest.mark.skipif(shutil.which("apt-cache") is None, reason="Debian's hipcc version is read with apt-cache")
+def test_debian_hipcc_is_older_than_what_ggml_hip_requires() -> None:
+    from support.llama import vendored_llama
+
+    res = subprocess.run(["apt-cache", "policy", "hipcc"], capture_output=True, text=True, timeout=120)
+    m = re.search(r"Candidate:\s*(\d+)\.(\d+)", res.stdout)
+    if m is None:
+        pytest.skip("no hipcc in this host's apt sources (not Debian 12)")
+    cmake = (vendored_llama("0.3.36") / "ggml" / "src" / "ggml-hip" / "CMakeLists.txt").read_text()
+    need = re.search(r"VERSION_LESS (\d+)\.(\d+)\)\s*\n\s*message\(FATAL_ERROR \"At least ROCM/HIP", cmake)
+    assert need is not None, "ggml-hip no longer states its minimum HIP version"
+    assert (int(m[1]), int(m[2])) < (int(need[1]), int(need[2])), (m[0], need[0])
+    rep = _report("linux-x86_64-rocm")
+    assert not rep.build.ok and "hipcc>=6.1" in rep.build.requirements
+    assert any("hipcc" in r for r in rep.build.reasons)
+
+
+# --- CI -------------------------------------------------------------------------------------------
+
+
+def _workflow() -> dict[str, Any]:
+    text = ci.render(Project(REPO)).files["ci/workflows/weekly.yml"].decode()
+    data = yaml.safe_load(text)
+    return data
+
+
+def test_every_new_release_recipe_gets_its_runner_and_setups() -> None:
+    recipes = load_recipes(Project(REPO))
+    want = {
+        "linux-arm64-cpu": ("ubuntu-22.04-arm", {"linux", "clang"}),
+        "linux-arm64-vulkan": ("ubuntu-24.04-arm", {"linux", "clang", "vulkan-arm64"}),
+        "windows-x86_64-cuda": ("windows-2022", {"windows", "cuda-windows"}),
+        "windows-x86_64-vulkan": ("ubuntu-22.04", {"linux", "vulkan", "zig", "wine"}),
+        "macos-x86_64-cpu": ("macos-15-intel", {"macos", "xcode"}),
+        "linux-x86_64-rocm": ("ubuntu-22.04", {"linux", "rocm"}),
+        "linux-x86_64-all": ("ubuntu-22.04", {"linux", "cuda", "vulkan"}),
+    }
+    for name, (runner, setups) in want.items():
+        r = recipes[name]
+        assert r.is_release and r.runner == runner, (name, r.runner)
+        assert setups <= set(ci.recipe_setups(r)), (name, ci.recipe_setups(r))
+    assert ci.model(Project(REPO))["warnings"] == []
+    steps = {s.get("name", "") for s in _workflow()["jobs"]["build"]["steps"]}
+    for step in ("clang (Linux arm64)", "Build tools (Windows, MSVC)", "CUDA toolkit 12.8.1 (Windows)", "ROCm 6.4.1",
+                 "Vulkan headers, glslc + lavapipe (Linux arm64)"):
+        assert step in steps
+
+
+def test_an_arm64_recipe_on_an_x86_runner_warns(project: Path) -> None:
+    path = project / "recipes" / "linux-arm64-cpu.toml"
+    path.write_text(path.read_text().replace('runner = "ubuntu-22.04-arm"', 'runner = "ubuntu-22.04"'))
+    warnings = ci.model(Project(project))["warnings"]
+    assert any("linux-arm64-cpu" in w and "x86_64 runner" in w for w in warnings), warnings
+
+
+def test_a_native_windows_recipe_without_msvc_is_refused(project: Path) -> None:
+    (project / "recipes" / "windows-x86_64-vulkan.toml").write_text('os = "windows"\narch = "x86_64"\nbackend = "vulkan"\n')
+    with pytest.raises(ConfigError, match="vulkan on a windows build host"):
+        ci.render(Project(project))
+
+
+# --- install: the artifact for this host ---------------------------------------------------------
+
+ARTS = [
+    {"os": "linux", "arch": "x86_64", "flavour": "release", "backend": "cpu", "requirements": {"cpu": "x86-64-v2: SSE4.2"}},
+    {"os": "linux", "arch": "x86_64", "flavour": "release", "backend": "vulkan", "requirements": {}},
+    {"os": "linux", "arch": "x86_64", "flavour": "release", "backend": "rocm", "requirements": {}},
+    {"os": "linux", "arch": "x86_64", "flavour": "release", "backend": "universal",
+     "requirements": {"min_cuda_driver": "580.65.06"}},
+    {"os": "linux", "arch": "arm64", "flavour": "release", "backend": "cpu",
+     "requirements": {"cpu": "arm64 (ARMv8.0-A or newer); the best of 8 CPU variants"}},
+    {"os": "linux", "arch": "arm64", "flavour": "release", "backend": "vulkan", "requirements": {}},
+    {"os": "linux", "arch": "arm64", "flavour": "ci", "backend": "cpu",
+     "requirements": {"cpu": "armv8.2-a+dotprod+fp16: ARMv8.2-A with dot product and FP16"}},
+    {"os": "windows", "arch": "x86_64", "flavour": "release", "backend": "cpu", "requirements": {"cpu": "x86-64-v3: AVX2"}},
+    {"os": "windows", "arch": "x86_64", "flavour": "release", "backend": "vulkan", "requirements": {"cpu": "x86-64-v3: AVX2"}},
+    {"os": "windows", "arch": "x86_64", "flavour": "release", "backend": "cuda", "requirements": {"min_cuda_driver": "528.33"}},
+    {"os": "macos", "arch": "x86_64", "flavour": "release", "backend": "cpu", "requirements": {}},
+    {"os": "macos", "arch": "arm64", "flavour": "release", "backend": "metal", "requirements": {}},
+]
+X86_V3 = frozenset("cx16 lahf_lm popcnt sse4_1 sse4_2 ssse3 abm avx avx2 bmi1 bmi2 f16c fma movbe xsave".split())
+PI5 = frozenset("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp".split())
+PI4 = frozenset("fp asimd evtstrm crc32 cpuid".split())
+RTX = VulkanDevice("NVIDIA GeForce RTX 3060", "PHYSICAL_DEVICE_TYPE_DISCRETE_GPU", "NVIDIA")
+LAVAPIPE = VulkanDevice("llvmpipe (LLVM 15.0.6, 256 bits)", "PHYSICAL_DEVICE_TYPE_CPU", "llvmpipe")
+
+
+def test_an_arm64_board_gets_an_arm64_build_never_an_x86_one() -> None:
+    art, why = choose_artifact(ARTS, HostInfo(os="linux", arch="arm64", cpu_flags=PI4))
+    assert (art["arch"], art["backend"]) == ("arm64", "cpu") and why.startswith("CPU")
+    art, _ = choose_artifact(ARTS, HostInfo(os="linux", arch="x86_64", cpu_flags=X86_V3))
+    assert art["arch"] == "x86_64"
+    art, why = choose_artifact(ARTS, HostInfo(os="linux", arch="arm64", vulkan_devices=(RTX,), cpu_flags=PI5))
+    assert (art["arch"], art["backend"]) == ("arm64", "vulkan") and "RTX 3060" in why
+
+
+def test_arm64_cpu_features_gate_the_one_variant_build() -> None:
+    # the ci build needs dotprod + fp16: a Pi 5 (Cortex-A76) runs it, a Pi 4 (Cortex-A72) would die of SIGILL
+    assert hostdetect.missing_cpu_features("armv8.2-a+dotprod+fp16: ...", PI5) == []
+    assert hostdetect.missing_cpu_features("armv8.2-a+dotprod+fp16: ...", PI4) == ["asimddp", "asimdhp", "fphp"]
+    art, _ = choose_artifact(ARTS, HostInfo(os="linux", arch="arm64", cpu_flags=PI5), flavour="ci")
+    assert art["flavour"] == "ci"
+    with pytest.raises(ConfigError, match="asimddp"):
+        choose_artifact(ARTS, HostInfo(os="linux", arch="arm64", cpu_flags=PI4), flavour="ci")
+    # /proc/cpuinfo of arm64 names them `Features`
+    assert hostdetect.parse_cpu_flags("processor\t: 0\nFeatures\t: fp asimd asimddp\n") == frozenset({"fp", "asimd", "asimddp"})
+
+
+def test_windows_gpu_vs_cpu() -> None:
+    art, why = choose_artifact(ARTS, HostInfo(os="windows", arch="x86_64", cuda_driver="566.36",
+                                              gpus=("NVIDIA GeForce GTX 1080",), cpu_flags=None))
+    assert art["backend"] == "cuda" and "GTX 1080" in why  # a Pascal card on a pre-580 driver: CUDA 12 runs it
+    art, why = choose_artifact(ARTS, HostInfo(os="windows", arch="x86_64", cuda_driver="472.12", gpus=("GTX 970",),
+                                              vulkan_devices=(RTX,)))
+    assert art["backend"] == "vulkan" and "RTX 3060" in why  # driver 472 < 528.33: not the CUDA 12 build
+    art, why = choose_artifact(ARTS, HostInfo(os="windows", arch="x86_64", vulkan_devices=(LAVAPIPE,)))
+    assert art["backend"] == "cpu" and "CPU implementations" in why
+    art, _ = choose_artifact(ARTS, HostInfo(os="windows", arch="x86_64"), backend="vulkan")
+    assert art["backend"] == "vulkan"
+
+
+def test_rocm_and_universal_choices() -> None:
+    art, why = choose_artifact(ARTS, HostInfo(os="linux", arch="x86_64", amd_gpus=("gfx1100",), cpu_flags=X86_V3))
+    assert art["backend"] == "rocm" and "gfx1100" in why
+    # an NVIDIA GPU and no CUDA-only artifact in this release: the universal one carries the CUDA plugin
+    art, why = choose_artifact(ARTS, HostInfo(os="linux", arch="x86_64", cuda_driver="580.95.05", gpus=("L4",),
+                                              cpu_flags=X86_V3))
+    assert art["backend"] == "universal" and "plugins" in why
+    art, _ = choose_artifact(ARTS, HostInfo(os="linux", arch="x86_64", cpu_flags=X86_V3))
+    assert art["backend"] == "cpu"
+    art, _ = choose_artifact(ARTS, HostInfo(os="linux", arch="x86_64", cpu_flags=X86_V3), backend="universal")
+    assert art["backend"] == "universal"
+    assert hostdetect.parse_rocminfo("  Name:                    gfx1100\n  Name:  gfx1100\n  Name: gfx1030\n") == ("gfx1100", "gfx1030")
+
+
+def test_macos_intel_gets_the_intel_build() -> None:
+    art, _ = choose_artifact(ARTS, HostInfo(os="macos", arch="x86_64"))
+    assert (art["arch"], art["backend"]) == ("x86_64", "cpu")
+    art, why = choose_artifact(ARTS, HostInfo(os="macos", arch="arm64"))
+    assert art["backend"] == "metal"
+
+
+def test_smoke_devices_of_another_architecture_are_never_found() -> None:
+    other = "x86_64" if platforms.host_arch() == "arm64" else "arm64"
+    for kind in hostdetect.SMOKE_DEVICES:
+        assert hostdetect.find_device(kind, arch=other) is None
+    with pytest.raises(ConfigError):
+        hostdetect.find_device("tpu")
