@@ -51,6 +51,7 @@ class Lock:
     archive_sha256: str = ""  # sha256 of that sdist / archive
     upstream_commit: str = ""  # the upstream commit whose tree matched (sync --verify-with), "" = not recorded
     verified_with: str = ""  # the git upstream the tree was checked against
+    release_tag: str = ""  # stable channel: the vX.Y.Z release whose build `tag` is
 
     @property
     def short(self) -> str:
@@ -68,12 +69,16 @@ class Lock:
                 return (f"tree of tag {self.tag} (from {self.origin}; matches upstream commit "
                         f"{self.upstream_commit[:12]} in {self.verified_with})")
             return f"tree of tag {self.tag} (from {self.origin}; commit not recorded)"
+        if self.release_tag:
+            return f"{self.tag} ({self.commit[:12]}), the build of stable release {self.release_tag}"
         return f"{self.tag} ({self.commit[:12]})" if self.tag else f"commit {self.commit[:12]}"
 
     def upstream_record(self) -> dict[str, Any]:
         """The ``upstream`` object of release.json / BUILDINFO.json. ``commit`` is upstream's commit or ""
         (not recorded); a tree-only source adds what is known instead (tree, origin, sha256, import commit)."""
         rec: dict[str, Any] = {"source": self.source, "commit": self.known_commit, "tag": self.tag, "commit_date": self.commit_date}
+        if self.release_tag:
+            rec["release_tag"] = self.release_tag
         if self.identity == "tree":
             rec.update({
                 "identity": "tree",
@@ -118,9 +123,10 @@ _FIELDS = {
     "archive_sha256": str,
     "upstream_commit": str,
     "verified_with": str,
+    "release_tag": str,
 }
 _BASE = ("source", "ref", "channel", "commit", "tag", "commit_date", "synced_at", "revision")
-_DEFAULTS = {"identity": "commit", "tree": "", "origin": "", "archive_sha256": "", "upstream_commit": "", "verified_with": ""}
+_DEFAULTS = {"identity": "commit", "tree": "", "origin": "", "archive_sha256": "", "upstream_commit": "", "verified_with": "", "release_tag": ""}
 
 
 def read_lock(path: Path) -> Lock:

@@ -58,7 +58,7 @@ from .gitutil import (
     shallow_commits,
 )
 from .lock import DEFAULT_UPSTREAM, Lock, read_lock, write_lock
-from .redact import register
+from .redact import git_credential_env, register_url
 from .run import run
 from .workdir import Project, WorkDir
 
@@ -167,19 +167,20 @@ def _parse_archive(text: str) -> Source:
                 f"archive:{parts.scheme}://***@{parts.hostname}...: a URL with credentials would be recorded in the lock.",
                 hint="Use a URL without credentials (or download it and pass archive:PATH).",
             )
-        location = body
+        location = register_url(body)  # a presigned ?X-Amz-Signature=... is used, never recorded
+        fetch_url = body
         name = parts.path.rsplit("/", 1)[-1]
     else:
         raw = body[7:] if body.startswith("file://") else body
         path = Path(raw).expanduser().resolve()
         if not path.is_file():
             raise SourceError(f"archive {path} does not exist (or is not a file).", hint="Pass the path of a tag's source archive, e.g. llama.cpp-b11434.tar.gz.")
-        location = str(path)
+        location = fetch_url = str(path)
         name = path.name
     if not name.endswith(_ARCHIVE_EXT):
         raise ConfigError(f"`{text}`: {name} is not a tar archive ({', '.join(_ARCHIVE_EXT)}).", hint="Use the tag's .tar.gz source archive.")
     spec = f"archive:{location}" + (f"#sha256={sha}" if sha else "")
-    return Source(spec=spec, kind="archive", url=location, sha256=sha, tag=archive_tag(name))
+    return Source(spec=spec, kind="archive", url=fetch_url, sha256=sha, tag=archive_tag(name))
 
 
 def parse_source(text: str) -> Source:
@@ -222,13 +223,13 @@ def parse_source(text: str) -> Source:
                 hint="Pass the path of a llama.cpp git repository, a git URL, or pypi:llama-cpp-python==X.",
             )
         return Source(spec=str(path), kind="git", url=str(path))
-    parts = urlsplit(text) if "://" in text else None
-    if parts is not None and (parts.username or parts.password):
-        # https://user:TOKEN@host/x.git (or https://TOKEN@host/x.git): fetch with it, but never
-        # record it: the spec goes into the lock (committed), plans, BUILDINFO.json, release.json.
-        register(parts.password if parts.password else parts.username)  # no password: the user part is the token
-        host = parts.netloc.rsplit("@", 1)[1]
-        return Source(spec=parts._replace(netloc=host).geturl().rstrip("/"), kind="git", url=text.rstrip("/"))
+    if "://" in text:
+        # https://user:TOKEN@host/x.git, https://TOKEN@host/..., ?token=...: fetch with it, but never
+        # record it: the spec goes into the lock (committed), plans, BUILDINFO.json, release.json and
+        # the mirror's git config (git gets the credentials through its environment: redact.git_credential_env).
+        clean = register_url(text)
+        if clean != text:
+            return Source(spec=clean.rstrip("/"), kind="git", url=text.rstrip("/"))
     return Source(spec=text.rstrip("/"), kind="git", url=text.rstrip("/"))
 
 
@@ -255,13 +256,21 @@ def _init_bare(path: Path, source: Source) -> None:
     git("init", "--quiet", "--bare", str(path))
     git("config", "locara.source", source.spec, git_dir=path)
     if source.kind == "git":
-        git("config", "remote.origin.url", source.url, git_dir=path)
+        git("config", "remote.origin.url", source.spec, git_dir=path)  # never the credentials
         git("config", "--replace-all", "remote.origin.fetch", "+refs/heads/*:refs/heads/*", git_dir=path)
         git("config", "--add", "remote.origin.fetch", "+refs/tags/*:refs/tags/*", git_dir=path)
         git("config", "remote.origin.tagOpt", "--no-tags", git_dir=path)
 
 
 def _fetch_failed(source: Source, exc: SourceError, what: str) -> SourceError:
+    if re.search(r"could not read (Username|Password)|Authentication failed|HTTP 40[13]|Permission denied", exc.message):
+        return SourceError(
+            f"cannot fetch upstream {source.spec} ({what}): it needs credentials. {exc.message}",
+            hint=("locara-build never stores credentials (not in the lock, nor in the mirror's git config): pass them "
+                  "again with `--upstream https://USER:TOKEN@...`, or give git a credential helper "
+                  "(`git config --global credential.helper ...`). The lock was not changed."),
+            details={"source": source.spec, "unreachable": False},
+        )
     return SourceError(
         f"cannot fetch upstream {source.url} ({what}): {exc.message}",
         hint=(
@@ -276,7 +285,8 @@ def _fetch_failed(source: Source, exc: SourceError, what: str) -> SourceError:
 def _git_fetch(path: Path, source: Source, *refspecs: str) -> None:
     args = ["fetch", "--quiet", "--update-shallow", "--no-write-fetch-head", "origin", *refspecs]
     try:
-        git(*args, git_dir=path, isolated=False, env=network_env(), timeout=network_timeout(), what="git fetch")
+        env = {**network_env(), **git_credential_env(source.spec, source.url)}
+        git(*args, git_dir=path, isolated=False, env=env, timeout=network_timeout(), what="git fetch")
     except SourceError as exc:
         raise _fetch_failed(source, exc, "fetch " + (" ".join(refspecs) or "heads and tags")) from None
 
@@ -292,8 +302,9 @@ def ensure_mirror(work: WorkDir, source: Source, *, fetch: bool = True) -> Mirro
                 _init_bare(path, source)
             return Mirror(path, source, created=created)
         if _mirror_ready(path):
-            if source.url != source.spec:  # credentials given this time: fetch with them
-                git("config", "remote.origin.url", source.url, git_dir=path)
+            if git("config", "--get", "remote.origin.url", git_dir=path, check=False).stdout.strip() != source.spec:
+                # (a mirror made before credentials were kept out of configs: scrub them)
+                git("config", "remote.origin.url", source.spec, git_dir=path)
             if fetch:
                 with log.step(f"fetch {source.url}"):
                     _git_fetch(path, source)
@@ -618,6 +629,7 @@ class Resolved:
     commit: str
     tag: str
     source_spec: str  # the lock's source (pypi: with the resolved version)
+    release_tag: str = ""  # stable channel: the vX.Y.Z release that named this build
 
 
 def _tags(mirror: Path) -> list[str]:
@@ -724,6 +736,15 @@ def resolve_ref(
             )
         commit = rev_parse(path, f"refs/tags/{tag}")
         assert commit is not None
+        if channel == "stable":
+            # Upstream's make-release.yml cuts vX.Y.Z on a master commit whose release.yml run (the
+            # bNNNN build) succeeded; the GitHub release's only asset, nightly-tag.txt, names that
+            # build. In git: the v tag peels to the commit the bNNNN tag points at. Follow it there.
+            build = newest_tag([t for t in git("tag", "--points-at", commit, git_dir=path).stdout.split()], "build")
+            if build:
+                return Resolved(mirror, "latest", commit, build, source.spec, release_tag=tag)
+            log.warn(f"stable release {tag} ({commit[:12]}) names no bNNNN build at that commit; locking the release tag itself.")
+            return Resolved(mirror, "latest", commit, tag, source.spec, release_tag=tag)
         return Resolved(mirror, "latest", commit, tag, source.spec)
     commit = None
     tag = ""
@@ -1000,8 +1021,10 @@ def sync(
         upstream_commit, verified = old.upstream_commit, old.verified_with  # same tree: that check still holds
     revision = old.revision if old and old.commit == res.commit else 1
     extra: dict[str, Any] = {}
+    if res.release_tag and res.release_tag != res.tag:
+        extra["release_tag"] = res.release_tag
     if imported is not None:
-        extra = {
+        extra |= {
             "identity": "tree", "tree": tree, "origin": imported.origin, "archive_sha256": imported.sha256,
             "upstream_commit": upstream_commit, "verified_with": verified,
         }

@@ -161,3 +161,38 @@ def test_make_weekly_follows_the_lock_with_the_index_fallback() -> None:
     out = subprocess.run(["make", "-n", "weekly", "KEY=/dev/null", "UPSTREAM=https://github.com/ggml-org/llama.cpp"],
                          cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert '--upstream "https://github.com/ggml-org/llama.cpp"' in out
+
+
+def test_stable_channel_follows_the_release_to_the_build_it_names(tmp_path: Path) -> None:
+    """Upstream's scheme since 2026-08 (make-release.yml + scripts/make-release-checks.sh): every
+    master build gets a bNNNN tag (a prerelease); a stable release is an annotated vX.Y.Z tag cut on
+    a commit whose bNNNN build succeeded (its GitHub release carries only nightly-tag.txt naming that
+    build). A local upstream shaped the same way: `--channel stable` locks the bNNNN build of the
+    newest vX.Y.Z, not the newest build, and records the release."""
+    from support.upstream import Upstream
+
+    up = Upstream.create(tmp_path / "llama.cpp.git")
+    builds = {}
+    for n in range(7000, 7004):
+        builds[n] = up.commit(f"build {n} (#{n})", {f"docs/b{n}.md": f"{n}\n"})
+        up.git("tag", f"b{n}", builds[n])
+    up.git("tag", "-a", "v0.5.0", "-m", "Release v0.5.0", builds[7001])  # annotated, like make-release.yml's
+    up.git("tag", "-a", "v0.4.2", "-m", "Release v0.4.2", builds[7000])
+    project = new_project(tmp_path / "p")
+    work = tmp_path / "work"
+    res = cli(project, work, "sync", "--upstream", str(up.path), "--channel", "stable")
+    assert res.returncode == 0, res.stderr
+    lock = read_lock(project / "recipes" / "upstream.lock")
+    assert (lock.commit, lock.tag, lock.release_tag, lock.channel) == (builds[7001], "b7001", "v0.5.0", "stable")
+    assert lock.upstream_record()["release_tag"] == "v0.5.0"
+    # the build channel still takes the newest build
+    assert cli_json(project, work, "sync", "--channel", "build")["new"]["tag"] == "b7003"
+    # a new stable release: a plain sync on the stable channel moves to the build it names
+    b7004 = up.commit("build 7004 (#7004)", {"docs/b7004.md": "7004\n"})
+    up.git("tag", "b7004", b7004)
+    up.git("tag", "-a", "v0.6.0", "-m", "Release v0.6.0", builds[7003])
+    res = cli(project, work, "sync", "--channel", "stable")
+    assert res.returncode == 0, res.stderr
+    lock = read_lock(project / "recipes" / "upstream.lock")
+    assert (lock.tag, lock.release_tag) == ("b7003", "v0.6.0")
+    assert "b7003 -> b7003" not in res.stderr
