@@ -217,7 +217,7 @@ def make_plan(
             cmake_dir,
             toolchain,
             # host toolchain entries, e.g. -DVulkan_INCLUDE_DIR of provisioned headers
-            {**build_info_entries(lock.commit, lock.tag), **toolchains.plan_cmake_defines(recipe)},
+            {**build_info_entries(lock.known_commit or "unknown", lock.tag), **toolchains.plan_cmake_defines(recipe)},
         )
         # the key must not depend on where the work dir / checkout live (no compiled byte does:
         # -ffile-prefix-map), or the same inputs give other BUILDINFO/SBOM bytes on every machine
