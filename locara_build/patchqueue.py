@@ -54,6 +54,8 @@ __all__ = [
     "patch_meta",
     "format_commit",
     "check_series",
+    "check_patch_paths",
+    "upstream_symlinks",
     "prepare_tree",
     "refresh",
 ]
@@ -149,6 +151,186 @@ def patch_files(text: str) -> list[str]:
     return [s.path for s in _sections(text)]
 
 
+# --- what a patch may touch ---------------------------------------------------------------
+
+_C_ESCAPES = {"a": "\a", "b": "\b", "t": "\t", "n": "\n", "v": "\v", "f": "\f", "r": "\r", '"': '"', "\\": "\\"}
+_SYMLINK_MODE = "120000"
+#: Characters HFS+ ignores in names (git's is_hfs_dotgit): `.g\u200cit` is `.git` on a Mac.
+_HFS_IGNORABLE = re.compile("[\u200c-\u200f\u202a-\u202e\u206a-\u206f\ufeff]")
+
+
+def _unquote(name: str) -> str:
+    """A path as git writes it: C-quoted (``"a/\\303\\251"``) when it holds unusual bytes."""
+    name = name.strip()
+    if not (len(name) >= 2 and name[0] == '"' and name[-1] == '"'):
+        return name
+    body, out, i = name[1:-1], bytearray(), 0
+    while i < len(body):
+        c = body[i]
+        if c == "\\" and i + 1 < len(body):
+            nxt = body[i + 1]
+            if nxt in "01234567" and re.match(r"[0-7]{3}", body[i + 1 : i + 4]):
+                out.append(int(body[i + 1 : i + 4], 8))
+                i += 4
+                continue
+            out += _C_ESCAPES.get(nxt, nxt).encode()
+            i += 2
+            continue
+        out += c.encode("utf-8", "surrogateescape")
+        i += 1
+    return out.decode("utf-8", "surrogateescape")
+
+
+def _strip_prefix(name: str) -> str:
+    """``a/x`` / ``b/x`` -> ``x`` (git's -p1); ``/dev/null`` stays."""
+    if name == "/dev/null":
+        return name
+    return name[2:] if name[:2] in ("a/", "b/") else name
+
+
+def _is_dotgit(part: str) -> bool:
+    """``.git`` as git, NTFS (``.GIT.``, ``.git ``, ``GIT~1``, ``.git::$INDEX_ALLOCATION``) and HFS+ see it."""
+    plain = _HFS_IGNORABLE.sub("", part).split(":", 1)[0].rstrip(". ").lower()
+    return plain == ".git" or plain == "git~1"
+
+
+def _path_problem(path: str) -> str | None:
+    if not path:
+        return "an empty path"
+    if path.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", path):
+        return "an absolute path"
+    parts = re.split(r"[/\\]", path)
+    if ".." in parts:
+        return "a `..` component"
+    if any(_is_dotgit(p) for p in parts):
+        return "git's own directory (.git)"
+    if "\x00" in path:
+        return "a NUL byte"
+    return None
+
+
+@dataclass(frozen=True)
+class _Touch:
+    path: str
+    mode: str = ""  # the new mode, when the patch sets one
+    target: str | None = None  # a symlink's new target
+
+
+def _touched(text: str) -> list[_Touch]:
+    """Every path a patch names (git headers, ---/+++ lines, renames/copies, traditional diffs), with
+    symlink targets. Hunk bodies are skipped by their line counts, so a removed line that starts
+    with "-- " is never taken for a header."""
+    lines = text.splitlines()
+    touches: list[_Touch] = []
+    i = 0
+    mode = ""
+    current = ""
+    while i < len(lines):
+        line = lines[i]
+        if line.startswith("diff --git "):
+            mode, current = "", ""
+            rest = line[len("diff --git "):]
+            m = re.match(r'^("(?:[^"\\]|\\.)*"|\S+) ("(?:[^"\\]|\\.)*"|\S+)$', rest)
+            names = [m[1], m[2]] if m else rest.split(" ")
+            for n in names:
+                current = _strip_prefix(_unquote(n))
+                touches.append(_Touch(current))
+        elif line.startswith(("--- ", "+++ ")):
+            name = _unquote(line[4:].split("\t", 1)[0])
+            if name != "/dev/null":
+                current = _strip_prefix(name)
+                touches.append(_Touch(current, mode))
+        elif line.startswith(("rename from ", "rename to ", "copy from ", "copy to ")):
+            current = _unquote(line.split(" ", 2)[2])
+            touches.append(_Touch(current, mode))
+        elif line.startswith(("new file mode ", "new mode ")):
+            mode = line.split()[-1]
+        elif line.startswith("index ") and len(line.split()) == 3:
+            mode = line.split()[2]
+        elif line.startswith("@@ "):
+            hm = _HUNK_RE.match(line)
+            i += 1
+            if not hm:
+                continue
+            old = int(hm[2]) if hm[2] is not None else 1
+            new = int(hm[4]) if hm[4] is not None else 1
+            added: list[str] = []
+            while i < len(lines) and (old > 0 or new > 0):
+                body = lines[i]
+                i += 1
+                tag = body[:1]
+                if tag == "\\":
+                    continue
+                if tag in (" ", ""):
+                    old, new = old - 1, new - 1
+                elif tag == "-":
+                    old -= 1
+                elif tag == "+":
+                    new -= 1
+                    added.append(body[1:])
+            if mode == _SYMLINK_MODE and current:
+                touches.append(_Touch(current, mode, "\n".join(added)))
+            continue
+        i += 1
+    return touches
+
+
+def _link_escapes(link: str, target: str) -> bool:
+    """Does a symlink at ``link`` (relative to the tree) pointing at ``target`` lead outside the tree?"""
+    if not target or target.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", target) or "\n" in target:
+        return True
+    depth = len(re.split(r"[/\\]", link)) - 1  # directories above the link, inside the tree
+    for part in re.split(r"[/\\]", target):
+        if part == "..":
+            depth -= 1
+            if depth < 0:
+                return True
+        elif part not in ("", "."):
+            if _is_dotgit(part):
+                return True
+            depth += 1
+    return False
+
+
+def upstream_symlinks(repo: Path, commit: str) -> frozenset[str]:
+    """Paths that are symlinks in ``commit`` (a patch must not write through them)."""
+    out = git("ls-tree", "-r", "-z", "--full-tree", commit, git_dir=repo, error=PatchError).stdout
+    links = set()
+    for entry in out.split("\0"):
+        meta, _, path = entry.partition("\t")
+        if meta.startswith(_SYMLINK_MODE + " "):
+            links.add(path)
+    return frozenset(links)
+
+
+def check_patch_paths(patches: Sequence[PatchFile], upstream_links: frozenset[str] = frozenset()) -> None:
+    """Refuse (exit 4) a series whose patches write outside the source tree, before git sees them:
+    absolute paths, ``..``, ``.git/`` (hooks would run on the next ``git am``), symlinks that lead
+    out of the tree, and writes through a symlink (one the series or upstream created)."""
+    links = set(upstream_links)
+    for p in patches:
+        text = p.path.read_text(encoding="utf-8", errors="surrogateescape")
+        for touch in _touched(text):
+            problem = _path_problem(touch.path)
+            if problem is None and touch.target is not None and _link_escapes(touch.path, touch.target):
+                problem = f"a symlink to {touch.target!r}, outside the tree"
+            if problem is None:
+                parts = re.split(r"[/\\]", touch.path)
+                through = next(("/".join(parts[:n]) for n in range(1, len(parts)) if "/".join(parts[:n]) in links), None)
+                if through:
+                    problem = f"a path through the symlink {through}"
+            if problem:
+                raise PatchError(
+                    f"patch {p.name} writes outside the source tree: {touch.path!r} ({problem}).",
+                    hint=(f"A patch may only change files inside llama.cpp's tree. Remove {p.name} from "
+                          f"{p.path.parent / 'series'} or regenerate it from real commits (`locara-build patches refresh`); "
+                          "nothing was applied."),
+                    details={"patch": p.name, "path": touch.path, "reason": problem},
+                )
+            if touch.mode == _SYMLINK_MODE:
+                links.add(touch.path)
+
+
 @dataclass(frozen=True)
 class PatchMeta:
     author: str
@@ -236,6 +418,7 @@ def apply_patch(scratch: Scratch, tree: str, patch: Path) -> Outcome:
     pre-image built from the patch's blob ids (``--build-fake-ancestor``), the patch applied to it,
     and a merge of that with ``tree`` (``3-way``, renames followed); else ``FAILED``.
     """
+    check_patch_paths([PatchFile(patch.name, patch, "", "")])
     idx = scratch.temp_path("index")
     scratch.read_tree(tree, idx)
     straight = scratch.git("apply", "--cached", str(patch), index=idx, check=False)
@@ -404,6 +587,7 @@ def check_series(
         res = resolve_ref(work, parse_source(lock.source), ref, lock.channel, any_commit=True)
         mirror, commit, tag, label = res.mirror.path, res.commit, res.tag, ref
     results: list[PatchResult] = []
+    check_patch_paths(patches, upstream_symlinks(mirror, commit))
     with Scratch(mirror, error=PatchError) as scratch:
         tree = scratch.tree_of(commit)
         for p in patches:
@@ -571,6 +755,7 @@ def prepare_tree(project: Project, work: WorkDir, *, lock: Lock | None = None) -
         ):
             return ApplyResult(tree, lock.commit, stamp.head, [p.name for p in patches], True, False, 0, time.monotonic() - start)
         mirror = ensure_commit(work, lock)
+        check_patch_paths(patches, upstream_symlinks(mirror, lock.commit))  # before git sees any of them
         created = _ensure_repo(tree, mirror)
         busy = _in_progress(tree)
         if busy:
