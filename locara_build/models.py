@@ -31,6 +31,7 @@ from locara_build.digest import sha256_file
 from locara_build.errors import ConfigError, NetworkError, VerifyError
 from locara_build.filelock import file_lock
 from locara_build.lock import atomic_write_bytes
+from locara_build.redact import redact_urls, url_has_credentials
 
 __all__ = [
     "Model",
@@ -246,6 +247,10 @@ def _model(data: dict[str, Any], ctx: _Ctx, index: int) -> Model:
         scheme = urlparse(url).scheme
         if scheme not in ("https", "http", "file"):
             raise ctx.fail("urls", index, f"`{url}` is not an http(s):// or file:// URL.", "Give full URLs.")
+        if url_has_credentials(url):  # the manifest ships, signed, inside every package
+            raise ctx.fail("urls", index, f"`{redact_urls(url)}` carries credentials (user:password@ or a token "
+                           "parameter): the manifest is published in every package.",
+                           "List a public URL; private mirrors take their credentials from the user's side, never the manifest.")
     return Model(
         id=mid,
         file=file_name,

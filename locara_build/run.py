@@ -179,7 +179,7 @@ def _run_streaming(
         for line in proc.stdout:
             line = line.rstrip("\n")
             if logf:
-                logf.write(line + "\n")
+                logf.write(redact(line) + "\n")  # log files are output too: no secret in them
             tail.append(line)
             if len(tail) > 200:
                 del tail[:100]
