@@ -625,7 +625,7 @@ def install(opts: InstallOptions) -> InstallResult:
         with log.step(f"unpack into {target}"):
             _checkpoint("extract")
             try:
-                top = staged or safe_extract(archive, prefix / "versions", top=art["name"])
+                top = staged or safe_extract(archive, prefix / "versions", top=art["name"], windows=art["os"] == "windows")
             except BaseException:
                 archive.unlink(missing_ok=True)
                 with contextlib.suppress(OSError):
