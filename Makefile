@@ -15,7 +15,7 @@ KEY      ?= $(HOME)/.config/locara-build/release.key
 RECIPES  ?=
 PYTHON   ?= python3
 
-.PHONY: setup weekly test test-fast test-slow lint docs
+.PHONY: setup weekly test test-fast test-slow lint docs mutation
 
 setup:
 	./scripts/setup.sh
@@ -42,3 +42,8 @@ docs:
 	$(PYTHON) -m locara_build.clidoc > docs/cli.md
 	$(PYTHON) -m locara_build.records docs/schemas
 	locara-build ci render
+
+# Mutation testing (mutmut 3) of extract.py and signing/minisign.py; by hand, not in CI (~30 min).
+# Kill rates and survivors: docs/reliability.md "Mutation testing".
+mutation:
+	nice -n 10 ./scripts/mutation.sh
