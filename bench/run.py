@@ -15,6 +15,8 @@ medians, the ratio A/B, the load average around every sample, the exact A and B 
     python bench/run.py served         --runs 5         # packaged CPU server vs -march=native
     python bench/run.py size                            # artifact vs upstream-style tar -czf
     python bench/run.py install        --runs 7         # install vs curl + sha256sum + tar
+    python bench/run.py update  --releases R --old V1 --new V2 --pub P   # store update vs whole archive (bytes, time)
+    python bench/run.py delta   --releases R --old V1 --new V2          # zstd patch-from vs bsdiff per changed file
     python bench/run.py table                           # the markdown table
 
 Scratch work dirs, snapshots and private compiler caches live under ``--bench-dir`` (default
@@ -282,6 +284,7 @@ TABLE_HEAD = (
 GOAL_ROWS = [  # the issue's table, in its order
     "noop-weekly", "noop-weekly-encrypted-key", "orchestration-warm", "orchestration-cold",
     "upgrade", "served-prompt", "served-gen", "size", "install",
+    "update-bytes-cpu", "update-time-cpu", "update-bytes-cuda", "update-time-cuda",
 ]
 
 
@@ -1222,6 +1225,138 @@ def _extract_pairs(args: argparse.Namespace, root: Path, before: Path, timed: st
 # --- main ---------------------------------------------------------------------------------------
 
 
+# --- the release store: update between two weekly releases, delta methods ------------------------
+
+
+def _served_bytes(srv: Any, root: Path) -> int:
+    """Bytes the loopback server sent for GETs (whole files; a range request counts its range)."""
+    total = 0
+    for method, path, headers in srv.requests:
+        if method != "GET":
+            continue
+        f = root / path.split("?", 1)[0].lstrip("/")
+        if f.is_file():
+            size = f.stat().st_size
+            rng = headers.get("Range", "")
+            total += size - int(rng[6:].split("-", 1)[0]) if rng.startswith("bytes=") else size
+    return total
+
+
+def _publish_pair(releases: Path, old: str, new: str, mirror: Path) -> None:
+    shutil.rmtree(mirror, ignore_errors=True)
+    for v in (old, new):
+        sh([*tool(), "publish", "--to", mirror, releases / v], log=mirror.parent / "publish.log")
+
+
+def cmd_update(args: argparse.Namespace) -> None:
+    """An update between two real weekly releases: `install` (store: reuse + deltas + blobs) against
+    `install --no-store` (the whole archive), bytes downloaded and wall time, same prefix start."""
+    from support.httpserver import LoopbackServer
+
+    releases = Path(args.releases).resolve()
+    root = bench_dir(args) / "update"
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    mirror = root / "mirror"
+    _publish_pair(releases, args.old, args.new, mirror)
+    new_doc = json.loads((releases / args.new / "release.json").read_text())
+    art = next(a for a in new_doc["artifacts"] if a["backend"] == args.backend)
+    env = {"NO_PROXY": "*", "no_proxy": "*"}
+    with LoopbackServer(mirror) as srv:
+        base = [*tool(), "install", "--from", srv.base_url, "--backend", args.backend, "--flavour", art["flavour"],
+                "--trust", str(Path(args.pub).resolve()), "--no-builtin-keys"]
+        template = root / "prefix-old"
+        sh([*base, "--prefix", template, "--version", args.old], env=env, log=root / "update.log")
+        bytes_of: dict[str, list[int]] = {"store": [], "archive": []}
+
+        def run(kind: str, i: int) -> float:
+            prefix = root / f"{kind}-{i}"
+            shutil.rmtree(prefix, ignore_errors=True)
+            shutil.copytree(template, prefix, symlinks=True)
+            srv.requests.clear()
+            extra = ["--no-store"] if kind == "archive" else []
+            seconds, _ = sh([*base, "--prefix", prefix, "--version", args.new, *extra], env=env, log=root / "update.log")
+            assert os.readlink(prefix / "current").endswith(args.new)
+            bytes_of[kind].append(_served_bytes(srv, mirror))
+            shutil.rmtree(prefix, ignore_errors=True)
+            return seconds
+
+        a = Side("`install` update (store)", fmt_cmd(["locara-build", *base[len(tool()):], "--prefix", "P", "--version", args.new]),
+                 lambda i: run("store", i))
+        b = Side("`install --no-store` (archive)", "the same with --no-store", lambda i: run("archive", i))
+        interleaved(a, b, args.runs)
+    label = f"{args.old} -> {args.new}, {art['file'].split(args.new + '-')[-1]}"
+    reproduce = (f"python bench/run.py update --releases {args.releases} --old {args.old} --new {args.new} "
+                 f"--pub {args.pub} --backend {args.backend} --runs {args.runs}")
+    notes = {"archive_size": art["size"], "bytes_store": bytes_of["store"], "bytes_archive": bytes_of["archive"]}
+    save(f"update-time-{args.backend}", pair_result(a, b, title=f"update wall time ({label}, loopback HTTP)", unit="s",
+                                                     goal=("<=", 1.0), reproduce=reproduce, notes=notes))
+    ab = Side(a.label, a.command, lambda i: 0.0, samples=[float(x) for x in bytes_of["store"]], loads=a.loads)
+    bb = Side(b.label, b.command, lambda i: 0.0, samples=[float(x) for x in bytes_of["archive"]], loads=b.loads)
+    goal = 0.10 if args.backend == "cuda" else 0.40
+    save(f"update-bytes-{args.backend}", pair_result(ab, bb, title=f"update bytes downloaded ({label})", unit="bytes",
+                                                      goal=("<=", goal), reproduce=reproduce, notes=notes))
+
+
+def cmd_delta(args: argparse.Namespace) -> None:
+    """Every file that changed between two releases' indexes: zstd patch-from vs bsdiff4 (size and
+    time to make and apply), against the file's zstd blob."""
+    import bsdiff4
+
+    sys.path.insert(0, str(REPO))
+    from locara_build.store import Index, Store, apply_delta, make_delta_zstd
+
+    releases = Path(args.releases).resolve()
+    store = Store(releases)
+
+    def index(v: str) -> Index:
+        doc = json.loads((releases / v / "release.json").read_text())
+        a = next(a for a in doc["artifacts"] if a["backend"] == args.backend)
+        return Index.parse((releases / v / a["index"]["file"]).read_bytes(), source=v)
+
+    old, new = index(args.old), index(args.new)
+    olds = {f.path: f for f in old.files}
+    rows, totals = [], {"blob": 0, "zstd": 0, "bsdiff": 0, "size": 0, "zstd_make": 0.0, "bsdiff_make": 0.0,
+                        "zstd_apply": 0.0, "bsdiff_apply": 0.0, "changed": 0, "same": 0, "same_bytes": 0}
+    for f in new.files:
+        o = olds.get(f.path)
+        if o is not None and o.sha256 == f.sha256:
+            totals["same"] += 1
+            totals["same_bytes"] += f.size
+            continue
+        if o is None:
+            continue
+        base, target = store.read_file(o.sha256, o.size), store.read_file(f.sha256, f.size)
+        assert base is not None and target is not None
+        t = time.perf_counter()
+        z = make_delta_zstd(base, target)
+        tz = time.perf_counter() - t
+        t = time.perf_counter()
+        assert apply_delta("zstd-patch", base, z, f.size, what=f.path) == target
+        tza = time.perf_counter() - t
+        t = time.perf_counter()
+        bd = bsdiff4.diff(base, target)
+        tb = time.perf_counter() - t
+        t = time.perf_counter()
+        assert bsdiff4.patch(base, bd) == target
+        tba = time.perf_counter() - t
+        rows.append({"path": f.path, "size": f.size, "blob": f.blob_size, "zstd": len(z), "bsdiff": len(bd),
+                     "zstd_make_s": tz, "bsdiff_make_s": tb, "zstd_apply_s": tza, "bsdiff_apply_s": tba})
+        totals["changed"] += 1
+        for k, v in (("size", f.size), ("blob", f.blob_size), ("zstd", len(z)), ("bsdiff", len(bd)), ("zstd_make", tz),
+                     ("bsdiff_make", tb), ("zstd_apply", tza), ("bsdiff_apply", tba)):
+            totals[k] += v
+        print(f"  {f.path}: {f.size} B, blob {f.blob_size}, zstd patch-from {len(z)} ({tz:.2f}s), bsdiff {len(bd)} ({tb:.2f}s)", flush=True)
+    doc = {"old": args.old, "new": args.new, "backend": args.backend, "rows": rows, "totals": totals,
+           "reproduce": f"python bench/run.py delta --releases {args.releases} --old {args.old} --new {args.new} --backend {args.backend}"}
+    out = RESULTS / f"delta-{args.backend}.json"
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"name": out.stem, "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                               "machine": machine(), "commit": _git_head(), **doc}, indent=2, sort_keys=True) + "\n")
+    print(f"bench: wrote {out}")
+    print(json.dumps(totals, indent=2))
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="bench/run.py", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--bench-dir", help="scratch dir (default $LOCARA_BENCH_DIR or ~/.cache/locara-build/bench)")
@@ -1269,6 +1404,14 @@ def main(argv: list[str] | None = None) -> None:
     sp = add("extract", cmd_extract, runs=7)
     sp.add_argument("--archive", action="append", required=True, help="a release .tar.gz (repeatable)")
     sp.add_argument("--before", default="HEAD", help="git ref of the code to compare with (default HEAD)")
+    for name, fn in (("update", cmd_update), ("delta", cmd_delta)):  # the release store (docs/releases.md)
+        sp = add(name, fn, runs=3)
+        sp.add_argument("--releases", required=True, help="a releases root made by `release` (version folders + blobs/ deltas/)")
+        sp.add_argument("--old", required=True, help="the version installed before")
+        sp.add_argument("--new", required=True, help="the version updated to")
+        sp.add_argument("--backend", default="cpu", help="the artifact's backend (default cpu)")
+        if name == "update":
+            sp.add_argument("--pub", required=True, help="the minisign public key that signed both")
     add("table", cmd_table, runs=0)
     p.add_argument("--no-pyc-cache", action="store_true",
                    help="keep $PYTHONDONTWRITEBYTECODE as it is (default: bytecode cached under the bench dir, as an installed tool has)")

@@ -5,7 +5,6 @@ HTTP server on 127.0.0.1, installed through the CLI; tampering, fallbacks and SI
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -15,63 +14,14 @@ from pathlib import Path
 
 import pytest
 from support.httpserver import LoopbackServer
-from support.release_kit import NEW, OLD, make_keys, make_lock, plan_for, snapshot, write_package_record, write_tar
+from support.release_kit import make_keys, snapshot
+from support.store_kit import make_week
 
 from locara_build import hostdetect
 from locara_build.extract import safe_extract
 from locara_build.publish import publish_dir
-from locara_build.release import make_release
 from locara_build.store import Index
 from locara_build.update import select_files
-
-RECIPE = "linux-x86_64-cpu"
-
-
-def _binary(seed: str, size: int) -> bytes:
-    return hashlib.shake_256(seed.encode()).digest(size)
-
-
-def _edit(data: bytes, where: list[int], label: str) -> bytes:
-    """A new build of the same library: a few small spots differ (what a weekly upstream bump does)."""
-    out = bytearray(data)
-    for i, at in enumerate(where):
-        patch = hashlib.sha256(f"{label}{i}".encode()).digest()
-        out[at:at + len(patch)] = patch
-    return bytes(out)
-
-
-def files_for(week: int) -> dict[str, tuple[bytes, int]]:
-    server = _binary("llama-server", 600_000)
-    base = _binary("libggml-base", 400_000)
-    if week == 2:
-        server = _edit(server, [1000, 250_000, 599_000], "w2")
-        base = _edit(base, [77_000], "w2")
-    return {
-        "bin/llama-server": (b"#!/bin/sh\necho \"llama-server week" + str(week).encode() + b" $*\"\n#" + server.hex().encode()[:64], 0o755),
-        "bin/llama-server.bin": (server, 0o755),
-        "bin/libggml-base.so": (base, 0o644),
-        "bin/libggml-cpu-x64.so": (_binary("x64", 200_000), 0o644),
-        "bin/libggml-cpu-sapphirerapids.so": (_binary("spr", 200_000), 0o644),
-        "ui/index.html": (b"<!doctype html><title>locara</title>\n" * 50, 0o644),
-        "run.sh": (b'#!/bin/sh\nhere="$(cd "$(dirname "$0")" && pwd)"\nexec "$here/bin/llama-server" "$@"\n', 0o755),
-        "llama-server.args": (b"--host\n127.0.0.1\n", 0o644),
-        "BUILDINFO.json": (json.dumps({"week": week}).encode(), 0o644),
-    }
-
-
-def make_week(tmp: Path, releases: Path, keys, week: int):
-    lock = make_lock(**(OLD if week == 1 else NEW))
-    plan = plan_for(tmp / f"work{week}", lock, [RECIPE])
-    rp = plan.recipes[0]
-    dist = tmp / f"work{week}" / "dist" / str(plan.version)
-    dist.mkdir(parents=True)
-    name = rp.artifact.name
-    members = [(f"{name}/", b"", 0o755), (f"{name}/bin/", b"", 0o755), (f"{name}/ui/", b"", 0o755)]
-    members += [(f"{name}/{p}", d, m) for p, (d, m) in sorted(files_for(week).items())]
-    path = dist / rp.artifact.file
-    write_tar(path, members)
-    write_package_record(plan, rp, path, members)
-    return make_release(plan, dist, releases / str(plan.version), keys.secret)
 
 
 @pytest.fixture
