@@ -8,8 +8,9 @@
   A blob is only ever created by renaming a file whose size and sha256 were verified
   (:mod:`locara_build.httpfetch`); a download that fails verification is deleted and never used.
   ``<hex>.json`` beside a blob says what it is (informational: the name is the identity).
-* Downloads resume (``<hex>.part`` + Range/If-Range), try each URL in order, and hold a lock file
-  so two fetches of one model never write the same partial file.
+* Downloads resume (``<hex>.part`` + Range/If-Range, only from the URL that sent its bytes), try
+  each URL in order, and hold a lock file so two fetches of one model never write the same partial
+  file. URLs are recorded and printed without credentials or query values (``httpfetch.redact_url``).
 """
 
 from __future__ import annotations
@@ -51,6 +52,36 @@ __all__ = [
 MANIFEST_SCHEMA = 1
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
 ID_RE = re.compile(r"^[a-z0-9][a-z0-9._-]*$")
+# What the launchers (run.sh / run.cmd / run.command) embed is checked against these strict patterns
+# (always with re.fullmatch: `$` would let a trailing newline through) when a manifest is loaded and
+# again when the launchers are rendered; the launchers quote every value all the same (issue 19.2).
+LAUNCHER_PATTERNS: dict[str, tuple[re.Pattern[str], str]] = {
+    "id": (re.compile(r"[a-z0-9][a-z0-9._-]{0,127}"), "lower-case ASCII letters, digits, '.', '_' and '-' (at most 128)"),
+    "sha256": (re.compile(r"[0-9a-f]{64}"), "64 lower-case hex digits"),
+    "file": (
+        re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,199}(?: [A-Za-z0-9._+-]{1,199}){0,8}(?<![.])"),
+        "ASCII letters, digits, '.', '_', '-', '+' and single spaces, starting with a letter or digit, not ending in '.'",
+    ),
+    "urls": (
+        re.compile(r"(?:https?|file)://[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=-]*(?:%[0-9A-Fa-f]{2}[A-Za-z0-9._~:/?#\[\]@!$&'()*+,;=-]*)*"),
+        "an http(s):// or file:// URL of RFC 3986 characters only (percent-encode spaces, quotes, non-ASCII: %20, %22, ...)",
+    ),
+    "args": (re.compile(r"[ !#-~]{1,1000}"), "printable ASCII without double quotes (one argument per array item)"),
+    "license": (re.compile(r"[A-Za-z0-9][A-Za-z0-9.+:() -]{0,199}"), "an SPDX license id or expression (e.g. Apache-2.0)"),
+}
+MAX_MODEL_SIZE = 1 << 50  # 1 PiB: sizes stay exact in every shell's arithmetic
+
+
+def launcher_problem(key: str, value: object) -> str | None:
+    """Why ``value`` (of model field ``key``) may not be written into a launcher; None when it may."""
+    if key == "size":
+        ok = isinstance(value, int) and not isinstance(value, bool) and 0 < value <= MAX_MODEL_SIZE
+        return None if ok else f"`size` must be a whole number of bytes between 1 and {MAX_MODEL_SIZE}, not {value!r}"
+    pattern, rule = LAUNCHER_PATTERNS[key]
+    if not isinstance(value, str) or not pattern.fullmatch(value):
+        shown = "a URL" if key == "urls" else repr(value)  # a URL may carry credentials: never echoed
+        return f"`{key}` value {shown} is not allowed: {rule}"
+    return None
 
 # key -> (type tag, required, help)
 MODEL_KEYS: dict[str, tuple[str, bool, str]] = {
@@ -226,10 +257,10 @@ def _model(data: dict[str, Any], ctx: _Ctx, index: int) -> Model:
         if required and key not in data:
             raise ctx.fail("[[model]]", index, f"missing required key `{key}`.", f"Add `{key} = ...` ({help_text}).")
     mid = data["id"]
-    if not ID_RE.match(mid):
+    if not ID_RE.fullmatch(mid):
         raise ctx.fail("id", index, f"model id `{mid}` is not valid.", "Use lower-case letters, digits, '.', '_' and '-'.")
     sha = data["sha256"]
-    if not SHA256_RE.match(sha):
+    if not SHA256_RE.fullmatch(sha):
         raise ctx.fail(
             "sha256",
             index,
@@ -251,6 +282,17 @@ def _model(data: dict[str, Any], ctx: _Ctx, index: int) -> Model:
             raise ctx.fail("urls", index, f"`{redact_urls(url)}` carries credentials (user:password@ or a token "
                            "parameter): the manifest is published in every package.",
                            "List a public URL; private mirrors take their credentials from the user's side, never the manifest.")
+    for key in ("id", "sha256", "file", "size", "license", "urls", "args"):
+        values = data.get(key, []) if key in ("urls", "args") else [data[key]]
+        for value in values:
+            problem = launcher_problem(key, value)
+            if problem:
+                raise ctx.fail(
+                    key,
+                    index,
+                    f"model `{mid}`: {problem}. The launchers (run.sh / run.cmd) embed this value, so it is held to a strict pattern.",
+                    "Fix that value in the manifest (docs/models.md lists what each field may contain).",
+                )
     return Model(
         id=mid,
         file=file_name,
@@ -311,6 +353,8 @@ def load_manifest(path: Path) -> ModelManifest:
         data = json.loads(text)
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read the model manifest: {exc.strerror}.", hint="Check the path.") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: JSON nested too deeply.", hint="Use a package's models/manifest.json or a models.toml.") from None
     except ValueError as exc:
         raise ConfigError(f"{path}: not valid JSON: {exc}.", hint="Use a package's models/manifest.json or a models.toml.") from None
     if not isinstance(data, dict):
@@ -325,7 +369,8 @@ def adhoc_model(url: str, sha256: str, size: int | None, model_id: str | None = 
         raise ConfigError(f"--sha256 {sha256!r} is not 64 hex digits.", hint="Pass the file's full sha256.")
     scheme = urlparse(url).scheme
     if scheme not in ("https", "http", "file", ""):
-        raise ConfigError(f"--url {url!r} is not an http(s):// or file:// URL.", hint="Give a full URL or a path.")
+        raise ConfigError(f"--url {httpfetch.redact_url(url)!r} is not an http(s):// or file:// URL.", hint="Give a full URL or a path.")
+    httpfetch.register_url_secrets(url)
     name = unquote(Path(urlparse(url).path).name) or "model.gguf"
     mid = model_id or re.sub(r"[^a-z0-9._-]+", "-", name.lower()).strip("-.") or "model"
     return Model(id=mid, file=name, sha256=sha, size=size if size is not None else -1, urls=(url,), license="NOASSERTION")
@@ -379,15 +424,16 @@ def fetch_model(
         if present:
             return FetchOutcome(model, present, False, None, 0)
         for url in model.urls:
+            shown = httpfetch.redact_url(url)
             try:
                 result = fetch(url, dest, sha256=model.sha256, size=model.size if model.size >= 0 else None, progress=progress)
             except VerifyError as exc:
                 verify_failed = True
-                failures.append(f"{url}: {exc.message}")
+                failures.append(f"{shown}: {exc.message}")
                 log.warn(f"{model.id}: {exc.message}")
                 continue
             except NetworkError as exc:
-                failures.append(f"{url}: {exc.message}")
+                failures.append(f"{shown}: {exc.message}")
                 log.warn(f"{model.id}: {exc.message}")
                 continue
             meta = {
@@ -395,11 +441,11 @@ def fetch_model(
                 "file": model.file,
                 "sha256": result.sha256,
                 "size": result.size,
-                "url": url,
+                "url": shown,
                 "license": model.license,
             }
             atomic_write_bytes(dest.with_name(dest.name + ".json"), (json.dumps(meta, indent=2, sort_keys=True) + "\n").encode())
-            return FetchOutcome(model, result.path, True, url, result.resumed_from)
+            return FetchOutcome(model, result.path, True, shown, result.resumed_from)
     detail = "\n".join(f"  - {f}" for f in failures)
     if verify_failed:
         raise VerifyError(

@@ -81,7 +81,7 @@ def test_default_model_from_the_store(unpacked: Path, tmp_path: Path, how: str) 
     }[how]
     blob = store / "sha256" / MODEL.sha256
     blob.parent.mkdir(parents=True)
-    blob.write_bytes(b"GGUF")
+    blob.write_bytes(b"G" * MODEL.size)  # blobs are verified before they appear; the launcher checks the size
     env = {"LOCARA_MODEL_STORE": str(root), "LOCARA_WORK_DIR": str(root), "XDG_CACHE_HOME": str(root)}
     env = {k: v for k, v in env.items() if k == how}
     r = _run(unpacked, "--port", "9", env=env)
@@ -90,7 +90,7 @@ def test_default_model_from_the_store(unpacked: Path, tmp_path: Path, how: str) 
 
 
 def test_no_model_says_what_to_run(unpacked: Path, tmp_path: Path) -> None:
-    r = _run(unpacked, env={"LOCARA_MODEL_STORE": str(tmp_path / "empty")})
+    r = _run(unpacked, "--no-download", env={"LOCARA_MODEL_STORE": str(tmp_path / "empty")})
     assert r.returncode == 2
     assert r.stdout == ""
     err = r.stderr
@@ -110,7 +110,7 @@ def test_run_cmd_is_crlf_and_escapes_percent() -> None:
     out = render_launchers("windows", ("run.cmd",), artifact="a", model=MODEL)["run.cmd"].decode()
     assert "\r\n" in out and "\n" not in out.replace("\r\n", "")
     assert 'set "DEFAULT_URL=https://example.invalid/it\'s/Tiny%%20Model.gguf"' in out
-    assert '--alias "%DEFAULT_ID%" -c 512 --temp "0.7 0.8" %*' in out
+    assert '--alias "%DEFAULT_ID%" "-c" "512" "--temp" "0.7 0.8" %*' in out  # every embedded value quoted
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +131,7 @@ def windows_unpacked(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _wine(top: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("LOCARA_")}
-    full.update({"WINEPREFIX": str(top.parent / "prefix"), "WINEDEBUG": "-all"})
+    full.update({"WINEPREFIX": str(top.parent / "prefix"), "WINEDEBUG": "-all", "LOCARA_NO_BROWSER": "1"})
     full.update(env or {})
     return subprocess.run(["wine", "cmd", "/c", "run.cmd", *args], cwd=top, env=full, capture_output=True, text=True, timeout=300)
 
@@ -141,13 +141,13 @@ def test_run_cmd_under_wine(windows_unpacked: Path) -> None:
     r = _wine(top, "-m", "C:\\x y.gguf", "--port", "9")
     assert r.stdout.strip().splitlines()[-1] == "<-m><C:\\x y.gguf><--port><9>", r.stdout + r.stderr
 
-    r = _wine(top, "--port", "9", env={"LOCARA_MODEL_STORE": "Z:\\nonexistent"})
+    r = _wine(top, "--no-download", "--port", "9", env={"LOCARA_MODEL_STORE": "Z:\\nonexistent"})
     assert r.returncode == 2
-    assert "no model to run" in r.stderr and "locara-build models fetch tiny-model --manifest" in r.stderr
+    assert "no model to run" in r.stderr and "locara-build models fetch \"tiny-model\" --manifest" in r.stderr
 
     store = top.parent / "store" / "sha256"
     store.mkdir(parents=True)
-    (store / MODEL.sha256).write_bytes(b"GGUF")
+    (store / MODEL.sha256).write_bytes(b"G" * MODEL.size)
     r = _wine(top, "--port", "9", env={"LOCARA_MODEL_STORE": "Z:" + str(store.parent).replace("/", "\\")})
     line = r.stdout.strip().splitlines()[-1]
     assert line.startswith("<-m><Z:") and line.endswith(f"{MODEL.sha256}><--alias><tiny-model><-c><512><--temp><0.7 0.8><--port><9>"), line
