@@ -493,7 +493,7 @@ def package(
             _write(top / "models" / "manifest.json", models.to_json().encode())
             _write(top / ARGS_FILE, args_file())
             for fname, data in render_launchers(recipe.os, platform.launchers, artifact=name, model=default_model).items():
-                _write(top / fname, data, executable=fname.endswith(".sh"))
+                _write(top / fname, data, executable=fname.endswith((".sh", ".command")))
 
             gathered = licenses.gather(plan.source_dir)
             for lic in gathered:
