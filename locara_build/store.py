@@ -194,7 +194,7 @@ class Index:
         return sum(f.size for f in self.files)
 
     @classmethod
-    def parse(cls, data: bytes, *, source: str) -> Index:
+    def parse(cls, data: bytes, *, source: str, windows: bool = False) -> Index:
         """The strict reader: shapes, hashes, store paths that match the hashes, and every path
         checked by the same rules as archive members (relative, no ``..``, unique, no case clash)."""
 
@@ -216,7 +216,7 @@ class Index:
         dirs, files = doc.get("dirs"), doc.get("files")
         if not isinstance(dirs, list) or not isinstance(files, list):
             raise bad("`dirs` / `files` missing")
-        checker = _Checker(Path(source.rsplit("/", 1)[-1]), name, DEFAULT_LIMITS)
+        checker = _Checker(Path(source.rsplit("/", 1)[-1]), name, DEFAULT_LIMITS, windows=windows or os.name == "nt")
         checker.add(name, True, 0, 0o755, "dir")
         out_dirs = []
         for i, d in enumerate(dirs):

@@ -118,7 +118,7 @@ def fetch_index(rel: VerifiedRelease, art: dict[str, Any], *, timeout: float) ->
             "was tampered with or corrupted; nothing was installed.",
             hint="Report the mirror; `--no-store` installs from the archive.",
         )
-    index = Index.parse(data, source=url)
+    index = Index.parse(data, source=url, windows=art.get("os") == "windows")  # Windows name rules for a Windows artifact
     if index.artifact != art["file"] or index.name != art["name"] or index.version != rel.manifest["version"]:
         raise VerifyError(f"{url}: the index is about {index.artifact} {index.version}, not {art['file']}.", hint="Report the mirror.")
     return index

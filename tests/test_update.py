@@ -5,6 +5,7 @@ HTTP server on 127.0.0.1, installed through the CLI; tampering, fallbacks and SI
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -238,3 +239,54 @@ def test_sigkill_mid_update_leaves_current_intact(two_weeks, tmp_path: Path, cli
     assert res.returncode == 0, res.stderr
     assert os.readlink(prefix / "current") == f"versions/{w2.version}"
     assert not [p for p in (prefix / "versions").iterdir() if p.name.startswith(".")]
+
+
+# --- real llama.cpp releases -----------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_update_between_two_real_weekly_releases(tmp_path: Path, cli) -> None:
+    """`weekly` for llama-cpp-python 0.3.35 then 0.3.36 (linux-x86_64-cpu-ci, real builds into one
+    releases root), published, then `install` 0.3.35 and update to 0.3.36 over loopback HTTP: only
+    what changed travels, and the updated llama-server runs. ``LOCARA_TEST_REAL_RELEASES=DIR`` (a
+    releases root holding both, signed by DIR/../keys/test.pub) reuses releases made earlier."""
+    from support.llama import sdist_tarball
+    from support.pipeline import copy_project, shared_ccache_dir
+
+    given = os.environ.get("LOCARA_TEST_REAL_RELEASES")
+    if given:
+        releases = Path(given)
+        pub = releases.parent / "keys" / "test.pub"
+    else:
+        keys = make_keys(tmp_path / "keys")
+        pub = keys.pub
+        project, work = copy_project(tmp_path / "project"), tmp_path / "work"
+        releases = work / "releases"
+        for v in ("0.3.35", "0.3.36"):
+            env = {"CCACHE_DIR": str(shared_ccache_dir()), "LOCARA_PYPI_SDISTS": str(sdist_tarball(v).parent)}
+            res = cli("--project", str(project), "--work-dir", str(work), "weekly", "--upstream",
+                      f"pypi:llama-cpp-python=={v}", "-r", "linux-x86_64-cpu-ci", "--key", str(keys.key_file),
+                      env=env, timeout=7200)
+            assert res.returncode == 0, res.stderr[-4000:]
+    versions = sorted((p for p in releases.iterdir() if (p / "release.json").is_file()),
+                      key=lambda p: json.loads((p / "release.json").read_text())["upstream"]["commit_date"])
+    old, new = versions[-2], versions[-1]
+    site = tmp_path / "site"
+    for v in (old, new):
+        publish_dir(v, site)
+    doc = json.loads((new / "release.json").read_text())
+    art = doc["artifacts"][0]
+    with LoopbackServer(site) as srv:
+        prefix = tmp_path / "prefix"
+        args = ("--flavour", "ci", "--backend", "cpu")
+        assert _install(cli, srv, prefix, pub, "--version", old.name, *args).returncode == 0
+        srv.requests.clear()
+        res = _install(cli, srv, prefix, pub, *args)
+        assert res.returncode == 0, res.stderr
+        fetched = [p for p in _gets(srv) if p.startswith(("/blobs/", "/deltas/"))]
+        sent = sum((site / p.lstrip("/")).stat().st_size for p in fetched)
+        assert f"/{new.name}/{art['file']}" not in _gets(srv)
+        assert sent <= 0.4 * art["size"], f"update fetched {sent} of a {art['size']}-byte archive"
+    out = subprocess.run([str(prefix / "current" / "bin" / "llama-server"), "--version"], capture_output=True, text=True,
+                         timeout=60, env={**os.environ, "LD_LIBRARY_PATH": str(prefix / "current" / "bin")})
+    assert doc["upstream"]["commit"][:7] in out.stdout + out.stderr or "version" in (out.stdout + out.stderr)
