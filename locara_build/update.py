@@ -47,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = ["UpdatePlan", "build_from_store", "fetch_index", "plan_update", "select_files", "store_url", "LOCAL_INDEX"]
 
 STORE_WORTH = 0.9  # the store is used when what it fetches is at most this share of the archive (one request vs many)
+FIRST_INSTALL_WORTH = 0.5  # ... with nothing to reuse: one request per file costs more than zstd's smaller frames save
 LOCAL_INDEX = ".locara-index.json"  # the signed index, kept in each version folder installed from the store
 
 # ggml's x86-64 CPU backend variants (ggml/src/CMakeLists.txt, ggml_add_cpu_backend_variant) and the
@@ -254,7 +255,8 @@ def build_from_store(
     wanted, skipped = select_files(index, flags, every=backend == "all")
     plan = plan_update(index, wanted, skipped, _Local(prefix, state))
     fetch, reuse = plan.fetch_bytes, plan.reuse_bytes
-    if not force and fetch > STORE_WORTH * art["size"]:
+    worth = STORE_WORTH if plan.reuse or plan.deltas else FIRST_INSTALL_WORTH
+    if not force and fetch > worth * art["size"]:
         log.info(f"store: {_mib(fetch)} to fetch is not much less than the {_mib(art['size'])} archive; using the archive")
         return None
     log.info(
