@@ -48,13 +48,10 @@ def work_dir(tmp_path: Path) -> Path:
 
 def run_cli(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None,
             timeout: float = 600, input: str | None = None) -> subprocess.CompletedProcess[str]:
-    """Run the real console entry point in a child process (exit codes and stdout as users see them)."""
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "locara_build", *args],
-        cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout, input=input,
-    )
+    """Run the real console entry point in a child process (support/cli.py: the one runner)."""
+    from support.cli import run_cli as one_runner
+
+    return one_runner(*args, cwd=cwd, env=env, timeout=timeout, input=input)
 
 
 @pytest.fixture

@@ -339,7 +339,7 @@ def test_changed_smoke_settings_or_a_new_gpu_invalidate_the_smoke_record(tmp_pat
         return _smoke_done(make_plan(Project(tiny.project), WorkDir(tiny.work), ["tiny"]).recipes[0])
 
     assert done()
-    monkeypatch.setattr(hostdetect, "find_device", lambda kind: "NVIDIA L4, driver 580.95.05")
+    monkeypatch.setattr(hostdetect, "find_device", lambda kind, **_: "NVIDIA L4, driver 580.95.05")
     assert not done()  # a GPU appeared: smoke it on the GPU this time
     monkeypatch.undo()
     monkeypatch.setenv("PATH", _path_without_nvidia_smi())

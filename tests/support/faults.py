@@ -42,6 +42,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
+from support.cli import cli_env
+from support.cli import run_cli as _run_cli
+
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
 FAILPOINT = Path(__file__).with_name("failpoint.py")
@@ -429,20 +432,12 @@ def clone_env(src: StandInEnv, root: Path) -> StandInEnv:
 # --- running the CLI -------------------------------------------------------------------------
 
 
-def _env(extra: dict[str, str] | None) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(extra or {})
-    # this checkout's package first (whatever some other editable install points at), then the helpers
-    paths = (str(TESTS.parent), str(TESTS), env.get("PYTHONPATH", ""))
-    env["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
-    env.setdefault("COLUMNS", "200")
-    return env
+_env = cli_env  # the fault harness's children get the one runner's environment (support/cli.py)
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 300,
             preexec: Callable[[], None] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "locara_build", *args], env=_env(env), capture_output=True, text=True,
-                          timeout=timeout, preexec_fn=preexec)
+    return _run_cli(*args, env=env, timeout=timeout, preexec=preexec)
 
 
 class Running:

@@ -15,12 +15,12 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import textwrap
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from support.cli import run_cli
 from support.llama import sdist_tarball, test_cache
 
 REPO = Path(__file__).resolve().parents[2]
@@ -31,12 +31,7 @@ CI_RECIPE = "linux-x86_64-cpu-ci"
 
 def cli(*args: str, project: Path, work: Path, env: dict[str, str] | None = None,
         timeout: float = 3600) -> subprocess.CompletedProcess[str]:
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "locara_build", "--project", str(project), "--work-dir", str(work), *args],
-        env=full_env, capture_output=True, text=True, timeout=timeout,
-    )
+    return run_cli(*args, project=project, work=work, env=env, timeout=timeout)
 
 
 def copy_project(dest: Path) -> Path:

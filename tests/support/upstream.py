@@ -15,10 +15,10 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from support.cli import run_cli
 from support.llama import test_cache, vendored_gitdir
 
 REPO = Path(__file__).resolve().parents[2]
@@ -146,12 +146,7 @@ class Upstream:
 
 def cli(project: Path, work: Path, *args: str, env: dict[str, str] | None = None,
         timeout: float = 600) -> subprocess.CompletedProcess[str]:
-    full_env = dict(os.environ)
-    full_env.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "locara_build", "--project", str(project), "--work-dir", str(work), *args],
-        env=full_env, capture_output=True, text=True, timeout=timeout,
-    )
+    return run_cli(*args, project=project, work=work, env=env, timeout=timeout)
 
 
 def cli_json(project: Path, work: Path, *args: str, env: dict[str, str] | None = None, expect: int = 0) -> dict:
