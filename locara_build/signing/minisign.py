@@ -133,12 +133,16 @@ class PublicKey:
 
     @classmethod
     def from_base64(cls, text: str, *, source: str = "", comment: str = "") -> PublicKey:
-        blob = _b64decode(text, f"public key {source or text[:20]}")
+        bad = ConfigError(  # a trust setting (--trust, LOCARA_TRUSTED_KEYS, a pinned key): exit 2
+            f"{source or 'public key'}: not a minisign Ed25519 public key.",
+            hint="A minisign public key file has an `untrusted comment:` line and one base64 line starting with `RW`.",
+        )
+        try:
+            blob = base64.b64decode(text.strip(), validate=True)
+        except (binascii.Error, ValueError):
+            raise bad from None
         if len(blob) != 42 or blob[:2] != SIG_ALG:
-            raise ConfigError(
-                f"{source or 'public key'}: not a minisign Ed25519 public key.",
-                hint="A minisign public key file has an `untrusted comment:` line and one base64 line starting with `RW`.",
-            )
+            raise bad
         return cls(key_id=blob[2:10], raw=blob[10:42], comment=comment, source=source)
 
     @classmethod
@@ -316,7 +320,9 @@ class Signature:
 
     @classmethod
     def from_text(cls, text: str, *, source: str = "signature") -> Signature:
-        lines = text.splitlines()
+        # lines end at \n only (and may carry a \r before it), as minisign reads them: a comment may
+        # hold any other character str.splitlines() would split at (\x85, \u2028...)
+        lines = [ln.removesuffix("\r") for ln in text.split("\n")]
         bad = VerifyError(
             f"{source} is not a minisign signature.",
             hint="The .minisig file is corrupted or not the one published with this file; fetch it again.",
@@ -343,8 +349,12 @@ def _prehash(data: bytes) -> bytes:
 
 def sign(key: SecretKey, data: bytes, *, trusted_comment: str, untrusted_comment: str | None = None) -> Signature:
     """A prehashed (``ED``) signature, as `minisign -S` makes by default."""
-    if "\n" in trusted_comment or "\r" in trusted_comment:
-        raise ConfigError("a trusted comment must be one line.", hint="Remove newlines from the comment.")
+    for what, comment in (("trusted", trusted_comment), ("untrusted", untrusted_comment or "")):
+        if any(c in comment for c in "\n\r\0"):
+            raise ConfigError(
+                f"a {what} comment must be one line of text (no newline, carriage return or NUL): {comment[:60]!r}.",
+                hint="Remove the line breaks from the comment (minisign reads each comment as one line).",
+            )
     ed = key._ed()
     sig = ed.sign(_prehash(data))
     glob = ed.sign(sig + trusted_comment.encode("utf-8"))
