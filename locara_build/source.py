@@ -921,14 +921,15 @@ def _read_old_lock(path: Path, upstream: str | None) -> Lock | None:
         return None
 
 
-def _follow_spec(old: Lock | None, upstream: str | None) -> str:
+def _follow_spec(old: Lock | None, upstream: str | None, ref: str | None = None) -> str:
     """The source to sync: --upstream, else the lock's (a pypi: lock whose ref is `latest` follows the
-    package's newest version), else the default."""
+    package's newest version unless a ref is asked for: CI's `sync --ref <planned commit>`), else
+    the default."""
     if upstream:
         return upstream
     if old is None:
         return DEFAULT_UPSTREAM
-    if old.ref == "latest" and old.source.startswith("pypi:") and "==" in old.source:
+    if old.ref == "latest" and (ref or "latest") == "latest" and old.source.startswith("pypi:") and "==" in old.source:
         return old.source.split("==", 1)[0]
     return old.source
 
@@ -994,7 +995,7 @@ def sync(
     start = time.monotonic()
     lock_path = project.lock_path
     old = _read_old_lock(lock_path, upstream)
-    spec = _follow_spec(old, upstream)
+    spec = _follow_spec(old, upstream, ref)
     channel = channel or (old.channel if old else "build")
     if channel not in CHANNELS:
         raise ConfigError(f"unknown channel `{channel}`.", hint="Use --channel build (bNNNN tags) or --channel stable (vX.Y.Z tags).")
@@ -1020,6 +1021,9 @@ def sync(
     elif old is not None and old.commit == res.commit and old.identity == "tree":
         upstream_commit, verified = old.upstream_commit, old.verified_with  # same tree: that check still holds
     revision = old.revision if old and old.commit == res.commit else 1
+    if old is not None and old.ref == "latest" and old.commit == res.commit and old.source == res.source_spec \
+            and res.source_spec.startswith("pypi:"):
+        res = Resolved(res.mirror, "latest", res.commit, res.tag, res.source_spec, res.release_tag)  # still following
     extra: dict[str, Any] = {}
     if res.release_tag and res.release_tag != res.tag:
         extra["release_tag"] = res.release_tag

