@@ -602,9 +602,10 @@ def install(opts: InstallOptions) -> InstallResult:
                 log.info(f"{version} was already installed; `current` now points to it")
                 _record_current(prefix, state, dirname, previous)
             else:
-                if state.get("current") != dirname:
+                if state != read_state(prefix):  # reconciled after a crash between a switch and its record
                     _record_current(prefix, state, dirname, None)
                 log.info(f"{version} ({art['backend']}) is already installed and current")
+            _prune(prefix, state, opts.keep)  # (finishes a prune an earlier run was killed in)
             return InstallResult(prefix, version, art["file"], art["backend"], why, target, previous, changed)
         downloads = prefix / ".downloads"
         staged = None  # the new version built from the installed one + the release store, when the mirror has it
@@ -721,11 +722,16 @@ def _prune(prefix: Path, state: dict[str, Any], keep: int) -> None:
             kept.append(name)
             continue
         removed.append(name)
-    if not removed:
-        return
     for name in removed:
         state["installed"].pop(name, None)
-    _write_state(prefix, state)
+    if removed:
+        _write_state(prefix, state)
+    # finished folders no record names (a prune or an install killed midway): not versions any more
+    versions = prefix / "versions"
+    removed += [p.name for p in sorted(versions.iterdir()) if not p.name.startswith(".") and p.name not in state["installed"]
+                and p.name not in protected and p.is_dir() and not p.is_symlink()] if versions.is_dir() else []
+    if not removed:
+        return
     for name in removed:
         folder = prefix / "versions" / name
         trash = prefix / "versions" / f".trash-{name}-{os.getpid()}"
