@@ -17,7 +17,8 @@
 Every value a launcher embeds comes from the model manifest and is held twice (issue 19.2): it
 must match :data:`locara_build.models.LAUNCHER_PATTERNS` (checked at manifest load and again here)
 and it is quoted for the shell that reads it (``shlex.quote`` for sh; for cmd.exe always inside
-double quotes with ``%`` doubled, delayed expansion off, and ``"``/CR/LF refused outright).
+double quotes, delayed expansion off, and ``"``, ``%``, CR/LF refused outright: wine's cmd.exe
+expands ``%`` again inside an expanded value, so even a doubled ``%%`` is not safe there).
 """
 
 from __future__ import annotations
@@ -72,12 +73,13 @@ def _sh(value: object) -> str:
 def _cmd_value(value: object) -> str:
     """``value`` for use inside double quotes in a batch file (`set "X=..."`, `"..."` arguments)."""
     text = str(value)
-    if any(c in text for c in '"\r\n\x00\x1a') or not text.isprintable():
+    if any(c in text for c in '"%\r\n\x00\x1a') or not text.isprintable():
         raise ConfigError(
-            f"{text!r} cannot be written into run.cmd: double quotes, line breaks and control characters cannot be quoted for cmd.exe.",
-            hint="Fix that value in the model manifest.",
+            f"{text!r} cannot be written into run.cmd: double quotes, percent signs, line breaks and control characters "
+            "cannot be quoted for cmd.exe (a doubled %% is read back as a variable by some cmd.exe implementations, e.g. wine's).",
+            hint="Fix that value in the model manifest (a URL: use one without percent-escapes).",
         )
-    return text.replace("%", "%%")
+    return text
 
 
 def _cmd_arg(value: object) -> str:

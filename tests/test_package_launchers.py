@@ -20,7 +20,7 @@ MODEL = Model(
     file="Tiny Model.gguf",
     sha256="ab" * 32,
     size=1234,
-    urls=("https://example.invalid/it's/Tiny%20Model.gguf",),
+    urls=("https://example.invalid/it's/(Tiny)&Model.gguf",),
     license="MIT",
     name="Tiny (test)",
     args=("-c", "512", "--temp", "0.7 0.8"),
@@ -106,10 +106,10 @@ def test_launcher_rejects_a_missing_server(unpacked: Path) -> None:
     assert r.returncode == 2 and "unpack the whole archive" in r.stderr
 
 
-def test_run_cmd_is_crlf_and_escapes_percent() -> None:
+def test_run_cmd_is_crlf_and_quotes() -> None:
     out = render_launchers("windows", ("run.cmd",), artifact="a", model=MODEL)["run.cmd"].decode()
     assert "\r\n" in out and "\n" not in out.replace("\r\n", "")
-    assert 'set "DEFAULT_URL=https://example.invalid/it\'s/Tiny%%20Model.gguf"' in out
+    assert 'set "DEFAULT_URL=https://example.invalid/it\'s/(Tiny)&Model.gguf"' in out
     assert '--alias "%DEFAULT_ID%" "-c" "512" "--temp" "0.7 0.8" %*' in out  # every embedded value quoted
 
 

@@ -275,7 +275,7 @@ fetch_default() {  # download the default model into the store: resumable, verif
         say "neither curl nor wget is installed: install one of them, or download the model yourself:"
         no_model "no model to run."
     fi
-    if [ -z "$(sha256_of "$here/llama-server.args")" ]; then
+    if [ -z "$(sha256_of "$server")" ]; then
         say "no sha256 tool (sha256sum, shasum or openssl): a download could not be verified."
         no_model "no model to run."
     fi
