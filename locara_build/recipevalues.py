@@ -60,6 +60,17 @@ ENV_DENIED = re.compile(
     re.I,
 )
 
+#: CMake entries that run a program for every compile/link or include CMake code from a path: a
+#: recipe sets those only through ``toolchain`` (a file inside the project, reviewed with it).
+CMAKE_CODE_KEYS = re.compile(
+    r"CMAKE_(TOOLCHAIN_FILE|PROJECT_(\w+_)?INCLUDE(_BEFORE)?|USER_MAKE_RULES_OVERRIDE(_\w+)?|\w+_(COMPILER|LINKER)_LAUNCHER|"
+    r"\w+_CLANG_TIDY|\w+_CPPLINT|\w+_CPPCHECK|\w+_INCLUDE_WHAT_YOU_USE|\w+_LINK_WHAT_YOU_USE|MODULE_PATH|PREFIX_PATH)",
+    re.I,
+)
+#: A quantified group that holds a quantifier (`(a+)+`, `(.*)*`, `(x|y+){2,}`): catastrophic
+#: backtracking against a long server log.
+NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)[+*{]")
+
 _VARIABLE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
 
 
@@ -203,6 +214,12 @@ def check_recipe_values(merged: Mapping[str, Any]) -> None:
     _each("requires", merged.get("requires"), lambda k, v: _pattern(k, v, REQUIRE, "a requirement like `nvcc>=12.4`"))
     for key, value in (merged.get("cmake") or {}).items():
         _pattern(f"cmake.{key}", key, CMAKE_KEY, "a CMake variable name")
+        if CMAKE_CODE_KEYS.fullmatch(key):
+            raise BadValue(
+                f"cmake.{key}",
+                f"`cmake.{key}` runs a program or includes CMake code from a path: a recipe cannot set it in [cmake].",
+                "Put such settings in the recipe's `toolchain` file (inside the project, reviewed with it).",
+            )
         if isinstance(value, str) and ";" in value and any(part.lstrip().startswith("-") for part in value.split(";")):
             raise BadValue(
                 f"cmake.{key}",
@@ -236,6 +253,11 @@ def check_recipe_values(merged: Mapping[str, Any]) -> None:
 
         _each(f"ship.{field}", ship.get(field), glob_rule)
     smoke = merged.get("smoke") or {}
+    for n, pattern in enumerate(smoke.get("expect") or ()):
+        if len(pattern) > 500 or NESTED_QUANTIFIER.search(pattern):
+            raise BadValue(f"smoke.expect[{n}]", f"`smoke.expect[{n}]` {shown(pattern)} is longer than 500 characters or "
+                           "repeats a group that itself repeats (catastrophic backtracking on a long log).",
+                           "Write a plain pattern, e.g. 'using device CUDA0 \\(' or 'offloaded (\\d+)/\\1 layers'.")
     emulator = smoke.get("emulator") or []
     if emulator:
         _pattern("smoke.emulator[0]", emulator[0], EMULATOR, "an emulator locara-build knows (wine, wine64, box64, qemu-ARCH)")
