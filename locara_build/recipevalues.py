@@ -71,6 +71,15 @@ CMAKE_CODE_KEYS = re.compile(
 #: backtracking against a long server log.
 NESTED_QUANTIFIER = re.compile(r"\((?:[^()\\]|\\.)*[+*}](?:[^()\\]|\\.)*\)[+*{]")
 
+#: llama-server options the smoke harness owns (it binds 127.0.0.1 on a port it picked, serves our
+#: UI, loads the tiny model) or that write files / reach the network: `--host 0.0.0.0 --path /`
+#: in a recipe would serve the build host's files to the network during the smoke test.
+SMOKE_OWNED_ARGS = re.compile(
+    r"(--host|--port|--path|-m|--model|-mu|--model-url|-hf|-hfr|--hf-repo|-hff|--hf-file|-hft|--hf-token|--log-file|"
+    r"--slot-save-path|--api-key-file|--ssl-key-file|--ssl-cert-file|--lora|--lora-scaled|--control-vector|-md|--model-draft)"
+    r"(=.*)?"
+)
+
 _VARIABLE = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*")
 
 
@@ -253,6 +262,11 @@ def check_recipe_values(merged: Mapping[str, Any]) -> None:
 
         _each(f"ship.{field}", ship.get(field), glob_rule)
     smoke = merged.get("smoke") or {}
+    for n, arg in enumerate(smoke.get("args") or ()):
+        if SMOKE_OWNED_ARGS.fullmatch(arg):
+            raise BadValue(f"smoke.args[{n}]", f"`smoke.args[{n}]` {shown(arg)} is set by the smoke test itself, or reads or "
+                           "writes files or the network (it would override `--host 127.0.0.1`, the port, the model or the UI).",
+                           "Give only options about how the server runs (e.g. -ngl 99, -c 2048, --threads 2).")
     for n, pattern in enumerate(smoke.get("expect") or ()):
         if len(pattern) > 500 or NESTED_QUANTIFIER.search(pattern):
             raise BadValue(f"smoke.expect[{n}]", f"`smoke.expect[{n}]` {shown(pattern)} is longer than 500 characters or "

@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from locara_build.errors import RecipeError
 from locara_build.recipe import SCHEMA, load_recipes
-from locara_build.recipevalues import ENV_DENIED
+from locara_build.recipevalues import ENV_DENIED, SMOKE_OWNED_ARGS
 from locara_build.workdir import Project
 
 KEYS = list(SCHEMA) + ["colour", "cmake.X", "ship", "smoke", "", "os.linux", "backend"]
@@ -113,7 +113,7 @@ def valid_recipe(draw: st.DrawFn) -> dict[str, Any]:
                            "requirements": draw(st.dictionaries(st.from_regex(r"[a-z]{1,8}", fullmatch=True), plain, max_size=2)),
                            "ship": {"binaries": draw(st.lists(st.from_regex(r"[a-z][a-z0-9-]{0,10}", fullmatch=True), max_size=2)),
                                     "libraries": draw(globs), "runtime": draw(globs)},
-                           "smoke": {"args": draw(st.lists(plain, max_size=3)), "env": draw(st.dictionaries(cmake_name.filter(lambda k: not ENV_DENIED.fullmatch(k)), plain, max_size=2)),
+                           "smoke": {"args": draw(st.lists(plain.filter(lambda a: not SMOKE_OWNED_ARGS.fullmatch(a)), max_size=3)), "env": draw(st.dictionaries(cmake_name.filter(lambda k: not ENV_DENIED.fullmatch(k)), plain, max_size=2)),
                                      "expect": draw(st.lists(st.sampled_from(["ready", r"device \d+", "CPU"]), max_size=2)),
                                      "emulator": draw(st.sampled_from([[], ["wine"], ["qemu-aarch64", "-L", "/usr/aarch64-linux-gnu"]])),
                                      "timeout": draw(st.floats(min_value=0.5, max_value=1e4)),
