@@ -13,7 +13,7 @@ from typing import Any
 
 from .plan import PRODUCT, Plan
 
-__all__ = ["release_notes", "artifact_key", "smoke_cell"]
+__all__ = ["release_notes", "artifact_key", "smoke_cell", "proved", "with_proof", "not_built", "PROOFS"]
 
 
 def artifact_key(entry: Mapping[str, Any]) -> tuple[str, str, str, str]:
@@ -48,6 +48,30 @@ def _delta(new: int, old: int | None) -> str:
     amount = f"{diff} B" if diff < 1024 else f"{diff / 1024:.1f} KiB"
     share = f"{pct:+.1f} %" if abs(pct) >= 0.05 else f"{sign}<0.1 %"
     return f"{sign}{amount} ({share})"
+
+
+# What an artifact's smoke test proved on the build host, so nobody mistakes "compiled" for "tested":
+#   full          the server answered (completion, chat, UI, args file) on the device the recipe names,
+#                 or on the CPU for a CPU build (possibly under an emulator: qemu-user, wine)
+#   cpu-fallback  it answered, but on the CPU backends it ships: the GPU it needs was not there
+#   built-only    built and packaged, never run (smoke skipped, or no smoke record)
+#   not built     a release recipe this release has no artifact of (built on its CI runner only)
+PROOFS = ("full", "cpu-fallback", "built-only", "not built")
+
+
+def proved(smoke: Mapping[str, Any] | None) -> str:
+    """``full`` | ``cpu-fallback`` | ``built-only`` for a packaged artifact's smoke summary."""
+    smoke = smoke or {}
+    if str(smoke.get("status") or "") != "passed":
+        return "built-only"
+    return "cpu-fallback" if smoke.get("coverage") == "cpu-fallback" else "full"
+
+
+def with_proof(smoke: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The smoke summary release.json carries, with ``proved`` added."""
+    out = dict(smoke or {"status": "not run"})
+    out["proved"] = proved(out)
+    return out
 
 
 def smoke_cell(entry: Mapping[str, Any]) -> str:
@@ -92,7 +116,7 @@ def release_notes(
                     lines.append(f"- {distance['count']} upstream commit(s) in between.")
                 elif distance.get("note"):
                     lines.append(f"- Commits in between: not counted ({distance['note']}).")
-                if distance.get("tags"):
+                if distance.get("tags") and distance.get("count") is None:  # without history, what is known
                     lines.append(f"- Tag distance: {distance['tags']}.")
                 subjects = distance.get("subjects") or []
                 if subjects:
@@ -117,13 +141,13 @@ def release_notes(
         lines.append("- none")
     lines.append("")
 
-    lines += ["## Artifacts", "", "| artifact | size | change | sha256 | smoke test |", "|---|---|---|---|---|"]
+    lines += ["## Artifacts", "", "| artifact | size | change | sha256 | proved | smoke test |", "|---|---|---|---|---|---|"]
     old_sizes = {artifact_key(a): int(a["size"]) for a in (previous or {}).get("artifacts", [])}
     for entry in sorted(artifacts, key=lambda a: str(a["file"])):
         size = int(entry["size"])
         lines.append(
             f"| `{entry['file']}` | {_size(size)} | {_delta(size, old_sizes.get(artifact_key(entry)))} "
-            f"| `{str(entry['sha256'])[:16]}…` | {smoke_cell(entry)} |"
+            f"| `{str(entry['sha256'])[:16]}…` | {proved(entry.get('smoke'))} | {smoke_cell(entry)} |"
         )
     lines += [
         "",
@@ -131,4 +155,29 @@ def release_notes(
         "(or `locara-build install`, which does it for you).",
         "",
     ]
+    missing = not_built(plan, artifacts)
+    if missing:
+        lines += ["## Not built", "", "Release recipes this release has no artifact of (proved: not built):", "",
+                  "| recipe | target | where it is built |", "|---|---|---|"]
+        lines += [f"| {r['recipe']} | {r['os']}-{r['arch']}-{r['backend']} | {r['where']} |" for r in missing]
+        lines.append("")
     return "\n".join(lines)
+
+
+def not_built(plan: Plan, artifacts: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+    """Release recipes of the project that have no artifact in ``artifacts`` (e.g. the macOS and
+    Windows-MSVC recipes on a Linux host), with the CI runner that builds them."""
+    from .recipe import load_recipes
+    from .workdir import Project
+
+    try:
+        recipes = load_recipes(Project(plan.project_root))
+    except Exception:  # noqa: BLE001 - the notes never fail a release over this list
+        return []
+    have = {str(a.get("recipe", "")) for a in artifacts}
+    return [
+        {"recipe": r.name, "os": r.os, "arch": r.arch, "backend": r.backend,
+         "where": f"its CI runner ({r.runner})" if r.runner else "another host"}
+        for r in sorted(recipes.values(), key=lambda r: r.name)
+        if r.is_release and r.name not in have
+    ]

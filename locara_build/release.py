@@ -330,8 +330,14 @@ def _artifact_entry(rp: RecipePlan, path: Path) -> dict[str, Any]:
         "requirements": dict(sorted(record.requirements.items())),
         "signing": record.signing.kind,
         "signing_status": signing_status,
-        "smoke": record.smoke or {"status": "not run"},
+        "smoke": _with_proof(record.smoke),  # + proved: full | cpu-fallback | built-only (notes.py)
     }
+
+
+def _with_proof(smoke: dict[str, Any] | None) -> dict[str, Any]:
+    from .notes import with_proof  # imported here: install reads release.py and needs none of the notes
+
+    return with_proof(smoke)
 
 
 def _same_release(existing: Path, artifacts: list[dict[str, Any]]) -> bool:

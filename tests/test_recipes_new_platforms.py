@@ -329,3 +329,40 @@ def test_smoke_devices_of_another_architecture_are_never_found() -> None:
         assert hostdetect.find_device(kind, arch=other) is None
     with pytest.raises(ConfigError):
         hostdetect.find_device("tpu")
+
+
+# --- release notes / release.json: what each artifact's smoke proved --------------------------------
+
+
+def test_proof_levels_of_a_smoke_summary() -> None:
+    from locara_build.notes import PROOFS, proved, with_proof
+
+    assert proved({"status": "passed", "coverage": "full", "ran_on": "CPU"}) == "full"
+    assert proved({"status": "passed", "coverage": "cpu-fallback", "reason": "no GPU"}) == "cpu-fallback"
+    assert proved({"status": "skipped", "reason": "needs macOS"}) == "built-only"
+    assert proved(None) == proved({"status": "not run"}) == "built-only"
+    assert with_proof(None) == {"status": "not run", "proved": "built-only"}
+    assert set(PROOFS) == {"full", "cpu-fallback", "built-only", "not built"}
+
+
+def test_notes_list_the_release_recipes_this_host_did_not_build(tmp_path: Path) -> None:
+    from locara_build.lock import Lock
+    from locara_build.notes import not_built, release_notes
+    from locara_build.plan import make_plan
+    from locara_build.workdir import WorkDir
+
+    lock = Lock(source="pypi:llama-cpp-python==0.3.36", ref="latest", channel="build",
+                commit="0c1e57098bba43ac29e6e3b677cdceebdd22334f", tag="", commit_date="2026-10-01T02:11:48Z",
+                synced_at="2026-10-02T09:00:00Z")
+    plan = make_plan(Project(REPO), WorkDir(tmp_path), ["linux-arm64-cpu-ci"], lock=lock)
+    art = {"file": "locara-server-x-linux-arm64-cpu-ci.tar.gz", "recipe": "linux-arm64-cpu", "os": "linux",
+           "arch": "arm64", "backend": "cpu", "flavour": "release", "size": 1000, "sha256": "0" * 64,
+           "smoke": {"status": "passed", "coverage": "full", "ran_on": "CPU"}}
+    missing = {m["recipe"]: m for m in not_built(plan, [art])}
+    assert "linux-arm64-cpu" not in missing and "linux-arm64-cpu-ci" not in missing  # ci flavours never ship
+    assert missing["macos-x86_64-cpu"]["where"] == "its CI runner (macos-15-intel)"
+    assert missing["windows-x86_64-cuda"]["where"] == "its CI runner (windows-2022)"
+    notes = release_notes(plan, [art], None, None)
+    assert "| proved | smoke test |" in notes and "| full | passed on CPU |" in notes
+    tail = notes.split("## Not built", 1)[1]
+    assert "| windows-x86_64-cuda | windows-x86_64-cuda | its CI runner (windows-2022) |" in tail

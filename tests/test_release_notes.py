@@ -68,7 +68,7 @@ def test_notes_of_a_first_release_and_of_an_upstream_bump(tmp_path: Path) -> Non
     assert art["recipe"] == RECIPE and art["smoke"]["coverage"] == "full" and art["smoke"]["ran_on"] == "CPU"
     assert rows == [
         f"| `{art['file']}` | {art['size'] / (1 << 20):.1f} MiB | {_delta(art['size'], old_art['size'])} "
-        f"| `{art['sha256'][:16]}…` | passed on CPU |"
+        f"| `{art['sha256'][:16]}…` | full | passed on CPU |"
     ]
 
 
