@@ -13,6 +13,7 @@ APT_PACKAGES=(
   chromium                                                             # browser test of the packaged UI
   glslc libvulkan-dev mesa-vulkan-drivers vulkan-tools                 # Vulkan builds, lavapipe smoke
   wine wine64                                                          # running the Windows build
+  clang-16 binutils-aarch64-linux-gnu qemu-user-static                 # Linux arm64: cross-build (clang + Debian arm64 sysroot), run under qemu
   shellcheck jq                                                        # the CI workflow tests (actionlint, shellcheck, the plan step's jq)
 )
 
