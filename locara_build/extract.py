@@ -156,22 +156,22 @@ def _tar_infos(
         elif info.isfifo():
             kind = "FIFO"
         else:
-            kind = f"special member (type {info.type!r})"
+            kind = f"special member (type {info.type.decode('latin-1')!r})"
         yield (info.name, info.isdir(), info.size, info.mode, kind), info
 
 
 def _tar_members(archive: Path, limits: Limits) -> Iterator[tuple[str, bool, int, int, str]]:
     try:
-        with tarfile.open(archive, "r:*") as tf:
+        with tarfile.open(archive) as tf:
             for raw_member, _info in _tar_infos(tf, archive, limits):
                 yield raw_member
     except _READ_ERRORS as exc:
-        raise VerifyError(f"{archive.name}: not a readable tar.gz archive ({exc}).", hint="Download it again.") from None
+        raise VerifyError(f"{archive.name}: not a readable tar.gz archive ({_one_line(exc)}).", hint="Download it again.") from None
 
 
 def _zip_kind(info: zipfile.ZipInfo) -> tuple[bool, int, str]:
     mode = (info.external_attr >> 16) & 0xFFFF
-    is_dir = info.is_dir()
+    is_dir = info.filename.endswith("/")  # (ZipInfo.is_dir() raises IndexError on an empty name)
     ftype = stat.S_IFMT(mode)  # 0 when the zip was made without Unix file types (e.g. on Windows)
     if ftype == stat.S_IFLNK:
         return is_dir, mode, "symlink"
@@ -189,7 +189,7 @@ def _zip_members(archive: Path, limits: Limits) -> Iterator[tuple[str, bool, int
         with zipfile.ZipFile(archive) as zf:
             infos = zf.infolist()
     except _READ_ERRORS as exc:
-        raise VerifyError(f"{archive.name}: not a readable zip archive ({exc}).", hint="Download it again.") from None
+        raise VerifyError(f"{archive.name}: not a readable zip archive ({_one_line(exc)}).", hint="Download it again.") from None
     if len(infos) > limits.max_members:
         raise _fail(archive, f"more than {limits.max_members} members")
     for info in infos:
@@ -312,7 +312,7 @@ def _open_members(archive: Path, limits: Limits) -> Iterator[_Opened]:
                     with zf.open(info) as fh:
                         yield raw_member, fh
     else:
-        with tarfile.open(archive, "r:*") as tf:
+        with tarfile.open(archive) as tf:
             for raw_member, tinfo in _tar_infos(tf, archive, limits):
                 if raw_member[4] != "file":
                     yield raw_member, None
@@ -375,8 +375,12 @@ def safe_extract(
 _READ_ERRORS = (tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error, lzma.LZMAError, OSError, ValueError, struct.error)
 
 
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())  # tarfile lists one reason per compression, one per line
+
+
 def _corrupt(archive: Path, exc: BaseException) -> VerifyError:
-    return VerifyError(f"{archive.name}: corrupt archive data ({exc}).", hint="Download it again.")
+    return VerifyError(f"{archive.name}: corrupt archive data ({_one_line(exc)}).", hint="Download it again.")
 
 
 def _next(archive: Path, members: Iterator[_Opened]) -> _Opened | None:
@@ -457,10 +461,10 @@ def read_member(archive: Path, name: str, *, max_size: int) -> bytes | None:
                     info = zf.getinfo(name)
                 except KeyError:
                     return None
-                if info.is_dir() or info.file_size > max_size:
+                if _zip_kind(info)[2] != "file" or info.file_size > max_size:  # (not links, encrypted...)
                     return None
                 return zf.read(info)
-        with tarfile.open(archive, "r:*") as tf:
+        with tarfile.open(archive) as tf:
             try:
                 tinfo = tf.getmember(name)
             except KeyError:
@@ -468,6 +472,7 @@ def read_member(archive: Path, name: str, *, max_size: int) -> bytes | None:
             if not tinfo.isreg() or tinfo.size > max_size:
                 return None
             data = tf.extractfile(tinfo)
-            return data.read() if data is not None else None
+            assert data is not None  # (a regular file always has a stream)
+            return data.read()
     except _READ_ERRORS:
         return None

@@ -13,6 +13,7 @@ import contextlib
 import gzip
 import io
 import os
+import re
 import resource
 import signal
 import stat
@@ -595,3 +596,179 @@ def test_read_member_returns_only_small_regular_files(tmp_path: Path, fmt: str) 
     junk = tmp_path / f"junk.{fmt}"
     junk.write_bytes(b"\x1f\x8b" + os.urandom(300))
     assert read_member(junk, f"{TOP}/sbom.json", max_size=100) is None
+
+
+# --- the exact words of every refusal (a check whose message breaks is a check that broke) ----------
+
+HINT = ("Do not use this file. A release archive holds one top folder of plain files and directories; "
+        "report the mirror or the release that served it.")
+
+
+def _ti(name: str, kind: bytes, mode: int = 0o644, link: str = "") -> tarfile.TarInfo:
+    info = tarfile.TarInfo(name)
+    info.type, info.mode, info.linkname = kind, mode, link
+    return info
+
+
+def _tar_extra(path: Path, *extra: tarfile.TarInfo) -> Path:
+    with tarfile.open(path, "w:gz", format=tarfile.PAX_FORMAT) as tf:
+        tf.addfile(_ti(TOP, tarfile.DIRTYPE, 0o755))
+        for info in extra:
+            tf.addfile(info, io.BytesIO(b"") if info.isreg() else None)
+    return path
+
+
+def _zip_raw(path: Path, name: str, attr: int, *, system: int = 3, data: bytes = b"x") -> Path:
+    with zipfile.ZipFile(path, "w") as zf:
+        zf.writestr(f"{TOP}/", b"")
+        info = zipfile.ZipInfo(name, date_time=(2026, 10, 1, 0, 0, 0))
+        info.create_system = system
+        info.external_attr = attr
+        zf.writestr(info, data)
+    return path
+
+
+EXACT = {
+    "tar_symlink": (lambda p: _tar_extra(p / "a.tar.gz", _ti(f"{TOP}/l", tarfile.SYMTYPE, link="/etc")),
+                    f"member '{TOP}/l' is a symlink -> /etc; only regular files and directories are allowed"),
+    "tar_hardlink": (lambda p: _tar_extra(p / "a.tar.gz", _ti(f"{TOP}/h", tarfile.LNKTYPE, link=f"{TOP}/x")),
+                     f"member '{TOP}/h' is a hard link -> {TOP}/x; only regular files and directories are allowed"),
+    "tar_chardev": (lambda p: _tar_extra(p / "a.tar.gz", _ti(f"{TOP}/c", tarfile.CHRTYPE)),
+                    f"member '{TOP}/c' is a device file; only regular files and directories are allowed"),
+    "tar_blockdev": (lambda p: _tar_extra(p / "a.tar.gz", _ti(f"{TOP}/b", tarfile.BLKTYPE)),
+                     f"member '{TOP}/b' is a device file; only regular files and directories are allowed"),
+    "tar_fifo": (lambda p: _tar_extra(p / "a.tar.gz", _ti(f"{TOP}/f", tarfile.FIFOTYPE)),
+                 f"member '{TOP}/f' is a FIFO; only regular files and directories are allowed"),
+    "tar_unknown_type": (lambda p: _tar_extra(p / "a.tar.gz", _ti(f"{TOP}/z", b"Z")),
+                         f"member '{TOP}/z' is a special member (type 'Z'); only regular files and directories are allowed"),
+    "tar_setuid": (lambda p: _tar_extra(p / "a.tar.gz", _ti(f"{TOP}/su", tarfile.REGTYPE, 0o4755)),
+                   f"member '{TOP}/su' has setuid/setgid/sticky bits (mode 0o4755)"),
+    "tar_sticky_dir": (lambda p: _tar_extra(p / "a.tar.gz", _ti(f"{TOP}/tmp", tarfile.DIRTYPE, 0o1777)),
+                       f"member '{TOP}/tmp' has setuid/setgid/sticky bits (mode 0o1777)"),
+    "tar_empty_name": (lambda p: _tar_extra(p / "a.tar.gz", _ti("", tarfile.REGTYPE)), "a member has an empty name"),
+    "tar_outside": (lambda p: _tar_extra(p / "a.tar.gz", _ti("other/x", tarfile.REGTYPE)),
+                    f"member 'other/x' is outside the top folder `{TOP}/`"),
+    "tar_top_prefix": (lambda p: _tar_extra(p / "a.tar.gz", _ti(f"{TOP}-evil/x", tarfile.REGTYPE)),
+                       f"member '{TOP}-evil/x' is outside the top folder `{TOP}/`"),
+    "zip_symlink": (lambda p: _zip_raw(p / "a.zip", f"{TOP}/l", (stat.S_IFLNK | 0o777) << 16),
+                    f"member '{TOP}/l' is a symlink; only regular files and directories are allowed"),
+    "zip_chardev": (lambda p: _zip_raw(p / "a.zip", f"{TOP}/c", (stat.S_IFCHR | 0o644) << 16),
+                    f"member '{TOP}/c' is a special member (mode 0o20644); only regular files and directories are allowed"),
+    "zip_fifo": (lambda p: _zip_raw(p / "a.zip", f"{TOP}/f", (stat.S_IFIFO | 0o600) << 16),
+                 f"member '{TOP}/f' is a special member (mode 0o10600); only regular files and directories are allowed"),
+    "zip_setgid": (lambda p: _zip_raw(p / "a.zip", f"{TOP}/sg", (stat.S_IFREG | 0o2755) << 16),
+                   f"member '{TOP}/sg' has setuid/setgid/sticky bits (mode 0o2755)"),
+    "zip_empty_name": (lambda p: _zip_raw(p / "a.zip", "", (stat.S_IFREG | 0o644) << 16), "a member has an empty name"),
+    "zip_nul_name": (lambda p: _zip_raw(p / "a.zip", "\0evil", (stat.S_IFREG | 0o644) << 16), "a member has an empty name"),
+    "zip_dos_only_empty_name": (lambda p: _zip_raw(p / "a.zip", "", 0x20, system=0), "a member has an empty name"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(EXACT))
+def test_each_refusal_says_exactly_what_it_found(tmp_path: Path, case: str) -> None:
+    make, why = EXACT[case]
+    archive = make(tmp_path)
+    for call in (lambda: check_members(archive, top=TOP), lambda: safe_extract(archive, tmp_path / "dest", top=TOP)):
+        with pytest.raises(VerifyError) as err:
+            call()
+        assert err.value.message == f"{archive.name}: unsafe archive, refused (nothing of it was installed): {why}."
+        assert err.value.hint == HINT and err.value.exit_code == 8
+    assert list((tmp_path / "dest").iterdir()) == []
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_exact_words_for_names_caps_and_windows(tmp_path: Path, fmt: str) -> None:
+    cases = [
+        ([(f"{TOP}/a\\b", b"x", 0o644)], {}, f"member '{TOP}/a\\\\b' contains a backslash"),
+        ([(f"{TOP}/a:b", b"x", 0o644)], {}, f"member '{TOP}/a:b' contains a colon (drive letter or stream name)"),
+        ([(f"{TOP}/a\x7f", b"x", 0o644)], {}, f"member '{TOP}/a\\x7f' contains control characters"),
+        ([(f"{TOP}//x", b"x", 0o644)], {}, f"member '{TOP}//x' has a `//` path component"),
+        ([(f"{TOP}/./x", b"x", 0o644)], {}, f"member '{TOP}/./x' has a `.` path component"),
+        ([(f"{TOP}/" + "p" * 256, b"x", 0o644)], {},
+         f"member {(f'{TOP}/' + 'p' * 256)[:80]!r}... has a path component longer than 255 bytes"),
+        ([(_long(1025), b"x", 0o644)], {}, f"member {_long(1025)[:80]!r}... has a path longer than 1024 bytes"),
+        ([(f"{TOP}/x", b"x" * 11, 0o644)], {"limits": Limits(max_file=10)}, f"member '{TOP}/x' is 11 bytes, over the 10-byte cap"),
+        ([(f"{TOP}/x", b"x" * 11, 0o644)], {"limits": Limits(max_total=10)}, "members add up to more than the 10-byte cap"),
+        ([(f"{TOP}/x", b"x", 0o644), (f"{TOP}/y", b"y", 0o644)], {"limits": Limits(max_members=2)}, "more than 2 members"),
+        ([(f"{TOP}/NUL.txt", b"x", 0o644)], {"windows": True},
+         f"member '{TOP}/NUL.txt' cannot exist on Windows: `NUL.txt` is the reserved device name NUL (opening it opens the device)"),
+        ([(f"{TOP}/a. ", b"x", 0o644)], {"windows": True},
+         f"member '{TOP}/a. ' cannot exist on Windows: `a. ` ends with a dot or a space (Windows drops them: it would be another name)"),
+        ([(f"{TOP}/a?*|", b"x", 0o644)], {"windows": True},
+         f"member '{TOP}/a?*|' cannot exist on Windows: `a?*|` contains *?|, which Windows file names cannot"),
+        ([(f"{TOP}/CON\u00a0.txt", b"x", 0o644), (f"{TOP}/CON\u00a0.TXT", b"x", 0o644)], {"windows": True},
+         f"members {f'{TOP}/CON' + chr(0xA0) + '.txt'!r} and {f'{TOP}/CON' + chr(0xA0) + '.TXT'!r} collide on a case-insensitive file system"),
+    ]
+    for i, (members, kw, why) in enumerate(cases):
+        archive = _archive(tmp_path, fmt, _with_top(*members), stem=f"c{i}")
+        with pytest.raises(VerifyError) as err:
+            safe_extract(archive, tmp_path / f"d{i}", top=TOP, **kw)  # type: ignore[arg-type]
+        assert err.value.message == f"{archive.name}: unsafe archive, refused (nothing of it was installed): {why}.", i
+        assert err.value.hint == HINT
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_unreadable_archives_say_so_and_ask_for_a_new_download(tmp_path: Path, fmt: str) -> None:
+    junk = tmp_path / f"junk.{fmt}"
+    junk.write_bytes(b"\x1f\x8b\x08\x00" + os.urandom(500) if fmt == "tar.gz" else b"PK\x03\x04" + os.urandom(500))
+    kind = "tar.gz" if fmt == "tar.gz" else "zip"
+    with pytest.raises(VerifyError, match=rf"^junk\.{re.escape(fmt)}: not a readable {kind} archive \(.+\)\.$") as err:
+        check_members(junk, top=TOP)
+    assert err.value.hint == "Download it again." and err.value.exit_code == 8
+    with pytest.raises(VerifyError, match=rf"^junk\.{re.escape(fmt)}: (corrupt archive data|not a readable {kind} archive) \(.+\)\.$") as err:
+        safe_extract(junk, tmp_path / "dest", top=TOP)
+    assert err.value.hint == "Download it again."
+    assert list((tmp_path / "dest").iterdir()) == []
+    with pytest.raises(VerifyError, match=r"^missing\.zip: cannot read the archive \(No such file or directory\)\.$"):
+        safe_extract(tmp_path / "missing.zip", tmp_path / "dest", top=TOP)
+    with pytest.raises(VerifyError, match="cannot read the archive"):
+        check_members(tmp_path / "missing.tar.gz", top=TOP)
+
+
+def test_members_come_back_with_names_sizes_and_exec_bits(tmp_path: Path) -> None:
+    for fmt in FORMATS:
+        archive = _archive(tmp_path, fmt, _with_top((f"{TOP}/bin/", b"", 0o755), (f"{TOP}/bin/s", b"abc", 0o750),
+                                                    (f"{TOP}/r", b"rr", 0o644)), stem=fmt.replace(".", ""))
+        assert check_members(archive, top=TOP) == [
+            extract.Member(TOP, True, 0, False), extract.Member(f"{TOP}/bin", True, 0, False),
+            extract.Member(f"{TOP}/bin/s", False, 3, True), extract.Member(f"{TOP}/r", False, 2, False)]
+        assert extract.list_members(archive) == check_members(archive)
+
+
+def test_zip_links_and_encrypted_members_are_not_read_as_files(tmp_path: Path) -> None:
+    link = _zip_raw(tmp_path / "l.zip", f"{TOP}/sbom.cdx.json", (stat.S_IFLNK | 0o777) << 16, data=b"/etc/passwd")
+    assert read_member(link, f"{TOP}/sbom.cdx.json", max_size=100) is None
+    enc = _zip_tool(tmp_path, "-P", "pw")
+    assert read_member(enc, f"{TOP}/bin/llama-server", max_size=1 << 20) is None
+    empty = _zip_raw(tmp_path / "e.zip", "", (stat.S_IFREG | 0o644) << 16)
+    assert read_member(empty, f"{TOP}/x", max_size=100) is None  # (an empty name no longer crashes is_dir())
+
+
+def test_the_data_is_flushed_once_per_file_system_or_once_per_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Durability is only observable across a crash; these spies check the calls that give it:
+    one syncfs(2) on the temp dir where libc has it (Linux), else an fsync per written file."""
+    archive = _archive(tmp_path, "tar.gz", CAPPED)
+    find_syncfs = extract._syncfs
+    syncfs = find_syncfs()
+    assert syncfs is not None  # Linux, glibc
+    calls: list[tuple[str, int]] = []
+
+    def spy_syncfs(fd: int) -> int:
+        calls.append(("syncfs", os.fstat(fd).st_ino))
+        return syncfs(fd)
+
+    real_fsync = os.fsync
+    monkeypatch.setattr(extract.os, "fsync", lambda fd: (calls.append(("fsync", os.fstat(fd).st_size)), real_fsync(fd))[1])
+    monkeypatch.setattr(extract, "_syncfs", lambda: spy_syncfs)
+    top = safe_extract(archive, tmp_path / "a", top=TOP)
+    assert calls == [("syncfs", top.parent.stat().st_ino)]
+    calls.clear()
+    monkeypatch.setattr(extract, "_syncfs", lambda: None)
+    safe_extract(archive, tmp_path / "b", top=TOP)
+    assert calls == [("fsync", 10), ("fsync", 20), ("fsync", 30)]
+    calls.clear()
+    monkeypatch.setattr(extract, "_syncfs", lambda: (lambda fd: -1))  # syncfs failed: fsync each file instead
+    safe_extract(archive, tmp_path / "c", top=TOP)
+    assert calls == [("fsync", 10), ("fsync", 20), ("fsync", 30)]
+    monkeypatch.setattr(extract.sys, "platform", "darwin")
+    assert find_syncfs() is None
