@@ -18,6 +18,7 @@ from typing import Any
 import tomli_w
 
 from .errors import LockError
+from .redact import redact_urls, strip_url_credentials, url_has_credentials
 
 # The upstream a lock follows when none was ever named (`sync` without --upstream and no lock yet).
 # Defined here, not in source.py, so the CLI can show it in --help without importing the sync machinery.
@@ -170,6 +171,13 @@ def read_lock(path: Path) -> Lock:
         datetime.fromisoformat(data["commit_date"].replace("Z", "+00:00"))
     except ValueError:
         raise LockError(f"{path}: `commit_date` is not an ISO date: {data['commit_date']!r}.", hint=hint_restore) from None
+    if url_has_credentials(data["source"]):  # hand-edited, or written before credentials were stripped
+        raise LockError(
+            f"{path}: `source` holds credentials ({redact_urls(data['source'])}); a lock is committed and copied into "
+            "plans, BUILDINFO.json and release.json, so it never may.",
+            hint=(f"Write it without them (`source = \"{strip_url_credentials(data['source'])}\"`, or `locara-build sync "
+                  "--upstream URL` with them: only the clean URL is recorded), and rotate the token: it is in your git history."),
+        )
     return Lock(**{k: data[k] for k in _FIELDS if k in data})
 
 

@@ -175,3 +175,17 @@ def test_models_toml_url_with_credentials_is_refused(url: str, tmp_path: Path) -
         load_models_toml(path)
     assert info.value.exit_code == 2 and "carries credentials" in info.value.message
     assert PASSWORD not in info.value.message and TOKEN not in info.value.message and SIGNATURE not in info.value.message
+
+
+@pytest.mark.parametrize("source", [f"https://ci:{PASSWORD}@git.example/llama.cpp", f"https://git.example/llama.cpp?private_token={TOKEN}"])
+def test_a_lock_holding_credentials_is_refused_not_copied_into_records(source: str, tmp_path: Path) -> None:
+    project = _project(tmp_path)
+    lock = (REPO / "recipes" / "upstream.lock").read_text()
+    start = lock.index('source = "') + len('source = "')
+    lock = lock[:start] + source + lock[lock.index('"', start):]
+    (project / "recipes" / "upstream.lock").write_text(lock)
+    res = run_cli("--project", str(project), "--work-dir", str(tmp_path / "work"), "plan", "--json", timeout=120)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "`source` holds credentials" in res.stderr and "rotate the token" in res.stderr
+    assert PASSWORD not in res.stdout + res.stderr and TOKEN not in res.stdout + res.stderr
+    assert (project / "recipes" / "upstream.lock").read_text() == lock
