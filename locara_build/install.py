@@ -46,7 +46,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit, urlunsplit
 
 from . import hostdetect, httpfetch, log, update
 from .errors import BusyError, ConfigError, NetworkError, VerifyError
@@ -180,8 +180,11 @@ def resolve_source(source: str | None) -> str:
 
 
 def _join(base: str, *parts: str) -> str:
+    """A file of the mirror; a query on the mirror URL (a token, a presigned signature) stays a query."""
     if "://" in base:
-        return base.rstrip("/") + "/" + "/".join(quote(p) for p in parts)
+        split = urlsplit(base)
+        path = split.path.rstrip("/") + "/" + "/".join(quote(p) for p in parts)
+        return urlunsplit((split.scheme, split.netloc, path, split.query, ""))
     return str(Path(base).joinpath(*parts))
 
 
