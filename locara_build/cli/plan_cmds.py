@@ -17,7 +17,10 @@ def plan_cmd(recipe: RecipeOpt = None, json_: JsonOpt = False) -> None:
         return
     lock = plan.lock
     log.info(f"version   {plan.version}")
-    log.info(f"upstream  {lock.source} @ {lock.tag or lock.short} ({lock.commit}, {lock.commit_date})")
+    if lock.identity == "tree":  # no upstream commit: never show the import commit as one
+        log.info(f"upstream  {lock.source}: {lock.describe()}, {lock.commit_date}")
+    else:
+        log.info(f"upstream  {lock.source} @ {lock.tag or lock.short} ({lock.commit}, {lock.commit_date})")
     log.info(f"patches   {len(plan.patches)} ({plan.patch_set_hash[:12]})")
     rows = [
         (rp.name, rp.recipe.backend, rp.recipe.flavour, rp.build_key, " ".join(rp.recipe.targets), rp.artifact.file)
