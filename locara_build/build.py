@@ -52,7 +52,6 @@ from .workdir import WorkDir
 __all__ = [
     "BUILD_RECORD",
     "BuildResult",
-    "build",
     "build_recipe",
     "is_built",
     "read_build_record",
@@ -94,12 +93,6 @@ def is_built(output_dir: Path) -> bool:
 def read_build_record(output_dir: Path) -> BuildRecord:
     """The record of the finished build in ``output_dir`` (strict: records.read)."""
     return records.read(BuildRecord, BuildRecord.path(output_dir))
-
-
-def build(plan: Plan, work: WorkDir, names: list[str] | None = None, *, jobs: int | None = None) -> list[BuildResult]:
-    """Build every recipe of ``plan`` (or ``names``), in plan order; stops at the first failure."""
-    selected = [plan.recipe(n) for n in names] if names else list(plan.recipes)
-    return [build_recipe(plan, rp, work, jobs=jobs) for rp in selected]
 
 
 def build_recipe(

@@ -69,7 +69,6 @@ __all__ = [
     "PackageResult",
     "ShippedBinary",
     "package",
-    "package_plan",
     "resolve_binaries",
     "RECORD_SCHEMA",
     "BUILDINFO_SCHEMA",
@@ -616,10 +615,10 @@ def package(
 def smoke_of(rp: RecipePlan) -> dict[str, Any]:
     """What the smoke test of this very build showed (status, coverage, device), for the package
     record, release.json and the release notes; ``not run`` when it was not smoke-tested."""
-    from .smoke import read_smoke_record, smoke_summary
+    from .smoke import smoke_summary
+    from .smokeplan import valid_smoke_record
 
-    rec = read_smoke_record(rp.output_dir)
-    return smoke_summary(rec if rec is not None and rec.get("build_key") == rp.build_key else None)
+    return smoke_summary(valid_smoke_record(rp))
 
 
 def _shipped_files(top: Path) -> list[ShippedFile]:
@@ -647,11 +646,3 @@ def _tools(record: BuildRecord) -> list[ToolInfo]:
         if version:
             tools.append(ToolInfo(tool, version, "build tool; not shipped"))
     return tools
-
-
-def package_plan(
-    plan: Plan, names: list[str] | None = None, *, models: ModelManifest | None = None, debug: bool = True, require_signing: bool = False
-) -> list[PackageResult]:
-    """Package every planned recipe (or ``names``), in plan order."""
-    selected = [plan.recipe(n) for n in names] if names else list(plan.recipes)
-    return [package(plan, rp, models=models, debug=debug, require_signing=require_signing) for rp in selected]

@@ -53,7 +53,7 @@ from .lock import atomic_write_bytes
 from .plan import Plan, RecipePlan
 from .recipe import Recipe
 from .run import Process, spawn
-from .smokeplan import SMOKE_SCHEMA, device_plan, smoke_key
+from .smokeplan import SMOKE_RECORD, SMOKE_SCHEMA, device_plan, read_smoke_record, smoke_key
 from .tinymodel import VOCAB_RELPATH, tiny_model
 from .workdir import WorkDir
 
@@ -67,7 +67,6 @@ __all__ = [
     "smoke_server",
     "smoke_args_file",
     "smoke_recipe",
-    "smoke",
     "write_args_file",
     "smoke_key",
     "smoke_summary",
@@ -76,7 +75,6 @@ __all__ = [
     "read_smoke_record",
 ]
 
-SMOKE_RECORD = "smoke.json"
 PROMPT = "Once upon a time"
 ARGS_FILE = "llama-server.args"
 
@@ -625,27 +623,5 @@ def _read_text(path: Path) -> str:
         return ""
 
 
-def read_smoke_record(output_dir: Path) -> dict[str, Any] | None:
-    try:
-        rec = json.loads((output_dir / SMOKE_RECORD).read_text("utf-8"))
-    except (OSError, ValueError):
-        return None
-    return rec if isinstance(rec, dict) else None
-
-
 def _write_record(output_dir: Path, record: Mapping[str, Any]) -> None:
     atomic_write_bytes(output_dir / SMOKE_RECORD, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
-
-
-def smoke(
-    plan: Plan,
-    work: WorkDir,
-    names: list[str] | None = None,
-    *,
-    model: Path | None = None,
-    ui_dir: Path | None = None,
-    port: int | None = None,
-    timeout: float | None = None,
-) -> list[SmokeResult]:
-    selected = [plan.recipe(n) for n in names] if names else list(plan.recipes)
-    return [smoke_recipe(plan, rp, work, model=model, ui_dir=ui_dir, port=port, timeout=timeout) for rp in selected]

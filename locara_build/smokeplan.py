@@ -9,13 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from . import hostdetect
 from .recipe import Recipe
 
-__all__ = ["SMOKE_SCHEMA", "device_plan", "smoke_key"]
+if TYPE_CHECKING:
+    from .plan import RecipePlan
 
-#: The smoke record's schema (smoke.json); part of the smoke key, so a new shape re-runs the test.
+__all__ = ["SMOKE_RECORD", "SMOKE_SCHEMA", "device_plan", "read_smoke_record", "smoke_key", "valid_smoke_record"]
+
+#: The smoke record: the one file a build output gains after the build (written by ``smoke``).
+SMOKE_RECORD = "smoke.json"
+#: The smoke record's schema; part of the smoke key, so a new shape re-runs the test.
 SMOKE_SCHEMA = 2
 
 _BACKEND_NAMES = {"cuda": "CUDA", "vulkan": "Vulkan", "metal": "Metal", "rocm": "ROCm/HIP", "universal": "GPU"}
@@ -53,3 +60,21 @@ def device_plan(recipe: Recipe) -> tuple[str | None, str, str]:
         f"needs {needs}; this build links the {recipe.backend} backend into the binary (GGML_BACKEND_DL off), "
         "so it cannot start without the driver"
     )
+
+
+def read_smoke_record(output_dir: Path) -> dict[str, Any] | None:
+    """The smoke record in a build output (None when there is none or it is unreadable)."""
+    try:
+        rec = json.loads((output_dir / SMOKE_RECORD).read_text("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def valid_smoke_record(rp: RecipePlan) -> dict[str, Any] | None:
+    """The smoke record of this very build, these smoke settings and this device situation, whatever
+    its status (the one staleness rule: the package record and weekly's reuse both ask this)."""
+    rec = read_smoke_record(rp.output_dir)
+    if rec is None or rec.get("build_key") != rp.build_key:
+        return None
+    return rec if rec.get("smoke_key") == smoke_key(rp.recipe, device_plan(rp.recipe)[0]) else None

@@ -30,8 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 
-from . import __version__, log, records
-from .digest import sha256_file
+from . import __version__, log
 from .errors import BusyError, LocaraError, PatchError, SignError
 from .lock import Lock, atomic_write_bytes, read_lock, write_lock
 from .plan import Plan, RecipePlan, make_plan
@@ -295,23 +294,18 @@ def _run(project: Project, work: WorkDir, opts: WeeklyOptions, report: WeeklyRep
     with log.step("prepare source tree"):
         patchqueue.prepare_tree(project, work, lock=lock)
 
-    from . import doctor, toolchain
+    from . import stages, toolchain
 
-    names = [rp.name for rp in plan.recipes]
     tools = toolchain.probe_all()
-    outcomes = {n: RecipeOutcome(n) for n in names}
+    outcomes = {rp.name: RecipeOutcome(rp.name) for rp in plan.recipes}
     report.recipes = list(outcomes.values())
-    buildable: list[RecipePlan] = []
-    for rp in plan.recipes:
-        rep = doctor.check_recipe(rp.recipe, tools)
-        if rep.build.ok:
-            buildable.append(rp)
-        else:
-            oc = outcomes[rp.name]
-            oc.status, oc.stage, oc.reason = "skipped", "doctor", f"not buildable here: {rep.build.why()} ({rep.build.how()})"
-            log.warn(f"{rp.name}: skipped: {oc.reason}")
+    selection = stages.select(plan, stages.BUILD, named=None, tools=tools)  # the host's recipes, even when named
+    for name, why in selection.skipped:
+        oc = outcomes[name]
+        oc.status, oc.stage, oc.reason = "skipped", "doctor", why
+        log.warn(f"{name}: skipped: {why}")
 
-    for rp in buildable:
+    for rp in selection.recipes:
         _recipe_pipeline(plan, rp, work, opts, outcomes[rp.name], tools)
 
     failed = [o for o in report.recipes if o.status == "failed"]
@@ -413,74 +407,27 @@ def _bump_revision_if_needed(
 def _recipe_pipeline(
     plan: Plan, rp: RecipePlan, work: WorkDir, opts: WeeklyOptions, oc: RecipeOutcome, tools: dict[str, Any]
 ) -> None:
-    from .build import build_recipe
-    from .package import package
-    from .smoke import smoke_recipe
+    """build -> smoke -> package for one recipe through the one driver (stages.drive: order and reuse);
+    a failure is recorded in ``oc`` and the other recipes go on."""
+    from .stages import Driven, StageOptions, drive
 
-    start = time.monotonic()
-    stage = "build"
+    driven = Driven()
     try:
-        built = build_recipe(plan, rp, work, tools=tools)
-        oc.stages["build"] = "reused" if built.status == "up-to-date" else "done"
-        stage = "smoke"
-        if _smoke_done(rp):
-            oc.stages["smoke"] = "reused"
-        else:
-            res = smoke_recipe(plan, rp, work)
-            oc.stages["smoke"] = "skipped" if res.status == "skipped" else "done"
-        stage = "package"
-        record = _package_done(plan, rp)
-        if record is not None:
-            oc.stages["package"] = "reused"
-            oc.artifact, oc.size, oc.sha256 = record.file, record.size, record.sha256
-        else:
-            pkg = package(plan, rp, require_signing=opts.require_signing)
-            oc.stages["package"] = "done"
-            oc.artifact, oc.size, oc.sha256 = pkg.artifact.name, pkg.size, pkg.sha256
+        drive(plan, rp, work, StageOptions(tools=tools, require_signing=opts.require_signing), into=driven)
+        pkg = driven.records["package"]
+        oc.artifact = pkg.file if isinstance(pkg, PackageRecord) else pkg.artifact.name
+        oc.size, oc.sha256 = pkg.size, pkg.sha256
         oc.status = "packaged"
     except LocaraError as exc:
-        oc.status, oc.stage = "failed", stage
+        oc.status, oc.stage = "failed", driven.stage
         oc.error = {"exit_code": exc.exit_code, "message": exc.message, "hint": exc.hint}
-        log.console.print(f"[bold red]{rp.name}: {stage} failed[/] (exit {exc.exit_code}); continuing with the other recipes")
+        log.console.print(f"[bold red]{rp.name}: {driven.stage} failed[/] (exit {exc.exit_code}); continuing with the other recipes")
         log.info(exc.message)
         if exc.hint:  # the next step, as a failing single-stage command would print it
             log.console.print("[bold]next:[/] " + escape(redact(exc.hint)), highlight=False)
     finally:
-        oc.seconds = time.monotonic() - start
-
-
-def _smoke_done(rp: RecipePlan) -> bool:
-    """A smoke record of this very build, these smoke settings and this device situation."""
-    from .build import is_built
-    from .smoke import read_smoke_record
-    from .smokeplan import device_plan, smoke_key
-
-    rec = read_smoke_record(rp.output_dir)
-    if rec is None or rec.get("build_key") != rp.build_key or rec.get("status") not in ("passed", "skipped"):
-        return False
-    return rec.get("smoke_key") == smoke_key(rp.recipe, device_plan(rp.recipe)[0]) and is_built(rp.output_dir)
-
-
-def _package_done(plan: Plan, rp: RecipePlan) -> PackageRecord | None:
-    """The package record of this very build, when its archive is intact and it carries the
-    current smoke result; None: package (again)."""
-    from .package import smoke_of
-
-    dist = plan.work_dir / "dist" / str(plan.version)
-    artifact = dist / rp.artifact.file
-    record_path = PackageRecord.path(dist, rp.artifact.file)
-    if not record_path.is_file() or not artifact.is_file():
-        return None
-    try:
-        rec = records.read(PackageRecord, record_path)
-    except records.RecordError as exc:
-        log.warn(f"{exc.message} Packaging {rp.name} again.")
-        return None
-    if rec.build_key != rp.build_key:
-        return None
-    if artifact.stat().st_size != rec.size or sha256_file(artifact) != rec.sha256:
-        return None
-    return rec if rec.smoke == smoke_of(rp) else None  # a newer smoke result: record it
+        oc.stages.update(driven.stages)
+        oc.seconds = driven.seconds
 
 
 _NO_KEY = "no signing key (pass --key FILE or set LOCARA_MINISIGN_KEY): artifacts are packaged but not released"

@@ -323,10 +323,10 @@ def test_gpu_recipe_on_a_gpu_host_checks_expect_stand_in_nvidia_smi(tmp_path: Pa
 
 
 def test_changed_smoke_settings_or_a_new_gpu_invalidate_the_smoke_record(tmp_path: Path, model: Path, monkeypatch) -> None:
-    """weekly reuses a smoke result only for the same build, smoke settings and device situation."""
+    """A smoke result is reused (stages.SMOKE.done) only for the same build, smoke settings and device situation."""
     from locara_build import hostdetect
     from locara_build.plan import make_plan
-    from locara_build.weekly import _smoke_done
+    from locara_build.stages import SMOKE
     from locara_build.workdir import Project, WorkDir
 
     tiny = _device_project(tmp_path, backend_dl=True)
@@ -336,7 +336,8 @@ def test_changed_smoke_settings_or_a_new_gpu_invalidate_the_smoke_record(tmp_pat
     assert res.returncode == 0, res.stderr
 
     def done() -> bool:
-        return _smoke_done(make_plan(Project(tiny.project), WorkDir(tiny.work), ["tiny"]).recipes[0])
+        plan = make_plan(Project(tiny.project), WorkDir(tiny.work), ["tiny"])
+        return SMOKE.done(plan, plan.recipes[0]) is not None
 
     assert done()
     monkeypatch.setattr(hostdetect, "find_device", lambda kind, **_: "NVIDIA L4, driver 580.95.05")

@@ -70,22 +70,14 @@ def build_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Configure and build each recipe's targets (only those) into its immutable, keyed output dir."""
-    from locara_build.build import build as run_build
-    from locara_build.doctor import doctor as run_doctor
+    from locara_build import stages
     from locara_build.plan import make_plan
 
     st = state()
     plan = make_plan(st.project, st.work, recipe)
-    names = None
-    if not recipe:  # every release recipe this host can build; say why not the others
-        report = run_doctor(rp.recipe for rp in plan.recipes)
-        names = [r.name for r in report.recipes if r.build.ok]
-        for r in report.recipes:
-            if not r.build.ok:
-                log.warn(f"skipping {r.name}: {r.build.why()} ({r.build.how()})")
-        if not names:
-            raise ConfigError("no release recipe can be built on this host.", hint="Run `locara-build doctor`.")
-    results = run_build(plan, st.work, names, jobs=jobs)
+    selected = stages.require(stages.select(plan, stages.BUILD, named=recipe), stages.BUILD)
+    opts = stages.StageOptions(jobs=jobs)
+    results = [stages.BUILD.run(plan, rp, st.work, opts) for rp in selected]
     if output(json_, {"ok": True, "builds": [r.to_dict() for r in results]}):
         return
     rows = []
@@ -109,10 +101,9 @@ def smoke_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Start each built llama-server on 127.0.0.1 with a tiny model and check its endpoints (and its args file)."""
-    from locara_build.build import is_built
+    from locara_build import stages
     from locara_build.plan import make_plan
     from locara_build.smoke import default_ui_dir
-    from locara_build.smoke import smoke as run_smoke
 
     st = state()
     plan = make_plan(st.project, st.work, recipe)
@@ -121,17 +112,9 @@ def smoke_cmd(
         raise ConfigError(f"--ui {ui}: no index.html there.", hint="Point --ui at a directory holding index.html.")
     if ui_dir is None:
         log.warn("no UI to serve yet (locara_build/resources/ui/index.html is missing): `/` is not checked")
-    names = None
-    if not recipe:  # every release recipe built here
-        names = [rp.name for rp in plan.recipes if is_built(rp.output_dir)]
-        for rp in plan.recipes:
-            if rp.name not in names:
-                log.warn(f"skipping {rp.name}: not built here (`locara-build build -r {rp.name}`)")
-        if not names:
-            raise ConfigError("no release recipe has been built here yet.", hint="Run `locara-build build` first.")
-    results = run_smoke(
-        plan, st.work, names, model=model.resolve() if model else None, ui_dir=ui_dir, port=port, timeout=timeout
-    )
+    selected = stages.require(stages.select(plan, stages.SMOKE, named=recipe), stages.SMOKE)
+    opts = stages.StageOptions(model=model.resolve() if model else None, ui_dir=ui_dir, port=port, timeout=timeout)
+    results = [stages.SMOKE.run(plan, rp, st.work, opts) for rp in selected]
     if output(json_, {"ok": True, "smoke": [r.to_dict() for r in results]}):
         return
     rows = [

@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from locara_build import log
-from locara_build.errors import ConfigError
 
 from .app import JsonOpt, RecipeOpt, app, output, state
 
@@ -36,29 +35,17 @@ def package_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Package each built recipe: bin/ + ui/ + models/manifest.json + launchers + LICENSES + BUILDINFO + SBOM."""
-    from locara_build.build import is_built
+    from locara_build import stages
     from locara_build.models import load_manifest
-    from locara_build.package import package as run_package
     from locara_build.plan import make_plan
 
     st = state()
     plan = make_plan(st.project, st.work, recipe)
     manifest = load_manifest(models.resolve()) if models else None
-    selected = list(plan.recipes)
-    if not recipe:  # every release recipe built on this host
-        selected = [rp for rp in plan.recipes if is_built(rp.output_dir)]
-        for rp in plan.recipes:
-            if rp not in selected:
-                log.warn(f"skipping {rp.name}: not built here (`locara-build build --recipe {rp.name}`)")
-        if not selected:
-            raise ConfigError(
-                "nothing to package: no release recipe has a finished build in this work dir.",
-                hint="Run `locara-build build` first, or name a recipe with --recipe.",
-            )
-    results = [
-        run_package(plan, rp, out_dir=out.resolve() if out else None, models=manifest, debug=debug, require_signing=require_signing)
-        for rp in selected
-    ]
+    selected = stages.require(stages.select(plan, stages.PACKAGE, named=recipe), stages.PACKAGE)
+    opts = stages.StageOptions(models=manifest, out_dir=out.resolve() if out else None, debug=debug,
+                               require_signing=require_signing)
+    results = [stages.PACKAGE.run(plan, rp, st.work, opts) for rp in selected]
     if output(json_, {"ok": True, "version": str(plan.version), "packages": [r.to_dict() for r in results]}):
         return
     rows = [
