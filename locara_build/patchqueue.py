@@ -220,7 +220,9 @@ def _touched(text: str) -> list[_Touch]:
     """Every path a patch names (git headers, ---/+++ lines, renames/copies, traditional diffs), with
     symlink targets. Hunk bodies are skipped by their line counts, so a removed line that starts
     with "-- " is never taken for a header."""
-    lines = text.splitlines()
+    # git splits on "\n" only: str.splitlines() would also split on \f, \x1c, \x85, U+2028 inside a
+    # hunk line, shift the line counts and let a header after the hunk slip by unread
+    lines = [line.removesuffix("\r") for line in text.split("\n")]
     touches: list[_Touch] = []
     i = 0
     mode = ""
@@ -247,6 +249,8 @@ def _touched(text: str) -> list[_Touch]:
             mode = line.split()[-1]
         elif line.startswith("index ") and len(line.split()) == 3:
             mode = line.split()[2]
+        elif line.startswith("GIT binary patch") and mode == _SYMLINK_MODE and current:
+            touches.append(_Touch(current, mode, "\n(a binary literal)"))  # a target we cannot read: refused
         elif line.startswith("@@ "):
             hm = _HUNK_RE.match(line)
             i += 1
@@ -257,8 +261,10 @@ def _touched(text: str) -> list[_Touch]:
             added: list[str] = []
             while i < len(lines) and (old > 0 or new > 0):
                 body = lines[i]
-                i += 1
                 tag = body[:1]
+                if tag not in (" ", "", "-", "+", "\\"):
+                    break  # not a hunk line: git ends the hunk here too, so the line is read as a header
+                i += 1
                 if tag == "\\":
                     continue
                 if tag in (" ", ""):

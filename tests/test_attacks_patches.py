@@ -64,6 +64,14 @@ ATTACKS: dict[str, tuple[str, str, str]] = {
                    "../README.md", "`..`"),
     "traditional-after-innocent": (README_EDIT + "--- a/../tradevil\n+++ b/../tradevil\n@@ -0,0 +1 @@\n+owned\n",
                                    "../tradevil", "`..`"),
+    # a form feed inside a hunk line (legal in C sources): a parser splitting on it loses count and
+    # would read the next header as hunk body
+    "hunk-formfeed-then-dotdot": ("diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1 +1 @@\n"
+                                  "-stand-in\n+stand\x0cin\n" + _new_file("../evil", ["owned"]), "../evil", "`..`"),
+    "hunk-count-lies": ("diff --git a/README.md b/README.md\n--- a/README.md\n+++ b/README.md\n@@ -1,9 +1,9 @@\n"
+                        "-stand-in\n+x\n" + _new_file("../evil", ["owned"]), "../evil", "`..`"),
+    "symlink-binary-literal": ("diff --git a/lnk b/lnk\nnew file mode 120000\nindex 0000000..1111111\nGIT binary patch\n"
+                               "literal 11\nSc${NkPE?@+EzHqaV}\n\nliteral 0\nHcmV?d00001\n\n", "lnk", "symlink"),
     "symlink-absolute": (_symlink("evil-link", "/etc/passwd"), "evil-link", "symlink"),
     "symlink-climbs-out": (_symlink("docs/evil", "../../../etc/shadow"), "docs/evil", "symlink"),
     "symlink-into-git": (_symlink("evil", ".git/config"), "evil", "symlink"),
