@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import PRODUCT, __version__, log, records, store
 from .digest import sha256_file
-from .errors import ConfigError, VerifyError, disk_full, is_no_space
+from .errors import ConfigError, LocaraError, VerifyError, disk_full, is_no_space
 from .extract import read_member
 from .lock import atomic_write_bytes
 from .provenance import make_statement, sign_envelope
@@ -166,6 +166,21 @@ _ARTIFACT_FIELDS = {
 }
 
 
+def read_manifest(folder: Path) -> dict[str, Any]:
+    """The release.json of a release folder on this machine, through the one reader (parse_manifest):
+    OSError / VerifyError when it is missing or not a manifest this tool writes."""
+    path = folder / MANIFEST
+    with open(path, "rb") as fh:
+        data = fh.read(_MAX_LOCAL_MANIFEST + 1)
+    if len(data) > _MAX_LOCAL_MANIFEST:
+        raise VerifyError(f"{path}: larger than {_MAX_LOCAL_MANIFEST >> 20} MiB; not a release manifest.",
+                          hint="Release again.")
+    return parse_manifest(data, source=str(path))
+
+
+_MAX_LOCAL_MANIFEST = 16 << 20
+
+
 def parse_manifest(data: bytes, *, source: str = MANIFEST) -> dict[str, Any]:
     """Parse and check the shape of a release.json (after its signature was verified)."""
 
@@ -259,9 +274,9 @@ def release_versions(root: Path, *, exclude: Path | None = None) -> list[tuple[V
         if not mf.is_file():
             continue
         try:
-            doc = json.loads(mf.read_text("utf-8"))
-            found.append((Version.parse(doc["version"], doc.get("upstream", {}).get("commit_date")), child))
-        except (ValueError, KeyError, ConfigError, OSError):
+            doc = read_manifest(child)
+            found.append((Version.parse(doc["version"], doc["upstream"].get("commit_date")), child))
+        except (LocaraError, OSError):
             log.warn(f"{mf}: unreadable release manifest, ignored for version ordering")
     return sorted(found, key=lambda vp: vp[0])
 
@@ -342,10 +357,10 @@ def _with_proof(smoke: dict[str, Any] | None) -> dict[str, Any]:
 
 def _same_release(existing: Path, artifacts: list[dict[str, Any]]) -> bool:
     try:
-        doc = json.loads((existing / MANIFEST).read_text("utf-8"))
-    except (OSError, ValueError):
+        doc = read_manifest(existing)
+    except (OSError, LocaraError):
         return False
-    old = {(a.get("file"), a.get("sha256")) for a in doc.get("artifacts", [])}
+    old = {(a["file"], a["sha256"]) for a in doc["artifacts"]}
     return old == {(a["file"], a["sha256"]) for a in artifacts} and all(
         (existing / n).is_file() for n in (MANIFEST, SUMS, MANIFEST + SIG_SUFFIX, SUMS + SIG_SUFFIX)
     )
@@ -418,7 +433,7 @@ def make_release(
         if out.exists() and (out / MANIFEST).exists() and not force:
             if _same_release(out, artifacts):
                 log.info(f"{out}: release {version} already made from these exact artifacts; nothing to do")
-                doc = json.loads((out / MANIFEST).read_text("utf-8"))
+                doc = read_manifest(out)
                 return ReleaseResult(out, version, doc, sorted(p.name for p in out.iterdir()), key.id_hex, True, missing)
             raise VerifyError(
                 f"{out} already holds release {version} made from different artifacts.",

@@ -455,7 +455,7 @@ def _release(
     key: SecretKey | None,
 ) -> Path | None:
     from .notes import release_notes
-    from .release import MANIFEST, make_release, release_versions
+    from .release import make_release, read_manifest, release_versions
 
     if key is None:
         log.warn(_NO_KEY)
@@ -466,8 +466,8 @@ def _release(
     older = [(v, p) for v, p in release_versions(root) if v < plan.version]
     if older:
         try:
-            previous = json.loads((older[-1][1] / MANIFEST).read_text("utf-8"))
-        except (OSError, ValueError):
+            previous = read_manifest(older[-1][1])
+        except (OSError, LocaraError):
             previous = None
     distance = _distance(work, previous, plan)
     # release only what was packaged in this run (skipped / failed recipes are not in it)
