@@ -136,10 +136,7 @@ def _tar_infos(
     """((raw name, is_dir, size, mode, kind), TarInfo) per member; kind is 'file', 'dir' or what it
     really is."""
     count = 0
-    while True:
-        info = tf.next()
-        if info is None:
-            break
+    while (info := tf.next()) is not None:
         count += 1
         if count > limits.max_members:
             raise _fail(archive, f"more than {limits.max_members} members")
@@ -353,7 +350,7 @@ def safe_extract(
             m = checker.add(*raw_member)
             _write_member(archive, tmp, m, stream)
             if not m.is_dir:
-                files.append(tmp.joinpath(*m.name.split("/")))
+                files.append(tmp / m.name)
         checker.finish()
         result = tmp / top  # a folder: at least one member, each the top folder or under it
         for d in sorted((p for p in tmp.rglob("*") if p.is_dir()), reverse=True):
@@ -400,11 +397,11 @@ def _read(archive: Path, stream: IO[bytes]) -> bytes:
 def _write_member(archive: Path, tmp: Path, m: Member, stream: IO[bytes] | None) -> None:
     """One checked member into ``tmp``: a folder 0755, a new file (never through an existing path
     or link) 0600 while written, then 0755 / 0644; exactly as many bytes as its header declares."""
-    target = tmp.joinpath(*m.name.split("/"))
+    target = tmp / m.name  # (checked: relative, `/`-separated, no `.` / `..` / empty parts)
     if m.is_dir:
-        target.mkdir(mode=0o755, parents=True, exist_ok=True)
+        target.mkdir(parents=True, exist_ok=True)  # (modes: all set to 0755 once every member is in)
         return
-    target.parent.mkdir(mode=0o755, parents=True, exist_ok=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
     assert stream is not None
     fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), 0o600)
     got = 0
