@@ -592,7 +592,7 @@ def test_build_info_comes_from_the_upstream_lock() -> None:
 
 
 # Cache entries that are CMake's or a find module's own, not llama.cpp options.
-NOT_UPSTREAM_OPTIONS = {"CUDAToolkit_ROOT", "Vulkan_INCLUDE_DIR", "SPIRV-Headers_DIR"}
+NOT_UPSTREAM_OPTIONS = {"CUDAToolkit_ROOT", "Vulkan_INCLUDE_DIR", "SPIRV-Headers_DIR", "Vulkan_LIBRARY"}
 
 
 def test_every_entry_exists_in_the_real_llama_cpp_tree() -> None:

@@ -366,3 +366,27 @@ def test_notes_list_the_release_recipes_this_host_did_not_build(tmp_path: Path) 
     assert "| proved | smoke test |" in notes and "| full | passed on CPU |" in notes
     tail = notes.split("## Not built", 1)[1]
     assert "| windows-x86_64-cuda | windows-x86_64-cuda | its CI runner (windows-2022) |" in tail
+
+
+def test_vulkan_1_import_library_for_the_windows_cross_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The generated vulkan-1 import library: core commands only (what the loader exports), made by zig's
+    dlltool, and readable as a PE import library that names vulkan-1.dll."""
+    from locara_build.toolchains import vulkan_win, zig
+
+    found = zig.find()
+    if found is None:
+        pytest.fail("zig (the ziglang wheel) is a dependency of locara-build on Linux")
+    monkeypatch.setenv("LOCARA_TOOLCHAINS_DIR", str(tmp_path / "tc"))
+    include = Path("/usr/include")
+    commands = vulkan_win.core_commands(include / "vulkan" / "vulkan_core.h")
+    assert "vkCreateInstance" in commands and "vkQueueSubmit" in commands
+    assert "vkCmdPushDescriptorSetKHR" not in commands and "vkCreateSwapchainKHR" not in commands  # extensions
+    lib = vulkan_win.provision(include, found.path)
+    assert lib == vulkan_win.import_lib(include) and lib.is_file()
+    defs = (lib.parent / "vulkan-1.def").read_text()
+    assert defs.startswith("LIBRARY vulkan-1.dll\nEXPORTS\n") and defs.count("\n    vk") == len(commands)
+    listing = subprocess.run(["nm", str(lib)], capture_output=True, text=True).stdout
+    assert re.search(r"\bI __imp_vkCreateInstance$", listing, re.M) and re.search(r"\bT vkCreateInstance$", listing, re.M)
+    recipe = load_recipes(Project(REPO), ["windows-x86_64-vulkan"])["windows-x86_64-vulkan"]
+    assert platforms.get("windows").plan_cmake_defines(recipe)["Vulkan_LIBRARY"].endswith("libvulkan-1.a")
+    assert platforms.get("windows").plan_cmake_defines(load_recipes(Project(REPO), ["windows-x86_64-cpu"])["windows-x86_64-cpu"]) == {}

@@ -75,6 +75,36 @@ class Windows:
             return {}  # native (MSVC) recipes: nothing of this host in their plan
         return zig.plan_env()
 
+    def plan_cmake_defines(self, recipe: object) -> dict[str, CMakeValue]:
+        """Vulkan cross-built with zig: the generated import library of vulkan-1.dll (shown in the plan;
+        locara_build/toolchains/vulkan_win.py), found by FindVulkan as ``Vulkan_LIBRARY``."""
+        include = self._vulkan_include(recipe)
+        if include is None:
+            return {}
+        from locara_build.toolchains import vulkan_win
+
+        return {"Vulkan_LIBRARY": str(vulkan_win.import_lib(include))}
+
+    def prepare(self, recipe: object) -> None:
+        include = self._vulkan_include(recipe)
+        if include is None:
+            return
+        from locara_build.toolchains import vulkan, vulkan_win, zig
+
+        if not (include / "vulkan" / "vulkan_core.h").is_file():
+            from locara_build import platforms
+
+            vulkan.provision(platforms.host_arch())  # the backend's prepare may not have run yet
+        vulkan_win.provision(include, zig.require().path)
+
+    def _vulkan_include(self, recipe: object) -> Path | None:
+        from locara_build import platforms
+        from locara_build.toolchains import vulkan
+
+        if getattr(recipe, "backend", "") != "vulkan" or platforms.host_os() == "windows" or not getattr(recipe, "toolchain", None):
+            return None
+        return vulkan.planned_include_dir(platforms.host_os()) or Path("/usr/include")
+
     def smoke_env(self, recipe: object) -> dict[str, str]:
         """Running the .exe under wine: a private prefix in the toolchains dir, no debug noise."""
         from locara_build import platforms
