@@ -250,8 +250,10 @@ def check_recipe_values(merged: Mapping[str, Any]) -> None:
                     "Configure the build through [cmake] entries and the toolchain file; credentials come from the "
                     "environment of the run (docs/signing.md), never from a recipe.",
                 )
-    for key in merged.get("requirements") or {}:
+    for key, value in (merged.get("requirements") or {}).items():
         _pattern(f"requirements.{key}", key, REQ_KEY, "a requirement name (letters, digits, '.', '_', '-')")
+        if key == "min_cuda_driver":  # `install --backend auto` compares it with nvidia-smi's version
+            _pattern(f"requirements.{key}", value, re.compile(r"\d{1,4}(\.\d{1,4}){0,3}"), "a driver version like 580.65.06")
     ship = merged.get("ship") or {}
     _each("ship.binaries", ship.get("binaries"), lambda k, v: _pattern(k, v, FILE_NAME, "a plain file name"))
     for field in ("libraries", "runtime"):

@@ -172,6 +172,7 @@ HOSTILE = {
     "timeout-negative": ("[smoke]\ntimeout = -1\n", "smoke.timeout"),
     "n-predict-unbounded": ("[smoke]\nn_predict = -1\n", "smoke.n_predict"),
     "requires-url": ('requires = ["evil @ https://evil.example/x.whl"]\n', "requires[0]"),
+    "min-cuda-driver-not-a-version": ('[requirements]\nmin_cuda_driver = "latest; rm -rf ~"\n', "driver version"),
     "requirements-key-newline": ('[requirements]\n"a\\nb" = "x"\n', "newline"),
     "extends-path": ('extends = "../../../etc/passwd"\n', "not a recipe name"),
     "extends-not-string": ('extends = ["a"]\n', "must be a string"),
