@@ -41,6 +41,7 @@ from . import doctor, log, platforms, records, toolchain, toolchains
 from .cmakevalue import render_define
 from .digest import sha256_file
 from .errors import BuildError, BusyError
+from .filelock import file_lock
 from .lock import atomic_write_bytes
 from .plan import Plan, RecipePlan
 from .records import BuildRecord
@@ -502,24 +503,16 @@ def _stop_orphan(cmake_dir: Path) -> None:
 
 @contextlib.contextmanager
 def _recipe_lock(work: WorkDir, name: str) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # Windows hosts: no advisory lock (one build per work dir)
-        yield
-        return
     path = work.ensure(work.state) / f"build-{name}.lock"
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise BusyError(
-                f"another locara-build is building recipe `{name}` in {work.root} (lock: {path}).",
-                hint="Wait for it to finish (or stop it), then run the command again.",
-            ) from None
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def busy(holder: str) -> BusyError:
+        return BusyError(
+            f"another locara-build ({holder}) is building recipe `{name}` in {work.root} (lock: {path}).",
+            hint="Wait for it to finish (or stop it), then run the command again.",
+        )
+
+    with file_lock(path, busy=busy, record_holder=True):
+        yield
 
 
 def _copy_preserving_links(src: Path, dest: Path) -> None:

@@ -51,6 +51,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 from . import hostdetect, httpfetch, log, update
 from .errors import BusyError, ConfigError, NetworkError, VerifyError
 from .extract import safe_extract
+from .filelock import file_lock
 from .lock import atomic_write_bytes
 from .provenance import verify_envelope
 from .release import (
@@ -416,29 +417,12 @@ def _reconcile(prefix: Path, state: dict[str, Any]) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def _prefix_lock(prefix: Path) -> Iterator[None]:
-    prefix.mkdir(parents=True, exist_ok=True)
-    fh = open(prefix / ".lock", "a+")  # noqa: SIM115
-    try:
-        try:
-            import fcntl
+    def busy(holder: str) -> BusyError:
+        return BusyError(f"{prefix}: another install is running in this prefix ({holder}).",
+                         hint="Wait for it to finish, then run again.")
 
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except ImportError:  # Windows: msvcrt locks a byte range
-            import msvcrt
-
-            try:
-                msvcrt.locking(fh.fileno(), msvcrt.LK_NBLCK, 1)
-            except OSError:
-                raise BlockingIOError from None
-    except BlockingIOError:
-        fh.close()
-        raise BusyError(
-            f"{prefix}: another install is running in this prefix.", hint="Wait for it to finish, then run again."
-        ) from None
-    try:
+    with file_lock(prefix / ".lock", busy=busy, record_holder=True):
         yield
-    finally:
-        fh.close()
 
 
 def _current(prefix: Path) -> str | None:

@@ -18,7 +18,6 @@ build -> smoke -> package -> release (signed when a key is present) -> optional 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import json
 import os
 import time
@@ -134,28 +133,17 @@ class WeeklyReport:
 
 @contextlib.contextmanager
 def work_lock(work: WorkDir, *, wait: bool) -> Iterator[None]:
-    """One weekly run per work dir (flock: released by the kernel if the process dies)."""
-    path = work.ensure(work.state) / "weekly.lock"
-    with open(path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
-        except BlockingIOError:
-            fh.seek(0)
-            holder = fh.read().strip() or "another process"
-            raise BusyError(
-                f"another `locara-build weekly` ({holder}) is running on the work dir {work.root}.",
-                hint="Wait for it to finish, or pass --wait to queue behind it (use another --work-dir to run in parallel).",
-            ) from None
-        fh.seek(0)
-        fh.truncate()
-        fh.write(f"pid {os.getpid()} since {datetime.now(UTC):%Y-%m-%dT%H:%M:%SZ}\n")
-        fh.flush()
-        try:
-            yield
-        finally:
-            fh.seek(0)
-            fh.truncate()
-            fcntl.flock(fh, fcntl.LOCK_UN)
+    """One weekly run per work dir (released by the kernel if the process dies)."""
+    from .filelock import file_lock
+
+    def busy(holder: str) -> BusyError:
+        return BusyError(
+            f"another `locara-build weekly` ({holder}) is running on the work dir {work.root}.",
+            hint="Wait for it to finish, or pass --wait to queue behind it (use another --work-dir to run in parallel).",
+        )
+
+    with file_lock(work.ensure(work.state) / "weekly.lock", busy=None if wait else busy, record_holder=True):
+        yield
 
 
 def _read_state(work: WorkDir) -> dict[str, Any]:
