@@ -622,7 +622,13 @@ def install(opts: InstallOptions) -> InstallResult:
             tmp_root = top.parent
             try:
                 _checkpoint("write install record")
-                _write_install_record(top, rel, art)
+                try:
+                    _write_install_record(top, rel, art)
+                except VerifyError:
+                    archive.unlink(missing_ok=True)
+                    with contextlib.suppress(OSError):
+                        downloads.rmdir()
+                    raise
                 _checkpoint("rename into versions/")
                 os.rename(top, target)
                 _checkpoint("renamed into versions/")
