@@ -722,7 +722,8 @@ def _prune(prefix: Path, state: dict[str, Any], keep: int) -> None:
     # finished folders no record names (a prune or an install killed midway): not versions any more
     versions = prefix / "versions"
     removed += [p.name for p in sorted(versions.iterdir()) if not p.name.startswith(".") and p.name not in state["installed"]
-                and p.name not in protected and p.is_dir() and not p.is_symlink()] if versions.is_dir() else []
+                and p.name not in protected and p.name not in removed and p.is_dir() and not p.is_symlink()] \
+        if versions.is_dir() else []
     if not removed:
         return
     for name in removed:
