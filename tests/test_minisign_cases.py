@@ -355,3 +355,62 @@ def test_the_memory_cap_sits_at_two_gib() -> None:
         minisign._kdf_stream("pw", bytes(32), KdfLimits(1 << 31, 1 << 31), 104)
     with pytest.raises(ConfigError, match="need 4097 MiB"):
         minisign._kdf_stream("pw", bytes(32), KdfLimits(1 << 32, 1 << 32), 104)
+
+
+# --- the exact words of every refusal -----------------------------------------------------------------
+
+
+def test_verify_refusals_say_exactly_what_failed(signed) -> None:
+    key, data, text = signed
+    sig = Signature.from_text(text)
+    other = minisign.generate()
+    with pytest.raises(VerifyError) as err:
+        minisign.verify(data, sig, [other.public_key])
+    assert err.value.message == (f"file is signed by key {key.id_hex}, which is not a trusted key (trusted: {other.id_hex}).")
+    assert err.value.hint == ("Only install releases signed by a key you trust; add another project key with --trust KEY.pub "
+                              "if you expected this one.")
+    with pytest.raises(VerifyError) as err:
+        minisign.verify(data, sig, [], what="release.json")
+    assert err.value.message == f"release.json is signed by key {key.id_hex}, which is not a trusted key (trusted: none)."
+    third = minisign.generate()
+    with pytest.raises(VerifyError, match=re.escape(f"(trusted: {', '.join(sorted([other.id_hex, third.id_hex]))})")):
+        minisign.verify(data, sig, (third.public_key, other.public_key, other.public_key))
+    with pytest.raises(VerifyError) as err:
+        minisign.verify(data + b"!", sig, [key.public_key])
+    assert err.value.message == (f"file: signature verification FAILED with key {key.id_hex}: "
+                                 "the file was altered after it was signed.")
+    assert err.value.hint == ("Do not use this file. Fetch it again from the project's release page; "
+                              "report the mirror if it persists.")
+    forged = Signature.from_text(text.replace("file:SHA256SUMS", "file:OTHER"))
+    with pytest.raises(VerifyError) as err:
+        minisign.verify(data, forged, [key.public_key], what="SHA256SUMS")
+    assert err.value.message == "SHA256SUMS: the trusted comment of its signature was altered (comment signature invalid)."
+    assert err.value.hint == "Do not use this file; fetch the release again."
+    assert minisign.verify(data, sig, [other.public_key, key.public_key], what="x") == key.public_key
+
+
+def test_comment_refusals_say_exactly_which_comment(signed) -> None:
+    key = signed[0]
+    long = "x" * 100 + "\n"
+    with pytest.raises(ConfigError) as err:
+        minisign.sign(key, b"d", trusted_comment=long)
+    assert err.value.message == f"a trusted comment must be one line of text (no newline, carriage return or NUL): {'x' * 60!r}."
+    assert err.value.hint == "Remove the line breaks from the comment (minisign reads each comment as one line)."
+    with pytest.raises(ConfigError) as err:
+        minisign.sign(key, b"d", trusted_comment="ok", untrusted_comment="a\rb")
+    assert err.value.message == "a untrusted comment must be one line of text (no newline, carriage return or NUL): 'a\\rb'."
+    # X, spaces, tabs, unicode and an empty comment are all fine
+    for fine in ("XX", "", "tab\there", "\u00e9\u2028"):
+        sig = minisign.sign(key, b"d", trusted_comment=fine, untrusted_comment=fine or None)
+        assert minisign.verify(b"d", Signature.from_text(sig.to_text()), [key.public_key]) == key.public_key
+
+
+def test_sign_raw_is_a_plain_ed25519_signature() -> None:
+    """(DSSE envelopes: a bare Ed25519 signature over the bytes, no minisign framing.)"""
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    key = minisign.generate()
+    raw = key.sign_raw(b"payload")
+    assert len(raw) == 64
+    Ed25519PublicKey.from_public_bytes(key.public_key.raw).verify(raw, b"payload")
+    assert repr(key) == f"SecretKey(id={key.id_hex})" and key.seed.hex() not in repr(key)

@@ -110,7 +110,7 @@ def _kdf_stream(password: str, salt: bytes, limits: KdfLimits, length: int) -> b
             f"the secret key's scrypt parameters need {need >> 20} MiB, more than this tool allows.",
             hint="Re-encrypt the key with `minisign -C` or generate a new one with `locara-build keys generate`.",
         )
-    return hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=r, p=p, maxmem=need, dklen=length)
+    return hashlib.scrypt(password.encode(), salt=salt, n=n, r=r, p=p, maxmem=need, dklen=length)
 
 
 def _checksum(sig_alg: bytes, key_id: bytes, sk: bytes) -> bytes:
@@ -349,15 +349,15 @@ def _prehash(data: bytes) -> bytes:
 
 def sign(key: SecretKey, data: bytes, *, trusted_comment: str, untrusted_comment: str | None = None) -> Signature:
     """A prehashed (``ED``) signature, as `minisign -S` makes by default."""
-    for what, comment in (("trusted", trusted_comment), ("untrusted", untrusted_comment or "")):
-        if any(c in comment for c in "\n\r\0"):
+    for what, comment in (("trusted", trusted_comment), ("untrusted", untrusted_comment)):
+        if comment and any(c in comment for c in "\n\r\0"):
             raise ConfigError(
                 f"a {what} comment must be one line of text (no newline, carriage return or NUL): {comment[:60]!r}.",
                 hint="Remove the line breaks from the comment (minisign reads each comment as one line).",
             )
     ed = key._ed()
     sig = ed.sign(_prehash(data))
-    glob = ed.sign(sig + trusted_comment.encode("utf-8"))
+    glob = ed.sign(sig + trusted_comment.encode())
     return Signature(
         algorithm=SIG_ALG_PREHASHED,
         key_id=key.key_id,
@@ -392,7 +392,7 @@ def verify(data: bytes, sig: Signature, keys: list[PublicKey] | tuple[PublicKey,
             hint="Do not use this file. Fetch it again from the project's release page; report the mirror if it persists.",
         ) from None
     try:
-        key._ed().verify(sig.global_signature, sig.signature + sig.trusted_comment.encode("utf-8"))
+        key._ed().verify(sig.global_signature, sig.signature + sig.trusted_comment.encode())
     except InvalidSignature:
         raise VerifyError(
             f"{what}: the trusted comment of its signature was altered (comment signature invalid).",
