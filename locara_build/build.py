@@ -27,8 +27,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping
@@ -45,7 +43,7 @@ from .filelock import file_lock
 from .lock import atomic_write_bytes
 from .plan import Plan, RecipePlan
 from .records import BuildRecord
-from .run import format_cmd, run, spawn
+from .run import follow, format_cmd, stop_orphan
 from .sourcetree import require_tree
 from .toolchain import HostSetup, Tool
 from .workdir import WorkDir
@@ -230,7 +228,7 @@ class _Builder:
             if on_line:
                 on_line(text)
 
-        rc = _follow(argv, env=env, log_path=self.log_path, pid_file=cmake_dir / PID_FILE, on_line=line)
+        rc = follow(argv, env=env, log_path=self.log_path, pid_file=cmake_dir / PID_FILE, on_line=line, error=BuildError)
         if rc != 0:
             raise self._failure(what, rc, list(tail))
 
@@ -424,81 +422,13 @@ class _NinjaProgress:
             self._bar.stop()
 
 
-def _follow(
-    argv: list[str], *, env: Mapping[str, str], log_path: Path, pid_file: Path, on_line: Callable[[str], None]
-) -> int:
-    """Run ``argv`` in its own process group with output appended to ``log_path``; feed new lines
-    to ``on_line`` as they arrive. The pid is recorded so an orphan (parent killed) can be stopped."""
-    offset = log_path.stat().st_size if log_path.exists() else 0
-    proc = spawn(argv, env=env, log_path=log_path, error=BuildError)
-    atomic_write_bytes(pid_file, f"{proc.pid}\n".encode())
-    exited = threading.Event()  # set the moment the child exits: no polling latency after the build
-
-    def wait_for_exit() -> None:
-        proc.wait()
-        exited.set()
-
-    threading.Thread(target=wait_for_exit, name=f"wait-{proc.pid}", daemon=True).start()
-    pending = b""
-    try:
-        with open(log_path, "rb") as fh:
-            fh.seek(offset)
-            while True:
-                finished = exited.is_set()
-                chunk = fh.read()
-                if chunk:
-                    pending += chunk
-                    *complete, pending = pending.split(b"\n")
-                    for raw in complete:
-                        on_line(raw.decode("utf-8", "replace").rstrip("\r"))
-                if finished:
-                    break
-                if not chunk:
-                    exited.wait(0.1)
-        if pending:
-            on_line(pending.decode("utf-8", "replace"))
-    except BaseException:
-        proc.stop(grace=5)
-        raise
-    finally:
-        pid_file.unlink(missing_ok=True)
-    return proc.wait()
-
-
-def _cmdline(pid: int) -> str | None:
-    proc = Path(f"/proc/{pid}/cmdline")
-    if proc.parent.parent.is_dir() and Path("/proc/self").exists():
-        try:
-            return proc.read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
-        except OSError:
-            return None
-    try:
-        res = run(["ps", "-o", "command=", "-p", str(pid)], check=False, echo=False, timeout=10)
-    except Exception:  # noqa: BLE001
-        return None
-    return res.stdout if res.ok else None
-
-
 def _stop_orphan(cmake_dir: Path) -> None:
     """Stop a cmake/ninja left running by a killed earlier run of this recipe (same build dir)."""
-    pid_file = cmake_dir / PID_FILE
-    try:
-        pid = int(pid_file.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        pid_file.unlink(missing_ok=True)
-        return
-    cmd = _cmdline(pid)
-    if cmd and str(cmake_dir) in cmd:
+
+    def say(pid: int) -> None:
         log.warn(f"an earlier build of {cmake_dir.name} was interrupted and its process group {pid} still runs: stopping it")
-        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, sig)
-            deadline = time.monotonic() + wait
-            while time.monotonic() < deadline and _cmdline(pid):
-                time.sleep(0.1)
-            if not _cmdline(pid):
-                break
-    pid_file.unlink(missing_ok=True)
+
+    stop_orphan(cmake_dir / PID_FILE, marker=str(cmake_dir), on_found=say)
 
 
 @contextlib.contextmanager

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -54,7 +53,9 @@ def file_lock(
             _unlock(fh)
 
 
-if sys.platform == "win32":  # pragma: no cover - exercised on Windows hosts (install)
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - Windows hosts (install): msvcrt locks the first byte
     import msvcrt
 
     def _try_lock(fh: IO[str]) -> bool:
@@ -75,7 +76,6 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows hosts (in
             msvcrt.locking(fh.fileno(), msvcrt.LK_UNLCK, 1)
 
 else:
-    import fcntl
 
     def _try_lock(fh: IO[str]) -> bool:
         try:

@@ -178,7 +178,7 @@ def resolve_binaries(bin_dir: Path, rp: RecipePlan, platform: Platform) -> tuple
     "versions"}``.
     """
     recipe = rp.recipe
-    fold = recipe.os == "windows"
+    fold = platform.loader_folds_case
     key = (lambda s: s.lower()) if fold else (lambda s: s)
     entries = {key(p.name): p for p in sorted(bin_dir.iterdir())}
     allowed = tuple(recipe.ship.libraries) + tuple(recipe.ship.runtime)

@@ -8,6 +8,7 @@ stage that ran it, and never leak the environment's secrets into messages.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import shutil
@@ -79,15 +80,12 @@ def run(
     error: type[LocaraError] = LocaraError,
     what: str | None = None,
     hint: str | None = None,
-    log_path: PathLike | None = None,
-    on_line: Callable[[str], None] | None = None,
     echo: bool = True,
     binary: bool = False,
 ) -> Result:
-    """Run ``argv`` to completion.
+    """Run ``argv`` to completion, capturing its output (long-running children: :func:`spawn`,
+    :func:`follow`).
 
-    * ``on_line``/``log_path``: stream stdout+stderr (merged) line by line, to the callback and to
-      the log file, instead of capturing them in memory (``Result.stdout`` then holds the tail).
     * ``check``: a non-zero exit raises ``error`` naming ``what`` (default: the program), the
       exit status, the last lines of output and ``hint``.
     * ``timeout``: seconds; the process group is killed and ``error`` raised.
@@ -99,23 +97,19 @@ def run(
     start = time.monotonic()
     full_env = _merged_env(env, unset_env)
     try:
-        if on_line is not None or log_path is not None:
-            rc, out = _run_streaming(args, cwd, full_env, timeout, log_path, on_line)
-            err = ""
-        else:
-            proc = subprocess.run(
-                args,
-                cwd=cwd,
-                env=full_env,
-                input=input.encode() if isinstance(input, str) and binary else input,
-                capture_output=True,
-                text=not binary,
-                timeout=timeout,
-                start_new_session=True,
-            )
-            rc = proc.returncode
-            out = proc.stdout if not binary else proc.stdout.decode("latin-1")
-            err = proc.stderr if not binary else proc.stderr.decode("utf-8", "replace")
+        proc = subprocess.run(
+            args,
+            cwd=cwd,
+            env=full_env,
+            input=input.encode() if isinstance(input, str) and binary else input,
+            capture_output=True,
+            text=not binary,
+            timeout=timeout,
+            start_new_session=True,
+        )
+        rc = proc.returncode
+        out = proc.stdout if not binary else proc.stdout.decode("latin-1")
+        err = proc.stderr if not binary else proc.stderr.decode("utf-8", "replace")
     except FileNotFoundError as exc:
         raise error(
             f"{label}: cannot run `{args[0]}`: program not found ({exc.strerror}).",
@@ -128,75 +122,17 @@ def run(
         ) from None
     result = Result(tuple(args), rc, out, err, time.monotonic() - start)
     if check and rc != 0:
-        raise error(_failure_message(label, args, rc, out, err, log_path), hint=hint)
+        raise error(_failure_message(label, args, rc, out, err), hint=hint)
     return result
 
 
-def _failure_message(
-    label: str, args: list[str], rc: int, out: str, err: str, log_path: PathLike | None
-) -> str:
+def _failure_message(label: str, args: list[str], rc: int, out: str, err: str) -> str:
     tail = _tail(redact(err) or redact(out))
-    where = f" Full log: {log_path}." if log_path else ""
     status = f"signal {-rc}" if rc < 0 else f"exit status {rc}"
-    msg = f"{label} failed ({status}): `{format_cmd(args)}`.{where}"
+    msg = f"{label} failed ({status}): `{format_cmd(args)}`."
     if tail:
         msg += "\nLast lines:\n" + tail
     return msg
-
-
-def _run_streaming(
-    args: list[str],
-    cwd: PathLike | None,
-    env: Mapping[str, str] | None,
-    timeout: float | None,
-    log_path: PathLike | None,
-    on_line: Callable[[str], None] | None,
-) -> tuple[int, str]:
-    logf: IO[str] | None = open(log_path, "a", encoding="utf-8") if log_path else None  # noqa: SIM115
-    tail: list[str] = []
-    proc = subprocess.Popen(
-        args,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        errors="replace",
-        start_new_session=True,
-    )
-    timer: threading.Timer | None = None
-    timed_out = threading.Event()
-    if timeout is not None:
-
-        def _kill() -> None:
-            timed_out.set()
-            _killpg(proc)
-
-        timer = threading.Timer(timeout, _kill)
-        timer.start()
-    try:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            line = line.rstrip("\n")
-            if logf:
-                logf.write(redact(line) + "\n")  # log files are output too: no secret in them
-            tail.append(line)
-            if len(tail) > 200:
-                del tail[:100]
-            if on_line:
-                on_line(line)
-        rc = proc.wait()
-    except BaseException:
-        _killpg(proc)
-        raise
-    finally:
-        if timer:
-            timer.cancel()
-        if logf:
-            logf.close()
-    if timed_out.is_set():
-        raise subprocess.TimeoutExpired(args, timeout or 0)
-    return rc, "\n".join(tail)
 
 
 def _killpg(proc: subprocess.Popen[str] | subprocess.Popen[bytes]) -> None:
@@ -282,3 +218,96 @@ def spawn(
         if not isinstance(out, int):
             out.close()
     return Process(popen, args, Path(log_path) if log_path else None)
+
+
+# --- supervised children: a build tool followed through its log, orphans of killed runs -----------
+
+
+def follow(
+    argv: Sequence[PathLike],
+    *,
+    env: Mapping[str, str] | None,
+    log_path: Path,
+    pid_file: Path,
+    on_line: Callable[[str], None],
+    error: type[LocaraError] = LocaraError,
+) -> int:
+    """Run ``argv`` in its own process group with output appended to ``log_path``; feed new lines
+    to ``on_line`` as they arrive; return its exit status. Its pid is in ``pid_file`` while it runs,
+    so :func:`stop_orphan` can stop it if this process is killed; an exception here (Ctrl-C)
+    stops it first."""
+    offset = log_path.stat().st_size if log_path.exists() else 0
+    proc = spawn(argv, env=env, log_path=log_path, error=error)
+    pid_file.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pid_file.with_name(f".{pid_file.name}.{os.getpid()}")
+    tmp.write_text(f"{proc.pid}\n")
+    os.replace(tmp, pid_file)
+    exited = threading.Event()  # set the moment the child exits: no polling latency after the build
+
+    def wait_for_exit() -> None:
+        proc.wait()
+        exited.set()
+
+    threading.Thread(target=wait_for_exit, name=f"wait-{proc.pid}", daemon=True).start()
+    pending = b""
+    try:
+        with open(log_path, "rb") as fh:
+            fh.seek(offset)
+            while True:
+                finished = exited.is_set()
+                chunk = fh.read()
+                if chunk:
+                    pending += chunk
+                    *complete, pending = pending.split(b"\n")
+                    for raw in complete:
+                        on_line(raw.decode("utf-8", "replace").rstrip("\r"))
+                if finished:
+                    break
+                if not chunk:
+                    exited.wait(0.1)
+        if pending:
+            on_line(pending.decode("utf-8", "replace"))
+    except BaseException:
+        proc.stop(grace=5)
+        raise
+    finally:
+        pid_file.unlink(missing_ok=True)
+    return proc.wait()
+
+
+def command_line(pid: int) -> str | None:
+    """The command line of a running process (None when it is gone)."""
+    proc = Path(f"/proc/{pid}/cmdline")
+    if proc.parent.parent.is_dir() and Path("/proc/self").exists():
+        try:
+            return proc.read_bytes().replace(b"\0", b" ").decode("utf-8", "replace")
+        except OSError:
+            return None
+    try:
+        res = run(["ps", "-o", "command=", "-p", str(pid)], check=False, echo=False, timeout=10)
+    except Exception:  # noqa: BLE001
+        return None
+    return res.stdout if res.ok else None
+
+
+def stop_orphan(pid_file: Path, *, marker: str, on_found: Callable[[int], None] | None = None) -> None:
+    """Stop the process group a killed earlier run left running (its pid in ``pid_file``), if that
+    pid still runs a command naming ``marker`` (e.g. its build dir: never a recycled pid)."""
+    try:
+        pid = int(pid_file.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        pid_file.unlink(missing_ok=True)
+        return
+    cmd = command_line(pid)
+    if cmd and marker in cmd:
+        if on_found is not None:
+            on_found(pid)
+        for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 5.0)):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, sig)
+            deadline = time.monotonic() + wait
+            while time.monotonic() < deadline and command_line(pid):
+                time.sleep(0.1)
+            if not command_line(pid):
+                break
+    pid_file.unlink(missing_ok=True)

@@ -47,6 +47,7 @@ class Platform(Protocol):
     # --- packaging (locara_build.package) -------------------------------------------------
     launchers: tuple[str, ...]  # launcher files at the top of the artifact (run.sh / run.cmd)
     plugin_globs: tuple[str, ...]  # GGML_BACKEND_DL plugins: loaded with dlopen(), no DT_NEEDED points at them
+    loader_folds_case: bool  # the loader matches library names case-insensitively (Windows: KERNEL32.dll = kernel32.dll)
 
     def inspect_binary(self, path: Path) -> BinaryInfo:
         """Libraries ``path`` needs at load time, its own soname and runpath (readelf/objdump/otool)."""

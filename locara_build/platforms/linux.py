@@ -42,6 +42,7 @@ class Linux:
     shared_lib_globs: tuple[str, ...] = ("*.so", "*.so.*")
     launchers: tuple[str, ...] = ("run.sh",)
     plugin_globs: tuple[str, ...] = ("libggml-*.so",)
+    loader_folds_case: bool = False
 
     def cmake_defines(self, recipe: object) -> dict[str, CMakeValue]:
         # Binaries find their libraries and backend plugins beside themselves.

@@ -21,6 +21,7 @@ class MacOS:
     shared_lib_globs: tuple[str, ...] = ("*.dylib", "*.so")
     launchers: tuple[str, ...] = ("run.sh",)
     plugin_globs: tuple[str, ...] = ("libggml-*.so",)
+    loader_folds_case: bool = False
 
     def cmake_defines(self, recipe: object) -> dict[str, CMakeValue]:
         return {"CMAKE_INSTALL_RPATH": "@loader_path", "CMAKE_BUILD_WITH_INSTALL_RPATH": True}

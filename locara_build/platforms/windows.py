@@ -40,6 +40,7 @@ class Windows:
     shared_lib_globs: tuple[str, ...] = ("*.dll",)
     launchers: tuple[str, ...] = ("run.cmd",)
     plugin_globs: tuple[str, ...] = ("ggml-*.dll",)
+    loader_folds_case: bool = True
 
     def cmake_defines(self, recipe: object) -> dict[str, CMakeValue]:
         return {}
