@@ -86,7 +86,7 @@ def test_parsers_and_other_hosts() -> None:
     with pytest.raises(ConfigError, match="no release artifact for linux/arm64"):
         choose_artifact(ARTS, HostInfo(os="linux", arch="arm64"))
     with pytest.raises(ConfigError, match="unknown backend"):
-        choose_artifact(ARTS, mac, backend="rocm")
+        choose_artifact(ARTS, mac, backend="tpu")  # rocm and universal are backends now (issue 22)
 
 
 WIN_V3 = {"os": "windows", "arch": "x86_64", "flavour": "release", "backend": "cpu",
