@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import shutil
 import time
@@ -89,8 +90,9 @@ def upload_order(release_dir: Path) -> list[str]:
 def publish(release_dir: Path, to: str, *, force: bool = False, api_url: str | None = None) -> PublishResult:
     if to.startswith("github:"):
         repo = to[len("github:"):].strip("/")
-        if repo.count("/") != 1 or not all(repo.split("/")):
-            raise ConfigError(f"--to {to}: expected github:OWNER/REPO.", hint="For example --to github:locara/locara-build.")
+        # GitHub's own name rules (fullmatch): `owner/..`, `a/b?x`, spaces or newlines would reach the API path
+        if not re.fullmatch(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,38})/(?!\.\.?$)[A-Za-z0-9._-]{1,100}", repo):
+            raise ConfigError(f"--to {to!r}: expected github:OWNER/REPO.", hint="For example --to github:locara/locara-build.")
         return publish_github(release_dir, repo, force=force, api_url=api_url)
     if "://" in to:
         raise ConfigError(

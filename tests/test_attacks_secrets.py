@@ -189,3 +189,16 @@ def test_a_lock_holding_credentials_is_refused_not_copied_into_records(source: s
     assert "`source` holds credentials" in res.stderr and "rotate the token" in res.stderr
     assert PASSWORD not in res.stdout + res.stderr and TOKEN not in res.stdout + res.stderr
     assert (project / "recipes" / "upstream.lock").read_text() == lock
+
+
+@pytest.mark.parametrize("target", ["github:owner/..", "github:../x", "github:o/r?token=" + TOKEN, "github:o/r\nnext: run rm -rf",
+                                    "github:o /r", "github:https://u:" + PASSWORD + "@evil.example/o/r"])
+def test_publish_target_is_a_github_name_or_refused(target: str, tmp_path: Path) -> None:
+    """`github:` takes GitHub's own OWNER/REPO names: no path parts reach the API (with the token in its header),
+    and a hostile target is quoted, masked and kept on one line in the error."""
+    res = run_cli("publish", "--to", target, str(tmp_path), env={"LOCARA_GITHUB_TOKEN": "ghs_SENTINELpublish5d2"}, timeout=60)
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert "expected github:OWNER/REPO" in res.stderr and "Traceback" not in res.stderr
+    assert "\nnext: run rm" not in res.stderr
+    for secret in (TOKEN, PASSWORD, "ghs_SENTINELpublish5d2"):
+        assert secret not in res.stdout + res.stderr
