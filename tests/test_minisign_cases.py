@@ -414,3 +414,46 @@ def test_sign_raw_is_a_plain_ed25519_signature() -> None:
     assert len(raw) == 64
     Ed25519PublicKey.from_public_bytes(key.public_key.raw).verify(raw, b"payload")
     assert repr(key) == f"SecretKey(id={key.id_hex})" and key.seed.hex() not in repr(key)
+
+
+def test_junk_inside_a_base64_line_is_refused_not_skipped(signed, tmp_path: Path) -> None:
+    """A lenient decoder drops characters outside the alphabet, so `RW!!!!...` would decode to the
+    real signature; minisign refuses such a line, and so do we."""
+    key, data, text = signed
+    lines = _lines(text)
+    for at in (1, 3):
+        bad = list(lines)
+        bad[at] = bad[at][:20] + "!!!!" + bad[at][20:]
+        assert base64.b64decode(bad[at]) == base64.b64decode(lines[at])  # what a lenient decoder would see
+        with pytest.raises(VerifyError) as err:
+            Signature.from_text("\n".join(bad) + "\n", source="f.minisig")
+        assert err.value.message == "f.minisig is not valid base64."
+        assert err.value.hint == "The file is corrupted; fetch it again."
+        (tmp_path / "f").write_bytes(data)
+        (tmp_path / "f.minisig").write_text("\n".join(bad) + "\n")
+        (tmp_path / "k.pub").write_text(key.public_key.to_text())
+        assert _minisign("-Vm", "f", "-p", "k.pub", cwd=tmp_path).returncode != 0
+
+
+def test_signature_defaults_and_a_file_without_its_last_newline(signed) -> None:
+    key, data, text = signed
+    sig = Signature.from_text(text.rstrip("\n"))  # minisign accepts it too
+    assert minisign.verify(data, sig, [key.public_key]) == key.public_key
+    with pytest.raises(VerifyError) as err:
+        Signature.from_text("\n".join(_lines(text)[:3]))
+    assert err.value.message == "signature is not a minisign signature."
+    assert err.value.hint == "The .minisig file is corrupted or not the one published with this file; fetch it again."
+
+
+def test_secret_key_file_fields_as_minisign_writes_them() -> None:
+    key = minisign.generate()
+    text = key.to_text(None)
+    assert text.split("\n")[0] == "untrusted comment: minisign secret key (unencrypted)"
+    blob = _secret_blob(key)
+    assert blob[:6] == b"Ed\0\0B2" and blob[38:54] == bytes(16)  # no kdf: opslimit = memlimit = 0, as minisign -W
+    enc = base64.b64decode(key.to_text("pw", limits=INTERACTIVE).split("\n")[1])
+    assert enc[:6] == b"EdScB2" and enc[38:54] == (524288).to_bytes(8, "little") + (16777216).to_bytes(8, "little")
+    assert enc[6:38] != blob[6:38]  # a fresh salt each time
+    with pytest.raises(ConfigError) as err:
+        SecretKey.check_text("junk", None)
+    assert err.value.message == "secret key: not a minisign secret key."

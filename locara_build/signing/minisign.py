@@ -336,7 +336,7 @@ class Signature:
         return cls(
             algorithm=blob[:2],
             key_id=blob[2:10],
-            signature=blob[10:74],
+            signature=blob[10:],  # (74 bytes: checked above)
             trusted_comment=lines[2][len(TRUSTED_PREFIX):],
             global_signature=glob,
             untrusted_comment=lines[0][len(UNTRUSTED_PREFIX):],
@@ -344,7 +344,7 @@ class Signature:
 
 
 def _prehash(data: bytes) -> bytes:
-    return hashlib.blake2b(data, digest_size=64).digest()
+    return hashlib.blake2b(data).digest()  # BLAKE2b-512 (64 bytes, the default size)
 
 
 def sign(key: SecretKey, data: bytes, *, trusted_comment: str, untrusted_comment: str | None = None) -> Signature:
