@@ -55,6 +55,7 @@ from locara_build import run as _run
 from locara_build.build import is_built, read_build_record, scan_path_leaks
 from locara_build.errors import BuildError, ConfigError, VerifyError, disk_full, is_no_space
 from locara_build.launchers import ARGS_FILE, DEFAULT_HOST, DEFAULT_PORT, args_file, render_launchers
+from locara_build.lock import atomic_write_bytes
 from locara_build.models import ModelManifest, load_manifest
 from locara_build.plan import PRODUCT, Plan, RecipePlan
 from locara_build.platforms import BinaryInfo, Platform
@@ -76,6 +77,8 @@ __all__ = [
 ]
 
 RECORD_SCHEMA = PackageRecord.SCHEMA
+#: The SBOM written beside an archive: ``<artifact file>.cdx.json`` (release ships it under that name).
+SBOM_SUFFIX = ".cdx.json"
 BUILDINFO_SCHEMA = 1
 UI_FILES = ("index.html", "app.js", "style.css", "favicon.svg")
 OUR_LICENSE = """\
@@ -551,6 +554,11 @@ def package(
                 )
             digest = sha256_file(artifact_path)
             size = artifact_path.stat().st_size
+            # the SBOM beside the archive too: release ships it without opening the archive
+            sbom_path = dist / f"{rp.artifact.file}{SBOM_SUFFIX}"
+            written.append(sbom_path)
+            atomic_write_bytes(sbom_path, sbom.encode())
+            os.chmod(sbom_path, 0o644)
             rec = {
                 "schema": PackageRecord.SCHEMA,
                 "file": rp.artifact.file,
@@ -579,6 +587,7 @@ def package(
                 "debug": (
                     {"file": debug_path.name, "sha256": sha256_file(debug_path), "size": debug_path.stat().st_size} if debug_path else None
                 ),
+                "sbom": {"file": sbom_path.name, "sha256": sha256_file(sbom_path), "size": sbom_path.stat().st_size},
                 "signing": signing,
                 "smoke": smoke_of(rp),
                 "zlib": archive.zlib_version(),

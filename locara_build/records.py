@@ -38,7 +38,7 @@ __all__ = [
     "PackageRecord",
     "RecordError",
     "SigningStatus",
-    "DebugArchive",
+    "SideFile",
     "from_dict",
     "read",
     "schema_of",
@@ -128,7 +128,9 @@ class SigningStatus:
 
 
 @dataclass(frozen=True, kw_only=True)
-class DebugArchive:
+class SideFile:
+    """A file the package stage writes beside the archive (debug symbols, the SBOM)."""
+
     file: str
     sha256: str
     size: int
@@ -138,7 +140,7 @@ class DebugArchive:
 class PackageRecord:
     """``<artifact file>.json`` beside the archive: what was packaged, for reuse and for release."""
 
-    SCHEMA: ClassVar[int] = 1
+    SCHEMA: ClassVar[int] = 2
 
     schema: int
     file: str
@@ -164,7 +166,9 @@ class PackageRecord:
     requirements: dict[str, Any]
     """Computed at package time (glibc / libstdc++ minimum, system libraries) plus the recipe's."""
     files: list[FileEntry]
-    debug: DebugArchive | None
+    debug: SideFile | None
+    sbom: SideFile | None
+    """The archive's CycloneDX SBOM, also written beside it (release ships it without opening the archive)."""
     signing: SigningStatus
     smoke: dict[str, str]
     zlib: str

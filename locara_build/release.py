@@ -32,10 +32,9 @@ from typing import TYPE_CHECKING, Any
 from . import PRODUCT, __version__, log, records, store
 from .digest import sha256_file
 from .errors import ConfigError, LocaraError, VerifyError, disk_full, is_no_space
-from .extract import read_member
 from .lock import atomic_write_bytes
 from .provenance import make_statement, sign_envelope
-from .records import PackageRecord
+from .records import PackageRecord, SideFile
 from .signing import minisign
 from .signing.minisign import PublicKey, SecretKey
 from .version import Version
@@ -299,6 +298,22 @@ def _package_record(rp: RecipePlan, path: Path) -> PackageRecord:
     return record
 
 
+def _side_file(folder: Path, side: SideFile, *, what: str) -> bytes:
+    """A file the package stage wrote beside an archive, checked against its record."""
+    path = folder / side.file
+    try:
+        data = path.read_bytes() if path.is_file() and not path.is_symlink() else None
+    except OSError:
+        data = None
+    if data is None or len(data) != side.size or hashlib.sha256(data).hexdigest() != side.sha256:
+        raise VerifyError(
+            f"{path}: the {what} beside the archive is missing or not what its package record lists "
+            f"({side.size} bytes, sha256 {side.sha256[:16]}...).",
+            hint="Re-run `locara-build package` for this recipe, then release again.",
+        )
+    return data
+
+
 def _build_times(record: PackageRecord, record_path: Path) -> tuple[datetime, datetime]:
     """When the build behind an archive began and ended (carried by its package record from the
     build record): provenance's startedOn / finishedOn."""
@@ -530,9 +545,9 @@ def _write_release(
         prov = staged / entry["provenance"]
         atomic_write_bytes(prov, envelope)
         digests[prov.name] = hashlib.sha256(envelope).hexdigest()
-        # SBOM copied out of the archive (packaging puts sbom.cdx.json in the top folder)
-        sbom = read_member(dst, f"{entry['name']}/sbom.cdx.json", max_size=64 << 20)
-        if sbom is not None:
+        # the SBOM the package stage wrote beside the archive (its record names it and its hash)
+        if record.sbom is not None:
+            sbom = _side_file(src.parent, record.sbom, what="SBOM")
             entry["sbom"] = entry["file"] + SBOM_SUFFIX
             atomic_write_bytes(staged / entry["sbom"], sbom)
             digests[entry["sbom"]] = hashlib.sha256(sbom).hexdigest()

@@ -193,6 +193,12 @@ def test_release_refuses_missing_or_changed_artifacts(proj, cli, tmp_path: Path)
         record.write_text(json.dumps(doc))
         res = _release_cli(cli, project, work, "--key", str(keys.key_file), "--recipe", "linux-x86_64-cpu")
         assert res.returncode == 2 and field in res.stderr and str(record) in res.stderr, (field, res.stderr)
+    # the SBOM beside the archive must be the one its record lists
+    fake_packages(plan, dist)
+    sbom = path.with_name(path.name + ".cdx.json")
+    sbom.write_bytes(sbom.read_bytes().replace(b"CycloneDX", b"CycloneDY"))
+    res = _release_cli(cli, project, work, "--key", str(keys.key_file), "--recipe", "linux-x86_64-cpu")
+    assert res.returncode == 8 and "SBOM beside the archive" in res.stderr and str(sbom) in res.stderr, res.stderr
     record.unlink()
     res = _release_cli(cli, project, work, "--key", str(keys.key_file), "--recipe", "linux-x86_64-cpu")
     assert res.returncode == 2 and "has no package record" in res.stderr

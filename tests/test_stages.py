@@ -91,6 +91,13 @@ def test_real_stages_report_their_finished_work(tmp_path: Path) -> None:
     assert again.stages == {"build": "reused", "package": "done"}
     pkg = stages.PACKAGE.done(plan, rp)
     assert isinstance(pkg, PackageRecord) and pkg.smoke == {"status": "not run"}
+    assert pkg.sbom is not None and pkg.sbom.file == rp.artifact.file + ".cdx.json"  # written beside the archive
+    import tarfile
+
+    dist = plan.work_dir / "dist" / str(plan.version)
+    with tarfile.open(dist / rp.artifact.file) as tf:
+        member = tf.extractfile(f"{rp.artifact.name}/sbom.cdx.json")
+        assert member is not None and member.read() == (dist / pkg.sbom.file).read_bytes()
     assert (pkg.build_started_at, pkg.build_finished_at) == (record.started_at, record.finished_at)
     assert stages.drive(plan, rp, WorkDir(s.work), opts, stages=(stages.BUILD, stages.PACKAGE)).stages == {
         "build": "reused", "package": "reused"}

@@ -18,7 +18,7 @@ from pathlib import Path
 from locara_build import records
 from locara_build.lock import Lock
 from locara_build.plan import Plan, RecipePlan, make_plan
-from locara_build.records import FileEntry, PackageRecord, SigningStatus
+from locara_build.records import FileEntry, PackageRecord, SideFile, SigningStatus
 from locara_build.release import ReleaseResult, make_release
 from locara_build.signing import minisign
 from locara_build.workdir import Project, WorkDir
@@ -135,6 +135,12 @@ def write_package_record(plan: Plan, rp: RecipePlan, path: Path, members: list[t
              for n, d, m in members if not n.endswith("/")]
     signing = SigningStatus(kind=r.signing, status="none" if r.signing == "none" else "skipped", files=[],
                             reason=None if r.signing == "none" else "stand-in package: not signed")
+    sbom_data = next((d for n, d, _ in members if n.endswith("/sbom.cdx.json")), None)
+    sbom = None
+    if sbom_data is not None:  # written beside the archive, as packaging does
+        side = path.with_name(path.name + ".cdx.json")
+        side.write_bytes(sbom_data)
+        sbom = SideFile(file=side.name, sha256=hashlib.sha256(sbom_data).hexdigest(), size=len(sbom_data))
     fields: dict[str, object] = dict(
         schema=PackageRecord.SCHEMA, file=path.name, name=rp.artifact.name, format=rp.artifact.format,
         sha256=hashlib.sha256(path.read_bytes()).hexdigest(), size=path.stat().st_size,
@@ -142,7 +148,7 @@ def write_package_record(plan: Plan, rp: RecipePlan, path: Path, members: list[t
         recipe_hash=r.recipe_hash, os=r.os, arch=r.arch, backend=r.backend, flavour=r.flavour,
         build_key=rp.build_key, build_started_at="2026-10-01T10:00:00Z", build_finished_at="2026-10-01T10:06:00Z",
         upstream={"commit": plan.lock.commit, "tag": plan.lock.tag}, source_date_epoch=plan.source_date_epoch,
-        requirements={"glibc": ">= 2.34", **dict(r.requirements)}, files=files, debug=None, signing=signing,
+        requirements={"glibc": ">= 2.34", **dict(r.requirements)}, files=files, debug=None, sbom=sbom, signing=signing,
         smoke={"status": "not run"}, zlib="1.2.13", packaged_by={"name": "locara-build", "version": "test"},
     )
     fields.update(changes)
