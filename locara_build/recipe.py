@@ -53,6 +53,7 @@ SHIP_SCHEMA: dict[str, Any] = {
     "binaries": ("list[str]", "executables from the build's bin/ dir (without .exe)"),
     "libraries": ("list[str]", "glob patterns of shared libraries / backend plugins in bin/ (or lib/)"),
     "runtime": ("list[str]", "runtime libraries to bundle from the toolchain (e.g. libcudart.so.*)"),
+    "ui": ("list[str]", "web UIs in ui/: completion (ours, at /) and/or chat (upstream's, built with npm, at /chat.html)"),
 }
 SMOKE_SCHEMA: dict[str, Any] = {
     "args": ("list[str]", "extra llama-server arguments for the smoke test (e.g. -ngl 99)"),
@@ -96,9 +97,13 @@ class ShipSpec:
     binaries: tuple[str, ...]
     libraries: tuple[str, ...]
     runtime: tuple[str, ...]
+    ui: tuple[str, ...] = ("completion",)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"binaries": list(self.binaries), "libraries": list(self.libraries), "runtime": list(self.runtime)}
+        out: dict[str, Any] = {"binaries": list(self.binaries), "libraries": list(self.libraries), "runtime": list(self.runtime)}
+        if self.ui != ("completion",):  # the default stays out, so existing recipes keep their hash
+            out["ui"] = list(self.ui)
+        return out
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -397,7 +402,21 @@ def _render(value: Any, variables: Mapping[str, str], ctx: _Ctx, dotted: str) ->
 def _recipe_files(project: Project) -> list[Path]:
     if not project.recipes_dir.is_dir():
         raise RecipeError(f"{project.recipes_dir}: no recipes directory.", hint="Create recipes/*.toml.")
-    return sorted(p for p in project.recipes_dir.glob("*.toml") if p.name not in RESERVED_FILES)
+    files = sorted(p for p in project.recipes_dir.glob("*.toml") if p.name not in RESERVED_FILES)
+    for path in [*files, project.defaults_path]:
+        _inside_project(project, path)
+    return files
+
+
+def _inside_project(project: Project, path: Path) -> None:
+    """A recipe that is a symlink leading out of the project (to /proc/self/environ, another checkout's
+    files) is refused: recipes are the project's own files."""
+    if path.is_symlink() and not path.resolve().is_relative_to(project.root.resolve()):
+        raise RecipeError(
+            f"{path}: a symlink to {path.resolve()}, outside the project.",
+            hint="Recipes are the project's own files: replace the link with the file itself (or delete it).",
+            details={"file": str(path)},
+        )
 
 
 def _load_defaults(project: Project) -> tuple[dict[str, Any], _Ctx | None]:
@@ -568,6 +587,11 @@ def _resolve(
                 raise ctx.fail(dotted, f"`{dotted}` has an invalid regex {pattern!r}: {exc}.", "Fix the pattern.") from None
 
     ship = merged.get("ship", {})
+    ui = tuple(ship.get("ui", ("completion",)))
+    for item in ui:
+        _choice(ctx, "ship.ui", item, ["completion", "chat"], "UI")
+    if not ui:
+        raise ctx.fail("ship.ui", "`ship.ui` is empty: the package would have no UI.", 'Use ["completion"], ["chat"] or both.')
     smoke = merged.get("smoke", {})
     device = smoke.get("device", "")
     if device:
@@ -593,6 +617,7 @@ def _resolve(
             binaries=tuple(ship.get("binaries", ("llama-server",))),
             libraries=tuple(ship.get("libraries", platform.shared_lib_globs)),
             runtime=tuple(ship.get("runtime", ())),
+            ui=ui,
         ),
         smoke=SmokeSpec(
             args=tuple(smoke.get("args", ())),

@@ -208,6 +208,16 @@ def test_extends_cycles_self_and_long_chains(tmp_path: Path) -> None:
     assert "chains more than 16" in exc.message
 
 
+@pytest.mark.parametrize("target", ["/proc/self/environ", "/etc/passwd", "outside.toml"])
+def test_a_recipe_symlinked_out_of_the_project_is_refused(target: str, tmp_path: Path) -> None:
+    project = _project(tmp_path, {"ok.toml": BASE})
+    (tmp_path / "outside.toml").write_text(BASE)
+    os.symlink(target if target.startswith("/") else tmp_path / target, project / "recipes" / "evil.toml")
+    with pytest.raises(RecipeError, match="outside the project") as info:
+        load_recipes(Project(project))
+    assert "evil.toml" in info.value.message and "PATH=" not in info.value.message
+
+
 def test_a_recipe_that_is_a_fifo_or_directory_is_refused(tmp_path: Path) -> None:
     project = _project(tmp_path, {"ok.toml": BASE})
     (project / "recipes" / "dir.toml").mkdir()
