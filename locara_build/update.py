@@ -39,7 +39,17 @@ from urllib.parse import quote
 from . import hostdetect, httpfetch, log
 from .errors import NetworkError, VerifyError
 from .extract import _flush
-from .store import GITHUB_STORE_TAG, MAX_INDEX, Delta, FileEntry, Index, apply_delta, decompress, flat_name
+from .store import (
+    DELTA_METHODS,
+    GITHUB_STORE_TAG,
+    MAX_INDEX,
+    Delta,
+    FileEntry,
+    Index,
+    apply_delta,
+    decompress,
+    flat_name,
+)
 
 if TYPE_CHECKING:
     from .install import VerifiedRelease
@@ -201,7 +211,7 @@ def plan_update(index: Index, wanted: list[FileEntry], skipped: list[FileEntry],
         if src is not None:
             plan.reuse.append((f, src))
             continue
-        usable = [(d, base) for d in sorted(f.deltas, key=lambda d: d.size) if d.method == "zstd-patch"
+        usable = [(d, base) for d in sorted(f.deltas, key=lambda d: d.size) if d.method in DELTA_METHODS
                   and (base := local.find(d.base)) is not None]
         if usable and usable[0][0].size < f.blob_size:
             plan.deltas.append((f, *usable[0]))

@@ -133,3 +133,21 @@ def test_github_store_release_holds_each_object_once(github_stand_in: _Server, t
             assert a["data"] == (releases / "blobs" / "sha256" / a["name"].removeprefix("blobs-sha256-")).read_bytes()
     # publishing again uploads nothing
     assert publish_github(w2.out, "locara/locara-build", client=client).store["uploaded"] == []
+
+
+def test_delta_method_is_the_smaller_of_zstd_and_bsdiff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from locara_build.store import make_delta_bsdiff, make_delta_zstd
+
+    keys = make_keys(tmp_path / "keys")
+    releases = tmp_path / "releases"
+    w1, w2 = (make_week(tmp_path, releases, keys, n) for n in (1, 2))
+    old = {f.path: f for f in _index(w1).files}
+    for f in _index(w2).files:
+        for d in f.deltas:
+            base = (releases / old[f.path].blob)
+            import zstandard
+
+            b = zstandard.ZstdDecompressor().decompress(base.read_bytes())
+            t = zstandard.ZstdDecompressor().decompress((releases / f.blob).read_bytes())
+            sizes = {"zstd-patch": len(make_delta_zstd(b, t)), "bsdiff4": len(make_delta_bsdiff(b, t))}
+            assert d.method == min(sizes, key=sizes.__getitem__) and d.size == sizes[d.method]

@@ -117,6 +117,27 @@ def test_store_on_mirror_is_deduplicated(two_weeks) -> None:
     assert res.store["uploaded"] == [] and len(res.store["skipped"]) > 0
 
 
+def test_bsdiff_deltas_apply(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deltas forced to bsdiff4 at release time are applied by the installer like zstd ones."""
+    monkeypatch.setenv("LOCARA_DELTA_METHOD", "bsdiff4")
+    keys = make_keys(tmp_path / "keys")
+    releases = tmp_path / "releases"
+    w1, w2 = (make_week(tmp_path, releases, keys, n) for n in (1, 2))
+    assert {d.method for f in _index(w2).files for d in f.deltas} == {"bsdiff4"}
+    site = tmp_path / "site"
+    publish_dir(w1.out, site)
+    publish_dir(w2.out, site)
+    with LoopbackServer(site) as srv:
+        prefix = tmp_path / "prefix"
+        assert _install(cli, srv, prefix, keys.pub, "--version", w1.version).returncode == 0
+        srv.requests.clear()
+        res = _install(cli, srv, prefix, keys.pub)
+        assert res.returncode == 0, res.stderr
+        assert any(p.endswith(".bsdiff4") for p in _gets(srv))
+    lib = next(f for f in _index(w2).files if f.path == "bin/llama-server.bin")
+    assert hashlib.sha256((prefix / "current" / lib.path).read_bytes()).hexdigest() == lib.sha256
+
+
 @pytest.mark.parametrize("what", ["blob", "delta", "index"])
 def test_tampered_store_object_refused_nothing_switched(two_weeks, tmp_path: Path, cli, what: str) -> None:
     keys, w1, w2, site, srv = two_weeks
