@@ -8,89 +8,13 @@ from __future__ import annotations
 import json
 import os
 import socket
-import sys
 import time
 from pathlib import Path
 
 import pytest
+from support import fakeserver
 from support.pipeline import TINY_RECIPE, StandIn, stand_in_project
 from support.records_kit import write_build_record
-
-STAND_IN = r'''#!@PYTHON@
-"""Stand-in llama-server for locara-build's smoke tests. MODE: ok | never-healthy | exit | wrong-tokens"""
-import json, os, sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
-
-MODE = "@MODE@"  # ok | never-healthy | exit | wrong-tokens | gpu (logs that it used CUDA0)
-exe = Path(sys.argv[0]).resolve()
-args = sys.argv[1:]
-if not args:
-    for d in (exe.parent, exe.parent.parent):
-        f = d / "llama-server.args"
-        if f.is_file():
-            lines = [l for l in f.read_text().splitlines() if l.strip() and l.strip() != "..."]
-            args = [str((f.parent / l).resolve()) if l.startswith("./") else l for l in lines]
-            break
-opts = dict(zip(args[::2], args[1::2]))
-port = int(opts.get("--port", 8080))
-model = opts.get("-m")
-ui = opts.get("--path")
-print(f"stand-in: loading model {model}", flush=True)
-if MODE == "gpu":
-    print("llama_prepare_model_devices: using device CUDA0 (NVIDIA L4) (0000:00:03.0) - 22563 MiB free", flush=True)
-if MODE == "exit":
-    print("stand-in: error: failed to load model", flush=True)
-    sys.exit(3)
-
-
-class H(BaseHTTPRequestHandler):
-    def log_message(self, *a):
-        pass
-
-    def _json(self, obj, status=200):
-        body = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self):
-        if self.path == "/health":
-            if MODE == "never-healthy":
-                return self._json({"error": {"code": 503, "message": "Loading model"}}, 503)
-            return self._json({"status": "ok"})
-        if self.path == "/props":
-            return self._json({"model_path": model})
-        if self.path == "/" and ui:
-            body = (Path(ui) / "index.html").read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            return self.wfile.write(body)
-        self._json({"error": "not found"}, 404)
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if self.path == "/completion":
-            n = body["n_predict"] - (1 if MODE == "wrong-tokens" else 0)
-            return self._json({"content": " tok" * n, "tokens_predicted": n,
-                               "timings": {"prompt_n": 4, "predicted_per_second": 123.4, "prompt_per_second": 456.7}})
-        if self.path == "/v1/chat/completions":
-            n = body["max_tokens"]
-            return self._json({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "tiny",
-                               "choices": [{"index": 0, "finish_reason": "length",
-                                            "message": {"role": "assistant", "content": "hi " * n}}],
-                               "usage": {"prompt_tokens": 9, "completion_tokens": n, "total_tokens": 9 + n}})
-        self._json({"error": "not found"}, 404)
-
-
-srv = HTTPServer(("127.0.0.1", port), H)
-print(f"stand-in: main: server is listening on http://127.0.0.1:{port}", flush=True)
-srv.serve_forever()
-'''
 
 
 def install_stand_in(tiny: StandIn, mode: str = "ok") -> Path:
@@ -98,7 +22,7 @@ def install_stand_in(tiny: StandIn, mode: str = "ok") -> Path:
     out = Path(tiny.plan()["output_dir"])
     (out / "bin").mkdir(parents=True)
     exe = out / "bin" / "llama-server"
-    exe.write_text(STAND_IN.replace("@PYTHON@", sys.executable).replace("@MODE@", mode))
+    exe.write_text(fakeserver.script(mode))
     exe.chmod(0o755)
     write_build_record(out, recipe="tiny", build_key=tiny.plan()["build_key"])
     return out
@@ -316,7 +240,7 @@ def test_gpu_recipe_on_a_gpu_host_checks_expect_stand_in_nvidia_smi(tmp_path: Pa
 
     # a GPU is there but the server did not use it: smoke.expect is enforced and fails the smoke
     (out / "smoke.json").unlink()
-    (out / "bin" / "llama-server").write_text(STAND_IN.replace("@PYTHON@", sys.executable).replace("@MODE@", "ok"))
+    (out / "bin" / "llama-server").write_text(fakeserver.script("ok"))
     res = tiny.cli("smoke", "-r", "tiny", "--model", str(model), env=env)
     assert res.returncode == 6, res.stderr
     assert "does not match smoke.expect" in res.stderr and "using device CUDA0" in res.stderr

@@ -44,6 +44,7 @@ from urllib.parse import parse_qs, urlparse
 
 from support.cli import cli_env
 from support.cli import run_cli as _run_cli
+from support.fakeserver import SERVER_PY
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
@@ -51,82 +52,8 @@ FAILPOINT = Path(__file__).with_name("failpoint.py")
 RECIPE = "tiny"
 TAG = "b100"
 
-# --- the stand-in llama-server -----------------------------------------------------------------
+# --- the stand-in llama-server: support/fakeserver.py (SERVER_PY), built into a C program below ---
 
-SERVER_PY = r'''
-import json, os, sys, time
-from http.server import BaseHTTPRequestHandler, HTTPServer
-from pathlib import Path
-
-MODE = os.environ.get("STANDIN_MODE", "ok")  # ok | never-healthy | exit
-exe = Path(sys.argv[1])
-args = sys.argv[2:]
-if not args:
-    for d in (exe.parent, exe.parent.parent):
-        f = d / "llama-server.args"
-        if f.is_file():
-            lines = [l for l in f.read_text().splitlines() if l.strip() and l.strip() != "..."]
-            args = [str((f.parent / l).resolve()) if l.startswith("./") else l for l in lines]
-            break
-opts = dict(zip(args[::2], args[1::2]))
-port = int(opts.get("--port", 8080))
-model = opts.get("-m")
-ui = opts.get("--path")
-print(f"stand-in: loading model {model}", flush=True)
-for name in SECRET_ENV:  # what a careless (or hostile) server could leak into its log
-    print(f"stand-in: env {name}={os.environ.get(name, '')}", flush=True)
-if MODE == "exit":
-    print("stand-in: error: failed to load model", flush=True)
-    sys.exit(3)
-
-
-class H(BaseHTTPRequestHandler):
-    def log_message(self, *a):
-        pass
-
-    def _json(self, obj, status=200):
-        body = json.dumps(obj).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def do_GET(self):
-        if self.path == "/health":
-            if MODE == "never-healthy":
-                return self._json({"error": {"code": 503, "message": "Loading model"}}, 503)
-            return self._json({"status": "ok"})
-        if self.path == "/props":
-            return self._json({"model_path": model})
-        if self.path == "/" and ui:
-            body = (Path(ui) / "index.html").read_bytes()
-            self.send_response(200)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            return self.wfile.write(body)
-        self._json({"error": "not found"}, 404)
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        if self.path == "/completion":
-            n = body["n_predict"]
-            return self._json({"content": " tok" * n, "tokens_predicted": n,
-                               "timings": {"prompt_n": 4, "predicted_per_second": 123.4, "prompt_per_second": 456.7}})
-        if self.path == "/v1/chat/completions":
-            n = body["max_tokens"]
-            return self._json({"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "tiny",
-                               "choices": [{"index": 0, "finish_reason": "length",
-                                            "message": {"role": "assistant", "content": "hi " * n}}],
-                               "usage": {"prompt_tokens": 9, "completion_tokens": n, "total_tokens": 9 + n}})
-        self._json({"error": "not found"}, 404)
-
-
-srv = HTTPServer(("127.0.0.1", port), H)
-print(f"stand-in: main: server is listening on http://127.0.0.1:{port}", flush=True)
-srv.serve_forever()
-'''
 
 MAIN_C = """\
 /* Stand-in for llama.cpp's llama-server: exec Python with the embedded HTTP server. */
