@@ -451,7 +451,12 @@ def test_secret_key_file_fields_as_minisign_writes_them() -> None:
     assert text.split("\n")[0] == "untrusted comment: minisign secret key (unencrypted)"
     blob = _secret_blob(key)
     assert blob[:6] == b"Ed\0\0B2" and blob[38:54] == bytes(16)  # no kdf: opslimit = memlimit = 0, as minisign -W
-    enc = base64.b64decode(key.to_text("pw", limits=INTERACTIVE).split("\n")[1])
+    from locara_build.redact import redact
+
+    enc_text = key.to_text("pw-3f9a-never-printed", limits=INTERACTIVE)
+    assert enc_text.split("\n")[0] == "untrusted comment: minisign encrypted secret key"
+    assert redact("key password pw-3f9a-never-printed") == "key password ***"  # registered as a secret on write
+    enc = base64.b64decode(enc_text.split("\n")[1])
     assert enc[:6] == b"EdScB2" and enc[38:54] == (524288).to_bytes(8, "little") + (16777216).to_bytes(8, "little")
     assert enc[6:38] != blob[6:38]  # a fresh salt each time
     with pytest.raises(ConfigError) as err:
