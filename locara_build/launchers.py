@@ -38,7 +38,7 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 ARGS_FILE = "llama-server.args"
 README_FILE = "README.txt"
-CHAT_PATH = "chat/"  # where upstream's chat UI is served (ui/chat/), when the package ships it
+CHAT_PATH = "chat.html"  # where upstream's chat UI is served (ui/chat.html), when the package ships it
 
 # platformdirs.user_cache_dir("locara-build", appauthor=False) + "/models", spelled for sh.
 _DEFAULT_STORE_SH = {

@@ -490,11 +490,22 @@ def package(
                     # third-party runtimes (e.g. NVIDIA's cudart/cuBLAS) ship byte-for-byte as redistributed
                     _strip(platform, dest, (debug_top / "bin") if debug else None)
 
-            for fname, data in _ui_files().items():
+            ui_files = _ui_files() if "completion" in recipe.ship.ui else {}
+            if "chat" in recipe.ship.ui:  # upstream's chat UI, built with npm from its package-lock.json (cached)
+                from locara_build.chatui import CHAT_PAGE, chat_ui_files, link_completion_to_chat
+
+                chat = chat_ui_files(plan.source_dir, Path(plan.work_dir) / "cache")
+                if "index.html" in ui_files:
+                    ui_files["index.html"] = link_completion_to_chat(ui_files["index.html"])
+                else:
+                    ui_files["index.html"] = chat[CHAT_PAGE]
+                ui_files.update(chat)
+            for fname, data in ui_files.items():
                 _write(top / "ui" / fname, data)
             _write(top / "models" / "manifest.json", models.to_json().encode())
             _write(top / ARGS_FILE, args_file())
-            for fname, data in render_launchers(recipe.os, platform.launchers, artifact=name, model=default_model).items():
+            for fname, data in render_launchers(recipe.os, platform.launchers, artifact=name, model=default_model,
+                                             chat="chat" in recipe.ship.ui).items():
                 _write(top / fname, data, executable=fname.endswith((".sh", ".command")))
 
             gathered = licenses.gather(plan.source_dir)

@@ -110,7 +110,7 @@ if errorlevel 1 (
 )
 echo locara-server: making a local certificate authority and a server certificate in "%CERTS%" (once) 1>&2
 if not exist "%CERTS%" mkdir "%CERTS%"
-> "%CERTS%\openssl.cnf" (
+(
   echo [req]
   echo distinguished_name=dn
   echo [dn]
@@ -122,7 +122,7 @@ if not exist "%CERTS%" mkdir "%CERTS%"
   echo keyUsage=critical,digitalSignature,keyEncipherment
   echo extendedKeyUsage=serverAuth
   echo subjectAltName=DNS:localhost,IP:127.0.0.1,IP:::1,DNS:%COMPUTERNAME%
-)
+) > "%CERTS%\openssl.cnf"
 openssl.exe req -x509 -newkey rsa:2048 -nodes -sha256 -days 3650 -subj "/CN=locara-server local CA" -keyout "%CERTS%\ca.key" -out "%CERTS%\ca.crt" -config "%CERTS%\openssl.cnf" -extensions ca >nul 2>nul
 openssl.exe req -newkey rsa:2048 -nodes -sha256 -subj "/CN=localhost" -keyout "%CERTS%\server.key" -out "%CERTS%\server.csr" -config "%CERTS%\openssl.cnf" >nul 2>nul
 openssl.exe x509 -req -in "%CERTS%\server.csr" -CA "%CERTS%\ca.crt" -CAkey "%CERTS%\ca.key" -CAcreateserial -days 825 -sha256 -extfile "%CERTS%\openssl.cnf" -extensions srv -out "%CERTS%\server.crt" >nul 2>nul
@@ -277,13 +277,19 @@ set "RC=1"
 set "HAVE=0"
 set "OLDSRC="
 if exist "%PART%.source" set /p OLDSRC=<"%PART%.source"
-if exist "%PART%" (
-  if "%OLDSRC%"=="%SRC%" (
-    for %%F in ("%PART%") do set "HAVE=%%~zF"
-  ) else (
-    del /f /q "%PART%" >nul 2>nul
-  )
-)
+rem compared with delayed expansion and gotos: wine's cmd.exe mis-parses `&` and `(` of a quoted
+rem value inside a parenthesised block
+set "SAME="
+setlocal EnableDelayedExpansion
+if defined OLDSRC if "!OLDSRC!"=="!SRC!" set "SAME=1"
+endlocal & set "SAME=%SAME%"
+if not exist "%PART%" goto part_checked
+if not defined SAME goto part_discard
+for %%F in ("%PART%") do set "HAVE=%%~zF"
+goto part_checked
+:part_discard
+del /f /q "%PART%" >nul 2>nul
+:part_checked
 rem sizes compared as zero-padded strings (cmd's numbers stop at 2 GiB)
 set "PAD_HAVE=0000000000000000%HAVE%"
 set "PAD_SIZE=0000000000000000%DEFAULT_SIZE%"
@@ -306,13 +312,16 @@ echo locara-server: free some space, or set LOCARA_MODEL_STORE to a folder on a 
 set "RC=2"
 exit /b 2
 :space_ok
+rem (with a line end: wine's `set /p` drops the last character of a file without one)
 < nul > "%PART%.source" set /p "=%SRC%"
+>> "%PART%.source" echo.
 if "%PAD_HAVE%"=="%PAD_SIZE%" goto downloaded
-if "%HAVE%"=="0" (
-  echo locara-server: downloading "%DEFAULT_FILE%" ^(%DEFAULT_SIZE% bytes^) from "%SRC%" with %DL% 1>&2
-) else (
-  echo locara-server: resuming "%DEFAULT_FILE%" at %HAVE% of %DEFAULT_SIZE% bytes from "%SRC%" 1>&2
-)
+if not "%HAVE%"=="0" goto say_resuming
+echo locara-server: downloading "%DEFAULT_FILE%" (%DEFAULT_SIZE% bytes) from "%SRC%" with %DL% 1>&2
+goto said
+:say_resuming
+echo locara-server: resuming "%DEFAULT_FILE%" at %HAVE% of %DEFAULT_SIZE% bytes from "%SRC%" 1>&2
+:said
 if "%DL%"=="powershell" goto download_powershell
 curl.exe -fL --proto "=https,http,file" --connect-timeout 20 --speed-limit 1 --speed-time 60 --retry 2 -# -C - -o "%PART%" "%SRC%"
 set "DLRC=%ERRORLEVEL%"
@@ -327,19 +336,18 @@ del /f /q "%PART%" >nul 2>nul
 powershell.exe -NoProfile -NonInteractive -Command "$ProgressPreference='SilentlyContinue'; Invoke-WebRequest -UseBasicParsing -Uri $env:SRC -OutFile $env:PART"
 set "DLRC=%ERRORLEVEL%"
 :downloaded_check
-if not "%DLRC%"=="0" (
-  echo locara-server: download from "%SRC%" failed; what arrived is kept, so running this again resumes it. 1>&2
-  set "RC=9"
-  exit /b 9
-)
+if "%DLRC%"=="0" goto downloaded
+echo locara-server: download from "%SRC%" failed; what arrived is kept, so running this again resumes it. 1>&2
+set "RC=9"
+exit /b 9
 :downloaded
 set "GOTSIZE=missing"
 if exist "%PART%" for %%F in ("%PART%") do set "GOTSIZE=%%~zF"
-if not "%GOTSIZE%"=="%DEFAULT_SIZE%" (
-  echo locara-server: "%SRC%" gave %GOTSIZE% of %DEFAULT_SIZE% bytes; running this again resumes it. 1>&2
-  set "RC=9"
-  exit /b 9
-)
+if "%GOTSIZE%"=="%DEFAULT_SIZE%" goto size_ok
+echo locara-server: "%SRC%" gave %GOTSIZE% of %DEFAULT_SIZE% bytes; running this again resumes it. 1>&2
+set "RC=9"
+exit /b 9
+:size_ok
 echo locara-server: verifying the SHA-256 of "%DEFAULT_FILE%" 1>&2
 set "GOT="
 for /f "usebackq skip=1 delims=" %%H in (`certutil.exe -hashfile "%PART%" SHA256 2^>nul`) do if not defined GOT set "GOT=%%H"
@@ -355,26 +363,25 @@ if defined GOT2 set "GOT=%GOT2:\=%"
 if /I "%GOT%"=="%DEFAULT_SHA256%" goto verified
 del /f /q "%PART%" "%PART%.source" >nul 2>nul
 set "VERIFY_FAILED=1"
-if not defined GOT (
-  echo locara-server: REFUSED: no tool computed a SHA-256 ^(certutil, PowerShell Get-FileHash, sha256sum.exe^); the download was deleted, never used. 1>&2
-) else (
-  echo locara-server: REFUSED: "%SRC%" sent a file whose SHA-256 is "%GOT%", not "%DEFAULT_SHA256%"; deleted, never used. 1>&2
-)
+if defined GOT goto refused_mismatch
+echo locara-server: REFUSED: no tool computed a SHA-256 (certutil, PowerShell Get-FileHash, sha256sum.exe); the download was deleted, never used. 1>&2
+set "RC=8"
+exit /b 8
+:refused_mismatch
+echo locara-server: REFUSED: "%SRC%" sent a file whose SHA-256 is "%GOT%", not "%DEFAULT_SHA256%"; deleted, never used. 1>&2
 set "RC=8"
 exit /b 8
 :verified
 move /y "%PART%" "%MODEL%" >nul
 del /f /q "%PART%.source" "%PART%.validator" >nul 2>nul
-> "%MODEL%.json.tmp" (
-  echo {
-  echo   "file": "%DEFAULT_FILE%",
-  echo   "id": "%DEFAULT_ID%",
-  echo   "license": "%DEFAULT_LICENSE%",
-  echo   "sha256": "%DEFAULT_SHA256%",
-  echo   "size": %DEFAULT_SIZE%,
-  echo   "url": "%SRC%"
-  echo }
-)
+> "%MODEL%.json.tmp" echo {
+>> "%MODEL%.json.tmp" echo   "file": "%DEFAULT_FILE%",
+>> "%MODEL%.json.tmp" echo   "id": "%DEFAULT_ID%",
+>> "%MODEL%.json.tmp" echo   "license": "%DEFAULT_LICENSE%",
+>> "%MODEL%.json.tmp" echo   "sha256": "%DEFAULT_SHA256%",
+>> "%MODEL%.json.tmp" echo   "size": %DEFAULT_SIZE%,
+>> "%MODEL%.json.tmp" echo   "url": "%SRC%"
+>> "%MODEL%.json.tmp" echo }
 move /y "%MODEL%.json.tmp" "%MODEL%.json" >nul
 echo locara-server: stored the verified "%DEFAULT_FILE%" as "%MODEL%" 1>&2
 set "RC=0"

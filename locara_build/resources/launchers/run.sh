@@ -185,7 +185,7 @@ start_server() {  # start_server ARGS...: the server with ARGS (+ TLS), then the
     open_with=
     if [ "$browser" = yes ] && have_display; then open_with=$(opener); fi
     if [ -z "$open_with" ] || ! { command -v curl || command -v wget; } >/dev/null 2>&1; then
-        say "starting; the UI will be at $url (chat: ${url}chat/)"
+        say "starting; the UI will be at $url {% if chat %}(chat: ${url}chat.html) {% endif %}"
         exec "$server" "$@"
     fi
     "$server" "$@" &
@@ -195,7 +195,7 @@ start_server() {  # start_server ARGS...: the server with ARGS (+ TLS), then the
     tries=0
     while kill -0 "$pid" 2>/dev/null; do
         if healthy; then
-            say "ready: $url (chat: ${url}chat/) - opening it in the browser"
+            say "ready: $url {% if chat %}(chat: ${url}chat.html) {% endif %}- opening it in the browser"
             "$open_with" "$url" >/dev/null 2>&1 || say "could not open a browser: open $url yourself"
             break
         fi
