@@ -390,3 +390,77 @@ def test_vulkan_1_import_library_for_the_windows_cross_build(tmp_path: Path, mon
     recipe = load_recipes(Project(REPO), ["windows-x86_64-vulkan"])["windows-x86_64-vulkan"]
     assert platforms.get("windows").plan_cmake_defines(recipe)["Vulkan_LIBRARY"].endswith("libvulkan-1.a")
     assert platforms.get("windows").plan_cmake_defines(load_recipes(Project(REPO), ["windows-x86_64-cpu"])["windows-x86_64-cpu"]) == {}
+
+
+# --- the arm64 cross toolchain, end to end on a small program (seconds; the llama.cpp build is slow) ---
+
+
+def test_sysroot_links_are_made_relative(tmp_path: Path) -> None:
+    from locara_build.toolchains import arm64
+
+    root = tmp_path / "sysroot"
+    (root / "lib" / "aarch64-linux-gnu").mkdir(parents=True)
+    (root / "usr" / "lib" / "aarch64-linux-gnu").mkdir(parents=True)
+    (root / "lib" / "aarch64-linux-gnu" / "libm.so.6").write_bytes(b"\x7fELF")
+    link = root / "usr" / "lib" / "aarch64-linux-gnu" / "libm.so"
+    link.symlink_to("/lib/aarch64-linux-gnu/libm.so.6")  # Debian's layout: points at the HOST's libm
+    (root / "usr" / "lib" / "aarch64-linux-gnu" / "libx.so").symlink_to("libx.so.1")
+    assert arm64.make_links_relative(root) == 1
+    assert Path(__import__("os").readlink(link)) == Path("../../../lib/aarch64-linux-gnu/libm.so.6")
+    assert link.resolve() == (root / "lib" / "aarch64-linux-gnu" / "libm.so.6").resolve()
+    assert (root / arm64.RELATIVE_MARK).is_file()
+
+
+CROSS_MAIN = r"""
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <openssl/crypto.h>
+int main(int argc, char **) {
+    int e = 0;
+    long double m = std::frexp((long double)(argc * 48.0L), &e);  // libm (the __frexpl trap)
+    std::string s = "aarch64 ok " + std::to_string((double)m) + " " + std::to_string(e);
+    std::thread t([&] { s += " thread"; });
+    t.join();
+    std::printf("%s %s\n", s.c_str(), OpenSSL_version(OPENSSL_VERSION));
+    return 0;
+}
+"""
+
+
+@pytest.mark.skipif(platforms.host_arch() != "x86_64" or shutil.which("qemu-aarch64-static") is None
+                    or shutil.which("aarch64-linux-gnu-ld") is None, reason="needs scripts/setup.sh's arm64 tools")
+def test_toolchain_file_cross_builds_a_cxx_program_that_runs_under_qemu(tmp_path: Path) -> None:
+    """The real toolchain file + the real Debian arm64 sysroot + qemu-user: a C++ program using libstdc++,
+    libm, threads and OpenSSL is configured, built and run, as the llama.cpp build and smoke are."""
+    import os
+
+    from locara_build.toolchains import arm64
+
+    if arm64.find_clang() is None:
+        pytest.fail("no clang >= 15 (scripts/setup.sh installs clang-16)")
+    sysroot = arm64.provision_sysroot()
+    assert not [p for p in sysroot.rglob("*") if p.is_symlink() and os.readlink(p).startswith("/")]
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "main.cpp").write_text(CROSS_MAIN)
+    (src / "CMakeLists.txt").write_text(
+        "cmake_minimum_required(VERSION 3.20)\nproject(cross CXX)\nfind_package(OpenSSL REQUIRED)\n"
+        "find_package(Threads REQUIRED)\nadd_executable(hello main.cpp)\n"
+        "target_link_libraries(hello OpenSSL::Crypto Threads::Threads)\n")
+    env = {**os.environ, **arm64.plan_env()}
+    cmake = toolchain.probe("cmake").path
+    toolfile = REPO / "recipes" / "toolchains" / "clang-aarch64-linux-gnu.cmake"
+    conf = subprocess.run([cmake, "-S", str(src), "-B", str(tmp_path / "b"), f"-DCMAKE_TOOLCHAIN_FILE={toolfile}",
+                           "-DCMAKE_BUILD_TYPE=Release"], env=env, capture_output=True, text=True, timeout=600)
+    assert conf.returncode == 0, conf.stdout[-3000:] + conf.stderr[-3000:]
+    assert str(sysroot) in conf.stdout  # OpenSSL found in the sysroot, not the host's
+    build = subprocess.run([cmake, "--build", str(tmp_path / "b")], env=env, capture_output=True, text=True, timeout=600)
+    assert build.returncode == 0, build.stdout[-3000:] + build.stderr[-3000:]
+    exe = tmp_path / "b" / "hello"
+    assert (exe.read_bytes()[18:20]) == (0xB7).to_bytes(2, "little")  # EM_AARCH64
+    run = subprocess.run([*arm64.smoke_emulator(), str(exe)], env={**os.environ, **arm64.smoke_env()},
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.startswith("aarch64 ok 0.750000 6 thread OpenSSL 3."), run.stdout

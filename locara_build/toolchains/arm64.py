@@ -149,6 +149,31 @@ def sysroot_dir() -> Path:
     return toolchains_dir() / f"sysroot-debian-{SUITE}-arm64"
 
 
+RELATIVE_MARK = ".relative-links"
+
+
+def make_links_relative(root: Path) -> int:
+    """Point every absolute symlink of the sysroot inside it (Debian's ``libm.so -> /lib/aarch64-linux-gnu/
+    libm.so.6`` would otherwise resolve to the *host's* x86-64 libm: ld skips it as incompatible and
+    silently links ``libm.a`` instead, and the link of libllama fails on ``__frexpl``). Returns how many
+    links were rewritten; leaves a marker so a cached sysroot is fixed once."""
+    count = 0
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in [*dirnames, *filenames]:
+            link = Path(dirpath) / name
+            if not link.is_symlink():
+                continue
+            target = os.readlink(link)
+            if not target.startswith("/"):
+                continue
+            inside = root / target.lstrip("/")
+            link.unlink()
+            link.symlink_to(os.path.relpath(inside, link.parent))
+            count += 1
+    (root / RELATIVE_MARK).write_text(f"{count} absolute symlinks made relative\n", encoding="utf-8")
+    return count
+
+
 def sysroot_ready(root: Path | None = None, *, vulkan: bool = False) -> bool:
     root = root or sysroot_dir()
     need = [
@@ -156,6 +181,7 @@ def sysroot_ready(root: Path | None = None, *, vulkan: bool = False) -> bool:
         root / "usr" / "lib" / _TRIPLE / "libstdc++.so.6",
         root / "usr" / "include" / "openssl" / "ssl.h",
         root / "PROVENANCE.json",
+        root / RELATIVE_MARK,
     ]
     if vulkan:
         need.append(root / "usr" / "lib" / _TRIPLE / "libvulkan.so")
@@ -191,6 +217,12 @@ def provision_sysroot(*, vulkan: bool = False) -> Path:
     final = sysroot_dir()
     if sysroot_ready(final, vulkan=vulkan):
         return final
+    if final.is_dir() and not (final / RELATIVE_MARK).exists():
+        with provision_lock():  # a sysroot unpacked before its links were made relative: fix it in place
+            if not (final / RELATIVE_MARK).exists():
+                make_links_relative(final)
+        if sysroot_ready(final, vulkan=vulkan):
+            return final
     for tool in ("apt-get", "dpkg-deb"):
         if _run.which(tool) is None:
             raise BuildError(
@@ -232,6 +264,7 @@ def provision_sysroot(*, vulkan: bool = False) -> Path:
         for deb in debs:
             _run.run(["dpkg-deb", "-x", str(deb), str(staging)], error=BuildError, what="dpkg-deb -x", echo=False)
             provenance.append({"deb": deb.name, "sha256": sha256_file(deb)})
+        make_links_relative(staging)
         (staging / "PROVENANCE.json").write_text(
             json.dumps({"apt_source": APT_SOURCE, "architecture": "arm64", "packages": provenance},
                        indent=2, sort_keys=True) + "\n",
