@@ -37,14 +37,13 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 from support.cli import cli_env
 from support.cli import run_cli as _run_cli
 from support.fakeserver import SERVER_PY
+from support.github import GitHubStandIn, GitHubState  # noqa: F401 (the fault suite's tests import them from here)
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
@@ -641,178 +640,7 @@ def fill(path: Path, leave: int) -> Path:
     return ballast
 
 
-# --- a GitHub Releases stand-in ------------------------------------------------------------------
-
-
-@dataclass
-class GitHubState:
-    token: str
-    releases: list[dict[str, Any]] = field(default_factory=list)
-    assets: dict[int, dict[str, Any]] = field(default_factory=dict)
-    next_id: int = 1
-    pause_upload: str | None = None  # asset name: read 1 MiB of its body, then stop reading until resumed
-    upload_started: threading.Event = field(default_factory=threading.Event)
-    resume_upload: threading.Event = field(default_factory=threading.Event)
-    log: list[tuple[str, str]] = field(default_factory=list)
-    headers_seen: list[str] = field(default_factory=list)
-    bodies: list[bytes] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class _GHHandler(BaseHTTPRequestHandler):
-    server: _GHServer
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _json(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _body(self) -> bytes:
-        data = self.rfile.read(int(self.headers.get("Content-Length", "0") or 0))
-        self.server.state.bodies.append(data)
-        return data
-
-    def _view(self, rel: dict[str, Any]) -> dict[str, Any]:
-        base, repo = self.server.base, self.server.repo
-        return {**rel, "upload_url": f"{base}/uploads/repos/{repo}/releases/{rel['id']}/assets{{?name,label}}",
-                "html_url": f"{base}/{repo}/releases/tag/{rel['tag_name']}"}
-
-    def _dispatch(self, method: str) -> None:
-        st = self.server.state
-        url = urlparse(self.path)
-        path, query = url.path, parse_qs(url.query)
-        st.log.append((method, self.path))
-        st.headers_seen.append(str(self.headers))
-        if self.headers.get("Authorization") != f"Bearer {st.token}":
-            if self.headers.get("Content-Length"):
-                self._body()
-            return self._json(401, {"message": "Bad credentials"})
-        repo = f"/repos/{self.server.repo}"
-        m = re.fullmatch(rf"/uploads{repo}/releases/(\d+)/assets", path)
-        if method == "POST" and m:
-            return self._upload(int(m[1]), query["name"][0])
-        with st.lock:
-            if method == "GET" and path == f"{repo}/releases/latest":
-                pub = [r for r in st.releases if not r["draft"]]
-                return self._json(200, self._view(pub[-1])) if pub else self._json(404, {"message": "Not Found"})
-            m = re.fullmatch(rf"{repo}/releases/tags/(.+)", path)
-            if method == "GET" and m:
-                hit = [r for r in st.releases if r["tag_name"] == m[1] and not r["draft"]]
-                return self._json(200, self._view(hit[0])) if hit else self._json(404, {"message": "Not Found"})
-            if method == "GET" and path == f"{repo}/releases":
-                return self._json(200, [self._view(r) for r in reversed(st.releases)] if query.get("page", ["1"]) == ["1"] else [])
-            if method == "POST" and path == f"{repo}/releases":
-                body = json.loads(self._body())
-                rel = {"id": st.next_id, "tag_name": body["tag_name"], "name": body.get("name"), "body": body.get("body"),
-                       "draft": bool(body.get("draft")), "prerelease": False}
-                st.next_id += 1
-                st.releases.append(rel)
-                return self._json(201, self._view(rel))
-            m = re.fullmatch(rf"{repo}/releases/(\d+)", path)
-            if method == "PATCH" and m:
-                rel = next(r for r in st.releases if r["id"] == int(m[1]))
-                rel["draft"] = json.loads(self._body()).get("draft", rel["draft"])
-                return self._json(200, self._view(rel))
-            m = re.fullmatch(rf"{repo}/releases/(\d+)/assets", path)
-            if method == "GET" and m:
-                items = [{k: v for k, v in a.items() if k != "data"} for a in st.assets.values() if a["release"] == int(m[1])]
-                return self._json(200, items if query.get("page", ["1"]) == ["1"] else [])
-            m = re.fullmatch(rf"{repo}/releases/assets/(\d+)", path)
-            if method == "DELETE" and m:
-                st.assets.pop(int(m[1]), None)
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-        self._json(404, {"message": "Not Found"})
-
-    def _upload(self, release_id: int, name: str) -> None:
-        st = self.server.state
-        length = int(self.headers["Content-Length"])
-        with st.lock:
-            if any(a["name"] == name and a["release"] == release_id for a in st.assets.values()):
-                self.rfile.read(length)
-                return self._json(422, {"message": "Validation Failed", "errors": [{"code": "already_exists"}]})
-            asset = {"id": st.next_id, "name": name, "release": release_id, "state": "starter", "size": 0, "data": b""}
-            st.next_id += 1
-            st.assets[asset["id"]] = asset
-        data = b""
-        if st.pause_upload == name:
-            st.pause_upload = None
-            data = self.rfile.read(min(length // 2, 1 << 20))
-            asset.update(data=data, size=len(data))
-            st.upload_started.set()
-            st.resume_upload.wait(60)  # the client blocks in send() meanwhile (buffers full)
-        while len(data) < length:  # short when the client died
-            chunk = self.rfile.read1(min(1 << 20, length - len(data))) if hasattr(self.rfile, "read1") else b""
-            if not chunk:
-                break
-            data += chunk
-        asset.update(data=data, size=len(data))
-        if len(data) < length:  # GitHub keeps a broken "starter" asset when an upload dies midway
-            self.close_connection = True
-            return
-        asset.update(state="uploaded", digest="sha256:" + hashlib.sha256(data).hexdigest())
-        st.bodies.append(data)
-        self._json(201, {k: v for k, v in asset.items() if k != "data"})
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-
-class _GHServer(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, repo: str, token: str):
-        super().__init__(("127.0.0.1", 0), _GHHandler)
-        self.repo = repo
-        self.state = GitHubState(token)
-        host, port = self.server_address[:2]
-        self.base = f"http://{host}:{port}"
-
-
-class GitHubStandIn:
-    def __init__(self, token: str, repo: str = "locara/locara-build"):
-        self.server = _GHServer(repo, token)
-        self.repo = repo
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-    @property
-    def state(self) -> GitHubState:
-        return self.server.state
-
-    @property
-    def base(self) -> str:
-        return self.server.base
-
-    def assets(self) -> dict[str, dict[str, Any]]:
-        names = [a["name"] for a in self.state.assets.values()]
-        assert len(names) == len(set(names)), f"duplicate assets: {names}"
-        return {a["name"]: a for a in self.state.assets.values()}
-
-    def __enter__(self) -> GitHubStandIn:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+# --- the GitHub Releases stand-in: support/github.py ------------------------------------------
 
 
 # --- a server that accepts and never answers ---------------------------------------------------
