@@ -15,6 +15,7 @@ APT_PACKAGES=(
   wine wine64                                                          # running the Windows build
   clang-16 binutils-aarch64-linux-gnu qemu-user-static                 # Linux arm64: cross-build (clang + Debian arm64 sysroot), run under qemu
   shellcheck jq                                                        # the CI workflow tests (actionlint, shellcheck, the plan step's jq)
+  curl wget openssl dash                                               # the launchers: first-run download (curl and wget), --https, run.sh under dash
 )
 
 missing=()
