@@ -94,7 +94,7 @@ label = st.from_regex(r"[A-Za-z0-9][A-Za-z0-9._-]{0,15}", fullmatch=True)
 no_dash_list = plain.filter(lambda v: ";" not in v)
 cmake_name = st.from_regex(r"[A-Z][A-Z0-9_]{0,12}", fullmatch=True)
 cmake_value = st.one_of(no_dash_list, st.booleans(), st.integers(min_value=-(2**31), max_value=2**31))
-globs = st.lists(st.from_regex(r"[a-z*][a-z0-9.*_-]{0,10}", fullmatch=True), max_size=3)
+globs = st.lists(st.from_regex(r"[a-z*][a-z0-9.*_-]{0,10}", fullmatch=True).filter(lambda g: "**" not in g), max_size=3)
 
 
 @st.composite
