@@ -216,6 +216,14 @@ def test_a_public_key_without_its_comment_line_and_its_text_form_round_trip() ->
     again = PublicKey.from_text(key.to_text(), source="x.pub")
     assert again.comment == f"minisign public key {key.id_hex}" and again.source == "x.pub"
     assert base64.b64decode(key.to_base64())[:2] == b"Ed" and key.to_base64().startswith("RW")
+    # the words, with and without a source; junk inside the base64 is refused, not skipped
+    line = key.to_base64()
+    for text, source, who in ((line[:-2], "", "public key"), (line[:10] + "!!" + line[10:], "k.pub", "k.pub")):
+        with pytest.raises(ConfigError) as err:
+            PublicKey.from_base64(text, source=source)
+        assert err.value.message == f"{who}: not a minisign Ed25519 public key."
+        assert err.value.hint == ("A minisign public key file has an `untrusted comment:` line and one base64 line "
+                                  "starting with `RW`.")
 
 
 # --- malformed secret keys, scrypt ---------------------------------------------------------------
