@@ -172,7 +172,7 @@ def test_layout(packaged: Packaged) -> None:
         names = tar.getnames()
     assert {n.split("/")[0] for n in names} == {rp.artifact.name}, "one top folder of the artifact's name"
     assert sorted(p.name for p in top.iterdir()) == sorted(
-        ["bin", "ui", "models", "llama-server.args", "run.sh", "LICENSES", "BUILDINFO.json", "sbom.cdx.json"]
+        ["bin", "ui", "models", "llama-server.args", "run.sh", "README.txt", "LICENSES", "BUILDINFO.json", "sbom.cdx.json"]
     )
     bin_names = sorted(p.name for p in (top / "bin").iterdir())
     assert "llama-server" in bin_names
@@ -341,7 +341,7 @@ def test_run_sh_serves_a_completion_and_the_ui(packaged: Packaged) -> None:
 
 
 def test_run_sh_without_a_model_says_what_to_do(packaged: Packaged, tmp_path: Path) -> None:
-    r = subprocess.run(run_sh(packaged.unpacked), env=clean_env(LOCARA_MODEL_STORE=str(tmp_path / "empty")),
+    r = subprocess.run(run_sh(packaged.unpacked, "--no-download"), env=clean_env(LOCARA_MODEL_STORE=str(tmp_path / "empty")),
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 2
     assert "locara-build models fetch qwen2.5-0.5b-instruct-q4_k_m --manifest" in r.stderr
