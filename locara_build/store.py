@@ -28,6 +28,9 @@ import json
 import os
 import re
 import secrets
+import tarfile
+import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -426,7 +429,12 @@ def write_index(archive: Path, entry: dict[str, Any], staged: Path, manifest: di
     root = staged.parent
     store = Store(root)
     previous = _previous_indexes(root, manifest, entry, _delta_depth())
-    index = build_index(archive, entry, store, version=manifest["version"], previous=previous)
+    try:
+        index = build_index(archive, entry, store, version=manifest["version"], previous=previous)
+    except (VerifyError, tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
+        # an archive extraction would refuse: no index, so installs take the archive (and refuse it)
+        log.warn(f"store: {entry['file']} not indexed: {getattr(exc, 'message', exc)}")
+        return {}
     data = index.to_bytes()
     name = entry["file"] + INDEX_SUFFIX
     (staged / name).write_bytes(data)
