@@ -380,3 +380,41 @@ def test_run_cmd_first_run_under_wine_with_a_standin_sha256sum(tmp_path: Path) -
         assert r.returncode == 8, r.stdout + r.stderr
         assert "REFUSED" in r.stderr and "<-m>" not in r.stdout
         assert [p.name for p in (store2 / "sha256").iterdir()] == []
+
+
+# --- the browser, once the server is healthy -------------------------------------------------------
+
+
+@pytest.mark.parametrize("case", ["display", "no-browser", "no-display"])
+def test_browser_opens_once_healthy_with_a_standin_xdg_open(artifact: Path, tmp_path: Path, case: str) -> None:
+    """xdg-open is a stand-in that records the URL and whether /health answered at that moment."""
+    model, sha, _ = _tiny()
+    home = tmp_path / "home"
+    blobs = home / ".cache" / "locara-build" / "models" / "sha256"
+    blobs.mkdir(parents=True)
+    shutil.copyfile(model, blobs / sha)
+    bindir = tmp_path / "opener"
+    bindir.mkdir()
+    record = tmp_path / "opened.txt"
+    (bindir / "xdg-open").write_text(
+        f'#!/bin/sh\nif curl -fsS -o /dev/null "${{1}}health"; then h=healthy; else h=down; fi\nprintf "%s %s\\n" "$1" "$h" >> "{record}"\n'
+    )
+    (bindir / "xdg-open").chmod(0o755)
+    extra = {"DISPLAY": ":99"} if case != "no-display" else {}
+    env = user_env(home, f"{bindir}:{no_python_path(_TMP)}", **extra)
+    port = free_port()
+    args = ["--no-browser"] if case == "no-browser" else []
+    with server([str(artifact / "run.sh"), *args, "--port", str(port)], port=port, log_path=tmp_path / "b.log", timeout=120,
+                env=env, cwd=tmp_path, label="run.sh (browser)") as srv:
+        for _ in range(50):
+            if record.exists() or case != "display":
+                break
+            subprocess.run(["sleep", "0.2"])
+        subprocess.run(["sleep", "1"])
+        log = srv.log_text()
+    if case == "display":
+        assert record.read_text() == f"http://127.0.0.1:{port}/ healthy\n", "opened once, after /health answered"
+        assert f"ready: http://127.0.0.1:{port}/" in log
+    else:
+        assert not record.exists(), "no browser without a display or with --no-browser"
+        assert f"the UI will be at http://127.0.0.1:{port}/" in log
