@@ -28,6 +28,7 @@ from support.release_kit import (
     plan_for,
     release_for,
     snapshot,
+    write_package_record,
     write_tar,
 )
 
@@ -269,6 +270,7 @@ def hostile_env(tmp_path_factory: pytest.TempPathFactory):
         dist = work / "dist" / str(plan.version)
         dist.mkdir(parents=True)
         _write_hostile(dist / rp.artifact.file, rp.artifact.name, case)
+        write_package_record(plan, rp, dist / rp.artifact.file)  # packaged (by an attacker's tool)
         make_release(plan, dist, releases / str(plan.version), keys.secret)
         versions[case] = str(plan.version)
     with LoopbackServer(releases) as srv:
