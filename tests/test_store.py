@@ -1,19 +1,18 @@
 """The release side of the store (locara_build/store.py): the index reader refuses hostile indexes,
 deltas against the previous N releases, identical files stored once, and publishing to a mirror
-folder or to GitHub Releases (the GitHub stand-in of test_publish_github) uploads only what is missing."""
+folder or to GitHub Releases (the GitHub stand-in, tests/support/github.py) uploads only what is missing."""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import shutil
-import threading
 from pathlib import Path
 
 import pytest
+from support.github import TOKEN, GitHubStandIn
 from support.release_kit import make_keys
 from support.store_kit import make_week
-from test_publish_github import TOKEN, _Server
 
 from locara_build.errors import VerifyError
 from locara_build.publish import GitHubClient, publish_dir, publish_github
@@ -101,15 +100,11 @@ def test_publish_dir_refuses_a_release_copied_without_its_store(tmp_path: Path) 
 
 @pytest.fixture
 def github_stand_in():
-    srv = _Server("locara/locara-build")
-    thread = threading.Thread(target=srv.serve_forever, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with GitHubStandIn(TOKEN, "locara/locara-build") as srv:
+        yield srv
 
 
-def test_github_store_release_holds_each_object_once(github_stand_in: _Server, tmp_path: Path) -> None:
+def test_github_store_release_holds_each_object_once(github_stand_in: GitHubStandIn, tmp_path: Path) -> None:
     srv = github_stand_in
     keys = make_keys(tmp_path / "keys")
     releases = tmp_path / "releases"
