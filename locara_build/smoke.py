@@ -416,8 +416,10 @@ def smoke_server(
             "port": port,
             "argv": argv,
             "healthy_after_s": round(srv.healthy_after, 2),
-            "completion": check_completion(srv, options.n_predict, label),
-            "chat": check_chat(srv, options.n_predict, label),
+            # the first request may wait for a GPU backend to compile its pipelines (lavapipe: minutes on
+            # a loaded host): it gets the recipe's smoke.timeout when that is longer than the default
+            "completion": check_completion(srv, options.n_predict, label, timeout=max(120.0, options.timeout)),
+            "chat": check_chat(srv, options.n_predict, label, timeout=max(120.0, options.timeout)),
             "ui": check_ui(srv, options.ui_dir, label),
         }
         result["expect"] = check_expect(srv, options.expect, label)
@@ -465,7 +467,7 @@ def smoke_args_file(
         try:
             with server(argv, port=port, log_path=log_path, timeout=options.timeout, env=_env(options),
                         cwd=scratch, label=f"{label} (no arguments, {ARGS_FILE})") as srv:
-                completion = check_completion(srv, options.n_predict, label)
+                completion = check_completion(srv, options.n_predict, label, timeout=max(120.0, options.timeout))
                 model_path = None
                 with contextlib.suppress(requests.RequestException, ValueError):
                     props = srv.session.get(srv.url + "/props", timeout=30).json()
