@@ -75,7 +75,7 @@ SCHEMA: dict[str, Any] = {
     "extends": ("str", "name of a recipe whose values this one starts from"),
     "os": ("str", "target OS: linux | windows | macos"),
     "arch": ("str", "target architecture: x86_64 | arm64"),
-    "backend": ("str", "cpu | cuda | vulkan | metal"),
+    "backend": ("str", "cpu | cuda | vulkan | metal | rocm | universal (every backend as a plugin)"),
     "flavour": ("str", "release (shipped) | ci | dev (fast variants for tests)"),
     "runner": ("str", "CI runner label for this recipe's job"),
     "targets": ("list[str]", "CMake targets to build (only what ships)"),
