@@ -161,3 +161,25 @@ def test_run_sh_through_a_symlink(unpacked: Path, tmp_path: Path) -> None:
     r = subprocess.run([str(link_dir / "locara-server"), "-m", "/x.gguf"], env=env, capture_output=True, text=True, timeout=30)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip() == "<-m></x.gguf>"
+
+
+@pytest.mark.parametrize(("os_name", "launchers", "double_click"), [
+    ("linux", ("run.sh",), "./run.sh"), ("macos", ("run.sh",), "Double-click run.command"), ("windows", ("run.cmd",), "Double-click run.cmd"),
+])
+def test_readme_and_macos_launcher_per_platform(os_name: str, launchers: tuple[str, ...], double_click: str, tmp_path: Path) -> None:
+    out = render_launchers(os_name, launchers, artifact="locara-server-x", model=MODEL, chat=True)
+    readme = out["README.txt"].decode()
+    assert double_click in readme
+    assert "--no-download" in readme and "--https" in readme and "--api-key" in readme and "LOCARA_MODEL_STORE" in readme
+    assert "http://127.0.0.1:8080/chat.html" in readme and str(MODEL.size) in readme
+    assert ("\r\n" in readme) == (os_name == "windows")
+    assert ("run.command" in out) == (os_name == "macos")
+    if os_name == "macos":  # run.command runs run.sh beside it, from wherever Finder starts it
+        top = tmp_path / "x y"
+        top.mkdir()
+        (top / "run.command").write_bytes(out["run.command"])
+        (top / "run.sh").write_text('#!/bin/sh\necho "ran with $*"\n')
+        for f in ("run.command", "run.sh"):
+            (top / f).chmod(0o755)
+        r = subprocess.run([str(top / "run.command"), "--port", "9"], cwd="/", capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0 and r.stdout.strip() == "ran with --port 9"
