@@ -33,7 +33,7 @@ from urllib.parse import quote
 
 import requests
 
-from . import __version__, log
+from . import __version__, log, store
 from .digest import sha256_file
 from .errors import ConfigError, NetworkError, VerifyError, disk_full, is_no_space
 from .lock import atomic_write_bytes
@@ -106,6 +106,16 @@ def publish(release_dir: Path, to: str, *, force: bool = False, api_url: str | N
 
 
 def _copy_atomic(src: Path, dst: Path) -> None:
+    """Copy one file of the release folder into the mirror (whole or not at all)."""
+    _atomic_copy(src, dst)
+
+
+def _copy_object(src: Path, dst: Path) -> None:
+    """Copy one store object into the mirror (whole or not at all)."""
+    _atomic_copy(src, dst)
+
+
+def _atomic_copy(src: Path, dst: Path) -> None:
     tmp = dst.with_name(f".{dst.name}.part-{secrets.token_hex(4)}")
     try:
         with open(src, "rb") as fin, open(tmp, "xb") as fout:
@@ -154,9 +164,16 @@ def publish_dir(release_dir: Path, to_dir: Path, *, force: bool = False) -> Publ
             )
     result = PublishResult(str(to_dir), version, url=str(dest))
     with log.step(f"publish {version} -> {to_dir}"):
-        from .store import publish_objects_dir  # blobs/deltas first, only those the mirror lacks (store.py)
-
-        copied, there = publish_objects_dir(release_dir, doc, to_dir)
+        try:  # the store's blobs/deltas first, only those the mirror lacks
+            copied, there = _publish_objects_dir(release_dir, doc, to_dir)
+        except OSError as exc:
+            if is_no_space(exc):
+                raise disk_full(
+                    exc, to_dir, f"publish {version}",
+                    kept="Only whole store objects went in (they are named by their hash: harmless); release.json "
+                    f"and {LATEST} were not touched, so the mirror still serves what it served before.",
+                ) from None
+            raise
         result.store = {"uploaded": copied, "skipped": there}
         for name in order:
             src, dst = release_dir / name, dest / name
@@ -426,9 +443,7 @@ def publish_github(
             log.info(f"created draft release {version} (id {rel['id']})")
         else:
             log.info(f"reusing release {version} (id {rel['id']}, draft={rel.get('draft')})")
-        from .store import publish_objects_github  # the store release's missing objects first (store.py)
-
-        publish_objects_github(gh, release_dir, doc, result)
+        _publish_objects_github(gh, release_dir, doc, result)  # the store release's missing objects first
         for name in upload_order(release_dir):
             path = release_dir / name
             digest = sha256_file(path)
@@ -480,3 +495,56 @@ def _upload_one(gh: GitHubClient, rel: dict[str, Any], path: Path, digest: str, 
         hint="Run the same publish again: uploaded assets are kept, broken ones are replaced.",
     )
 
+
+# --- the release store's objects (locara_build.store) --------------------------------------------
+
+
+def _publish_objects_dir(release_dir: Path, doc: dict[str, Any], to_dir: Path) -> tuple[list[str], list[str]]:
+    """Copy the store objects the release names into the mirror ``to_dir`` (before its release.json):
+    only those the mirror lacks. Returns (copied, already there)."""
+    copied, skipped = [], []
+    for rel, size, digest in store.release_objects(release_dir, doc):
+        dst = store.Store(to_dir).path(rel)
+        if dst.is_file() and dst.stat().st_size == size:
+            skipped.append(rel)
+            continue
+        src = store.source_object(release_dir, rel, size, digest)
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        _copy_object(src, dst)
+        copied.append(rel)
+    if copied or skipped:
+        log.info(f"store: {len(copied)} object(s) copied to {to_dir}, {len(skipped)} already there")
+    return copied, skipped
+
+
+def _publish_objects_github(gh: GitHubClient, release_dir: Path, doc: dict[str, Any], result: Any) -> None:
+    """Upload the release's store objects the GitHub store release (tag :data:`store.GITHUB_STORE_TAG`)
+    lacks, as flat asset names; the store release is never marked latest."""
+    import tempfile
+
+    objects = store.release_objects(release_dir, doc)
+    if not objects:
+        return
+    rel = gh.release_by_tag(store.GITHUB_STORE_TAG)
+    if rel is None:
+        rel = gh.create_release(store.GITHUB_STORE_TAG, "locara store (content-addressed files of every release)",
+                                "Blobs and deltas named by sha256; see docs/releases.md. Not a release to download by hand.")
+    have = {a.get("name"): a for a in gh.assets(rel["id"]) if a.get("state") == "uploaded"}
+    missing = [(r, s, d) for r, s, d in objects if have.get(store.flat_name(r), {}).get("size") != s]
+    mine = PublishResult(f"{result.target}@{store.GITHUB_STORE_TAG}", result.version)
+    with tempfile.TemporaryDirectory(prefix="locara-store-") as tmp:
+        for r, s, d in missing:
+            src = store.source_object(release_dir, r, s, d)
+            named = Path(tmp) / store.flat_name(r)
+            try:
+                os.link(src, named)
+            except OSError:
+                import shutil
+
+                shutil.copyfile(src, named)
+            _upload_one(gh, rel, named, d, mine)
+            named.unlink()
+    if rel.get("draft", False):
+        gh.publish_release(rel["id"], make_latest=False)
+    result.store = {"uploaded": mine.uploaded, "skipped": sorted(set(map(store.flat_name, (o[0] for o in objects))) - set(mine.uploaded))}
+    log.info(f"store: {len(missing)} object(s) uploaded to release {store.GITHUB_STORE_TAG}, {len(objects) - len(missing)} already there")

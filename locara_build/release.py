@@ -520,6 +520,7 @@ def _write_release(
 ) -> None:
     by_file = {a["file"]: a for a in manifest["artifacts"]}
     digests: dict[str, str] = {}
+    older = _older_releases(staged.parent, plan.version)  # delta bases for the store
     for rp, src in present:
         entry = by_file[rp.artifact.file]
         dst = staged / rp.artifact.file
@@ -551,7 +552,7 @@ def _write_release(
             entry["sbom"] = entry["file"] + SBOM_SUFFIX
             atomic_write_bytes(staged / entry["sbom"], sbom)
             digests[entry["sbom"]] = hashlib.sha256(sbom).hexdigest()
-        digests.update(store.write_index(dst, entry, staged, manifest))  # file index + blobs beside the release (store.py)
+        digests.update(store.write_index(dst, entry, staged, manifest, older))  # file index + blobs beside the release (store.py)
     if notes is not None:  # release notes ship like every other file: listed in SHA256SUMS
         data = notes.encode("utf-8")
         atomic_write_bytes(staged / NOTES, data)
@@ -569,6 +570,18 @@ def _write_release(
     for path in staged.iterdir():
         os.chmod(path, 0o644)  # public files (mkstemp made them 0600)
     os.chmod(staged, 0o755)
+
+
+def _older_releases(root: Path, version: Version) -> list[tuple[Path, dict[str, Any]]]:
+    """The releases in ``root`` older than ``version``, newest first, with their release.json."""
+    out = []
+    for v, folder in reversed(release_versions(root)):
+        if v < version:
+            try:
+                out.append((folder, read_manifest(folder)))
+            except (OSError, LocaraError):
+                continue
+    return out
 
 
 def _replace_dir(staged: Path, out: Path) -> None:

@@ -366,24 +366,15 @@ def _delta_depth() -> int:
     return int(raw) if raw.isdigit() else DEFAULT_DELTA_DEPTH
 
 
-def _previous_indexes(root: Path, manifest: dict[str, Any], entry: dict[str, Any], depth: int) -> list[Index]:
-    """The same artifact (os, arch, backend, flavour) in the ``depth`` newest releases older than ``version``."""
-    from .release import MANIFEST, release_versions
-    from .version import Version
-
+def _previous_indexes(older: list[tuple[Path, dict[str, Any]]], entry: dict[str, Any], depth: int) -> list[Index]:
+    """The same artifact (os, arch, backend, flavour) in the ``depth`` newest of ``older`` (release
+    folders with their parsed release.json, newest first, all older than the release being made)."""
     if depth <= 0:
         return []
-    me = Version.parse(manifest["version"], manifest.get("upstream", {}).get("commit_date"))
     found: list[Index] = []
-    for v, folder in reversed(release_versions(root)):
+    for folder, doc in older:
         if len(found) >= depth:
             break
-        if not v < me:
-            continue
-        try:
-            doc = json.loads((folder / MANIFEST).read_text("utf-8"))
-        except (OSError, ValueError):
-            continue
         for a in doc.get("artifacts", []):
             if all(a.get(k) == entry[k] for k in ("os", "arch", "backend", "flavour")) and isinstance(a.get("index"), dict):
                 p = folder / a["index"]["file"]
@@ -422,13 +413,15 @@ def build_index(archive: Path, entry: dict[str, Any], store: Store, *, version: 
     return Index(entry["file"], entry["name"], version, tuple(dirs), tuple(files))
 
 
-def write_index(archive: Path, entry: dict[str, Any], staged: Path, manifest: dict[str, Any]) -> dict[str, str]:
+def write_index(archive: Path, entry: dict[str, Any], staged: Path, manifest: dict[str, Any],
+                older: list[tuple[Path, dict[str, Any]]]) -> dict[str, str]:
     """The release hook: store ``archive``'s files in the store beside the release folder (``staged``
     is a temp folder inside the releases root), write ``<artifact>.files.json`` into ``staged``, name
-    it in ``entry`` (release.json's artifact entry, signed) and return {file name: sha256} for SHA256SUMS."""
+    it in ``entry`` (release.json's artifact entry, signed) and return {file name: sha256} for SHA256SUMS.
+    ``older``: the releases beside it that are older (folder, release.json), newest first: delta bases."""
     root = staged.parent
     store = Store(root)
-    previous = _previous_indexes(root, manifest, entry, _delta_depth())
+    previous = _previous_indexes(older, entry, _delta_depth())
     try:
         index = build_index(archive, entry, store, version=manifest["version"], previous=previous)
     except (VerifyError, tarfile.TarError, zipfile.BadZipFile, EOFError, zlib.error) as exc:
@@ -473,7 +466,7 @@ def release_objects(release_dir: Path, doc: dict[str, Any]) -> list[tuple[str, i
 # --- publishing the store ------------------------------------------------------------------------
 
 
-def _source_object(release_dir: Path, rel: str, size: int, digest: str) -> Path:
+def source_object(release_dir: Path, rel: str, size: int, digest: str) -> Path:
     src = Store(release_dir.parent).path(rel)
     if not src.is_file() or src.stat().st_size != size or _sha256_file(src) != digest:
         raise VerifyError(
@@ -488,58 +481,3 @@ def _sha256_file(path: Path) -> str:
     from .digest import sha256_file
 
     return sha256_file(path)
-
-
-def publish_objects_dir(release_dir: Path, doc: dict[str, Any], to_dir: Path) -> tuple[list[str], list[str]]:
-    """Copy the store objects the release names into the mirror ``to_dir`` (before its release.json):
-    only those the mirror lacks. Returns (copied, already there)."""
-    from .publish import _copy_atomic
-
-    copied, skipped = [], []
-    for rel, size, digest in release_objects(release_dir, doc):
-        dst = Store(to_dir).path(rel)
-        if dst.is_file() and dst.stat().st_size == size:
-            skipped.append(rel)
-            continue
-        src = _source_object(release_dir, rel, size, digest)
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        _copy_atomic(src, dst)
-        copied.append(rel)
-    if copied or skipped:
-        log.info(f"store: {len(copied)} object(s) copied to {to_dir}, {len(skipped)} already there")
-    return copied, skipped
-
-
-def publish_objects_github(gh: Any, release_dir: Path, doc: dict[str, Any], result: Any) -> None:
-    """Upload the release's store objects the GitHub store release (tag :data:`GITHUB_STORE_TAG`)
-    lacks, as flat asset names; the store release is never marked latest."""
-    import tempfile
-
-    from .publish import PublishResult, _upload_one
-
-    objects = release_objects(release_dir, doc)
-    if not objects:
-        return
-    rel = gh.release_by_tag(GITHUB_STORE_TAG)
-    if rel is None:
-        rel = gh.create_release(GITHUB_STORE_TAG, "locara store (content-addressed files of every release)",
-                                "Blobs and deltas named by sha256; see docs/releases.md. Not a release to download by hand.")
-    have = {a.get("name"): a for a in gh.assets(rel["id"]) if a.get("state") == "uploaded"}
-    missing = [(r, s, d) for r, s, d in objects if have.get(flat_name(r), {}).get("size") != s]
-    mine = PublishResult(f"{result.target}@{GITHUB_STORE_TAG}", result.version)
-    with tempfile.TemporaryDirectory(prefix="locara-store-") as tmp:
-        for r, s, d in missing:
-            src = _source_object(release_dir, r, s, d)
-            named = Path(tmp) / flat_name(r)
-            try:
-                os.link(src, named)
-            except OSError:
-                import shutil
-
-                shutil.copyfile(src, named)
-            _upload_one(gh, rel, named, d, mine)
-            named.unlink()
-    if rel.get("draft", False):
-        gh.publish_release(rel["id"], make_latest=False)
-    result.store = {"uploaded": mine.uploaded, "skipped": sorted(set(map(flat_name, (o[0] for o in objects))) - set(mine.uploaded))}
-    log.info(f"store: {len(missing)} object(s) uploaded to release {GITHUB_STORE_TAG}, {len(objects) - len(missing)} already there")

@@ -30,6 +30,7 @@ from support.faults import (
 from support.release_kit import NEW, make_keys, make_lock, release_for
 
 from locara_build.publish import upload_order
+from locara_build.store import GITHUB_STORE_TAG, release_objects
 
 TOKEN = "ghs_faultsuite_0123456789abcdef0123"
 
@@ -39,6 +40,11 @@ def released(tmp_path_factory: pytest.TempPathFactory) -> tuple[StandInEnv, Path
     env = prepared_env(tmp_path_factory.mktemp("publish"), release=True)
     (release,) = [p for p in (env.work / "releases").iterdir() if (p / "release.json").is_file()]  # beside it: the store
     return env, release
+
+
+def _versions(gh: GitHubStandIn) -> list[dict]:
+    """The version releases (beside them: the store's release, checked in tests/test_store.py)."""
+    return [r for r in gh.state.releases if r["tag_name"] != GITHUB_STORE_TAG]
 
 
 def _mirror_ok(mirror: Path, release: Path) -> None:
@@ -84,8 +90,10 @@ def test_dir_mirror_disk_full_midway_then_retried(released: tuple[StandInEnv, Pa
 def test_dir_mirror_killed_midway_then_retried(released: tuple[StandInEnv, Path], tmp_path: Path) -> None:
     env, release = released
     mirror = tmp_path / "mirror"
-    # paused inside the 2nd copy: its temp file is open (empty), then SIGKILL: no cleanup at all
-    run = start_cli(*env.base(), "publish", "--to", str(mirror), str(release), failpoint="shutil:copyfileobj@2")
+    # paused inside the 2nd copy of a release file (the store's objects go first): its temp file is
+    # open (empty), then SIGKILL: no cleanup at all
+    objects = len(release_objects(release, json.loads((release / "release.json").read_text())))
+    run = start_cli(*env.base(), "publish", "--to", str(mirror), str(release), failpoint=f"shutil:copyfileobj@{objects + 2}")
     run.wait_for(r"^FAILPOINT ")
     run.signal_group(signal.SIGKILL)
     assert run.wait(30) == -signal.SIGKILL
@@ -117,16 +125,17 @@ def test_github_publish_killed_mid_upload_then_retried(tmp_path: Path) -> None:
                 break
             time.sleep(0.05)
         assert broken["state"] == "starter" and broken["size"] < (rel.out / artifact).stat().st_size
-        (draft,) = gh.state.releases
+        (draft,) = _versions(gh)
         assert draft["draft"] is True, "an incomplete release is never published"
 
         res = run_cli("--json", "publish", "--to", f"github:{gh.repo}", str(rel.out), env=env)
         assert res.returncode == 0, res.stderr
         assert artifact in json.loads(res.stdout)["uploaded"]
-        assets = gh.assets()  # asserts: no duplicate names
+        gh.assets()  # asserts: no duplicate names
+        (published,) = _versions(gh)
+        assets = {a["name"]: a for a in gh.state.assets.values() if a["release"] == published["id"]}
         assert sorted(assets) == sorted(upload_order(rel.out))
         for name, a in assets.items():
             assert a["state"] == "uploaded" and a["data"] == (rel.out / name).read_bytes(), name
-        (published,) = gh.state.releases
         assert published["draft"] is False and published["tag_name"] == rel.version
         assert any(m == "DELETE" for m, _ in gh.state.log), "the broken starter asset was removed first"
