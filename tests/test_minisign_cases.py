@@ -199,14 +199,23 @@ def test_a_malformed_public_key_is_a_config_error(case: str, tmp_path: Path) -> 
     with pytest.raises(ConfigError, match=rf"^{re.escape(str(path))}: (not a minisign Ed25519 public key|expected one base64 key line)") as err:
         PublicKey.from_file(path)
     assert err.value.exit_code == 2
+    assert err.value.hint in ("Use the .pub file written by `locara-build keys generate` or `minisign -G`.",
+                              "A minisign public key file has an `untrusted comment:` line and one base64 line starting with `RW`.")
+    if case == "comment_only":
+        with pytest.raises(ConfigError) as err:
+            PublicKey.from_text(text)
+        assert err.value.message == "public key: expected one base64 key line after the comment."
+        assert err.value.hint == "Use the .pub file written by `locara-build keys generate` or `minisign -G`."
 
 
 def test_an_unreadable_or_binary_public_key_file_is_a_config_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="cannot read public key .*missing.pub: No such file"):
+    with pytest.raises(ConfigError, match="cannot read public key .*missing.pub: No such file") as err:
         PublicKey.from_file(tmp_path / "missing.pub")
+    assert err.value.hint == "Check the path."
     (tmp_path / "bin.pub").write_bytes(b"\xff\xfe\x00garbage")
-    with pytest.raises(ConfigError, match=r"bin.pub: not a minisign public key \(not text\)"):
+    with pytest.raises(ConfigError, match=r"bin.pub: not a minisign public key \(not text\)") as err:
         PublicKey.from_file(tmp_path / "bin.pub")
+    assert err.value.hint == "Use the .pub file written by `locara-build keys generate` or `minisign -G`."
 
 
 def test_a_public_key_without_its_comment_line_and_its_text_form_round_trip() -> None:
@@ -274,7 +283,9 @@ def test_a_malformed_secret_key_is_a_config_error(case: str) -> None:
     text, password = _secret_case(case)
     with pytest.raises(ConfigError, match=r"^release.key: not a minisign secret key\.$") as err:
         SecretKey.from_text(text, password, source="release.key")
-    assert err.value.exit_code == 2 and "keys generate" in (err.value.hint or "")
+    assert err.value.exit_code == 2
+    assert err.value.hint == ("Use the .key file written by `locara-build keys generate` or `minisign -G` "
+                              "(in CI: the whole file's contents in LOCARA_MINISIGN_KEY).")
     if case != "public_half_swapped":  # (the cheap check stops short of the key material)
         with pytest.raises(ConfigError, match="not a minisign secret key"):
             SecretKey.check_text(text, password, source="release.key")
@@ -284,8 +295,12 @@ def test_a_corrupted_checksum_or_key_material_is_named_as_such() -> None:
     key = minisign.generate()
     blob = _secret_blob(key)
     blob[-1] ^= 1  # the checksum of an unencrypted key: not all zero, so it is checked
-    with pytest.raises(ConfigError, match="wrong password \\(or a corrupted key file\\)"):
+    with pytest.raises(ConfigError, match="wrong password \\(or a corrupted key file\\)") as err:
         SecretKey.from_text(_secret_text(blob), None)
+    assert err.value.hint == "Check LOCARA_MINISIGN_PASSWORD; the key file must be the one `keys generate` wrote."
+    line = _secret_text(_secret_blob(key)).split("\n")[1]
+    with pytest.raises(ConfigError, match="not a minisign secret key"):  # junk inside the base64: refused, not skipped
+        SecretKey.from_text(f"untrusted comment: k\n{line[:30]}!!{line[30:]}\n", None)
     blob = _secret_blob(key)
     blob[54 + 8] ^= 1  # one bit of the secret half
     with pytest.raises(ConfigError, match="wrong password \\(or a corrupted key file\\)"):
@@ -300,11 +315,15 @@ def test_a_corrupted_checksum_or_key_material_is_named_as_such() -> None:
 def test_an_encrypted_key_without_a_password_is_refused_before_any_scrypt() -> None:
     text = minisign.generate().to_text("pw", limits=INTERACTIVE)
     for password in (None, ""):
-        with pytest.raises(ConfigError, match="is encrypted and no password was given"):
+        with pytest.raises(ConfigError, match="is encrypted and no password was given") as err:
             SecretKey.check_text(text, password, source="ci.key")
+        assert err.value.hint == "Set LOCARA_MINISIGN_PASSWORD (a CI secret) or run interactively to be asked for it."
         with pytest.raises(ConfigError, match="is encrypted and no password was given"):
             SecretKey.from_text(text, password, source="ci.key")
     SecretKey.check_text(text, "any password: not derived here", source="ci.key")
+    from locara_build.redact import redact
+
+    assert redact("pw any password: not derived here") == "pw ***"  # registered as a secret on read
     assert "\nRWRTY" in text  # `Ed` + `Sc` + `B2`: minisign's own prefix for encrypted keys
 
 
@@ -339,6 +358,10 @@ def test_a_key_from_the_other_scrypt_branch_signs_through_real_minisign(tmp_path
     assert SecretKey.from_text((tmp_path / "o.key").read_text(), "other-branch").seed == key.seed
     with pytest.raises(ConfigError, match="wrong password"):
         SecretKey.from_text((tmp_path / "o.key").read_text(), "other-branch!")
+    # 64 MiB of scrypt (over hashlib's 32 MiB default maxmem, so the cap must be passed on)
+    big = KdfLimits(opslimit=1 << 21, memlimit=1 << 26)
+    assert minisign._scrypt_params(big.opslimit, big.memlimit) == (1 << 16, 8, 1)
+    assert SecretKey.from_text(key.to_text("64m", limits=big), "64m").seed == key.seed
 
 
 @pytest.mark.parametrize("ops,mem", [(1 << 40, 1 << 40), (1 << 62, 1 << 20), (2**64 - 1, 2**64 - 1)])
@@ -349,7 +372,8 @@ def test_a_key_needing_more_scrypt_memory_than_the_cap_is_refused_at_once(ops: i
     blob[46:54] = mem.to_bytes(8, "little")
     with pytest.raises(ConfigError, match=r"the secret key's scrypt parameters need \d+ MiB, more than this tool allows") as err:
         SecretKey.from_text(_secret_text(blob), "pw")
-    assert err.value.exit_code == 2 and "minisign -C" in (err.value.hint or "")
+    assert err.value.exit_code == 2
+    assert err.value.hint == "Re-encrypt the key with `minisign -C` or generate a new one with `locara-build keys generate`."
     with pytest.raises(ConfigError, match="more than this tool allows"):
         key.to_text("pw", limits=KdfLimits(ops, mem))
 
