@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from . import doctor, log, platforms, records, toolchain, toolchains
+from . import doctor, log, platforms, provision, records, toolchain
 from .cmakevalue import render_define
 from .digest import sha256_file
 from .errors import BuildError, BusyError
@@ -117,8 +117,8 @@ def build_recipe(
             f"recipe `{rp.name}` cannot be built on this host: {report.build.why()}.",
             hint=f"{report.build.how()} (`locara-build doctor` lists every tool).",
         )
-    setup = toolchain.host_setup(rp.recipe, tools)
-    toolchains.prepare(rp.recipe)  # provision what the plan points at (Vulkan headers, cuBLAS; cached)
+    setup = provision.host_setup(rp.recipe, tools)
+    provision.prepare(rp.recipe)  # provision what the plan points at (Vulkan headers, cuBLAS; cached)
 
     with _recipe_lock(work, rp.name):
         if is_built(rp.output_dir):  # another run finished it while we waited

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import platforms
 from .errors import ConfigError, LocaraError
+from .platforms import host as platforms
 from .run import run, which
 
 __all__ = [

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import PRODUCT, __version__, toolchains
+from . import PRODUCT, __version__, provision
 from .cmake_args import build_info_entries, configure_args
 from .errors import ConfigError
 from .lock import Lock, read_lock
@@ -209,7 +209,7 @@ def make_plan(
         toolchain = (project.root / recipe.toolchain).resolve() if recipe.toolchain else None
         cmake_dir = work.cmake_dir(recipe.name)
         env = dict(recipe.env)
-        env.update(toolchains.plan_env(recipe))  # e.g. LOCARA_ZIG for the Windows cross toolchain
+        env.update(provision.plan_env(recipe))  # e.g. LOCARA_ZIG for the Windows cross toolchain
         env["SOURCE_DATE_EPOCH"] = str(lock.source_date_epoch)
         configure = configure_args(
             recipe,
@@ -217,7 +217,7 @@ def make_plan(
             cmake_dir,
             toolchain,
             # host toolchain entries, e.g. -DVulkan_INCLUDE_DIR of provisioned headers
-            {**build_info_entries(lock.known_commit or "unknown", lock.tag), **toolchains.plan_cmake_defines(recipe)},
+            {**build_info_entries(lock.known_commit or "unknown", lock.tag), **provision.plan_cmake_defines(recipe)},
         )
         # the key must not depend on where the work dir / checkout live (no compiled byte does:
         # -ffile-prefix-map), or the same inputs give other BUILDINFO/SBOM bytes on every machine

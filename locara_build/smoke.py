@@ -46,7 +46,7 @@ from typing import Any
 
 import requests
 
-from . import log, platforms, toolchains
+from . import log, platforms, provision
 from .build import is_built, read_build_record
 from .errors import SmokeError
 from .lock import atomic_write_bytes
@@ -99,9 +99,9 @@ class SmokeOptions:
             timeout=s.timeout,
             args=tuple(s.args),
             # host hooks first (e.g. a private WINEPREFIX for wine), the recipe's smoke.env wins
-            env={**toolchains.smoke_env(recipe), **s.env},
+            env={**provision.smoke_env(recipe), **s.env},
             # the recipe's, else the host's (qemu-aarch64-static for arm64 on x86-64)
-            emulator=tuple(s.emulator) or tuple(toolchains.smoke_emulator(recipe)),
+            emulator=tuple(s.emulator) or tuple(provision.smoke_emulator(recipe)),
             expect=tuple(s.expect),
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -18,16 +18,15 @@ import os
 import re
 import sys
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from packaging.specifiers import InvalidSpecifier, SpecifierSet
 from packaging.version import InvalidVersion, Version
 
-from . import platforms
+from .platforms import host as platforms
 from .run import run, which
 from .toolchains import probes as toolchains_probes
+from .tooltypes import HostSetup, Requirement, Tool
 
 __all__ = [
     "Tool",
@@ -39,58 +38,10 @@ __all__ = [
     "parse_requirement",
     "unmet",
     "cmake_constraint",
-    "host_setup",
     "clear_cache",
 ]
 
 # --- data -----------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Tool:
-    name: str
-    found: bool
-    version: str | None = None
-    path: str | None = None
-    detail: str = ""  # "gcc 12.2.0", "CUDA 13.0", "pinned wheel", or why it was not found
-    fix: str = ""  # how to get it
-    extra: Mapping[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "found": self.found,
-            "version": self.version,
-            "path": self.path,
-            "detail": self.detail,
-            "fix": self.fix,
-            **({"extra": dict(sorted(self.extra.items()))} if self.extra else {}),
-        }
-
-
-@dataclass(frozen=True)
-class Requirement:
-    name: str
-    spec: SpecifierSet | None
-    text: str
-
-
-@dataclass(frozen=True)
-class HostSetup:
-    """Host-specific additions to a build: never in the plan (they hold this host's paths)."""
-
-    env: dict[str, str] = field(default_factory=dict)
-    defines: dict[str, str] = field(default_factory=dict)  # extra CMake cache entries
-    runtime_dirs: tuple[str, ...] = ()  # where ship.runtime globs are looked up
-    notes: tuple[str, ...] = ()
-
-    def merged(self, other: HostSetup) -> HostSetup:
-        return HostSetup(
-            env={**self.env, **other.env},
-            defines={**self.defines, **other.defines},
-            runtime_dirs=(*self.runtime_dirs, *other.runtime_dirs),
-            notes=(*self.notes, *other.notes),
-        )
 
 
 # --- helpers --------------------------------------------------------------------------------
@@ -547,14 +498,3 @@ def unmet(text: str, tools: Mapping[str, Tool] | None = None) -> tuple[str, str]
         have = tool.version or "an unknown version"
         return f"{req.name} {have} at {tool.path} does not satisfy {req.spec}", tool.fix
     return None
-
-
-def host_setup(recipe: Any, tools: Mapping[str, Tool] | None = None) -> HostSetup:
-    """The platform's then the backend's host preparation for building ``recipe`` here."""
-    from . import backends
-
-    tools = tools if tools is not None else probe_all()
-    host = platforms.host_os()
-    plat = platforms.get(recipe.os).host_setup(recipe, host, tools)
-    back = backends.get(recipe.backend).host_setup(recipe, host, tools)
-    return plat.merged(back)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from locara_build import backends, platforms, toolchains
+from locara_build import backends, platforms, provision
 from locara_build.cmake_args import configure_args
 from locara_build.recipe import Recipe, load_recipes
 from locara_build.toolchains import cuda, vulkan
@@ -176,9 +176,9 @@ def test_metal_args(recipes: dict[str, Recipe]) -> None:
 
 
 def test_host_hooks_ask_nothing_for_recipes_this_host_cannot_build(recipes: dict[str, Recipe], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(platforms, "host_os", lambda: "linux")
+    monkeypatch.setattr(platforms.host, "host_os", lambda: "linux")
     r = recipes["macos-arm64-metal"]
-    assert toolchains.plan_cmake_defines(r) == {} and toolchains.plan_env(r) == {} and toolchains.smoke_env(r) == {}
+    assert provision.plan_cmake_defines(r) == {} and provision.plan_env(r) == {} and provision.smoke_env(r) == {}
 
 
 def _headers(tmp: Path, version: tuple[int, int, int], layer_settings: bool) -> Path:
@@ -199,7 +199,7 @@ def _headers(tmp: Path, version: tuple[int, int, int], layer_settings: bool) -> 
 def test_plan_passes_provisioned_vulkan_headers_when_the_system_ones_are_too_old(
     recipes: dict[str, Recipe], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(platforms, "host_os", lambda: "linux")
+    monkeypatch.setattr(platforms.host, "host_os", lambda: "linux")
     monkeypatch.setenv("LOCARA_TOOLCHAINS_DIR", str(tmp_path / "tc"))
     monkeypatch.delenv("LOCARA_VULKAN_INCLUDE", raising=False)
     old = vulkan.probe(_headers(tmp_path, (1, 3, 239), False))
@@ -208,8 +208,8 @@ def test_plan_passes_provisioned_vulkan_headers_when_the_system_ones_are_too_old
     r = recipes["linux-x86_64-vulkan"]
     prefix = tmp_path / "tc" / f"vulkan-headers-{vulkan.PIN.upstream_version}" / "usr"
     want = {"Vulkan_INCLUDE_DIR": str(prefix / "include"), "SPIRV-Headers_DIR": str(prefix / "share/cmake/SPIRV-Headers")}
-    assert toolchains.plan_cmake_defines(r) == want
-    args = configure_args(r, SRC, BUILD, None, toolchains.plan_cmake_defines(r))
+    assert provision.plan_cmake_defines(r) == want
+    args = configure_args(r, SRC, BUILD, None, provision.plan_cmake_defines(r))
     assert f"-DVulkan_INCLUDE_DIR={prefix / 'include'}" in args
     assert f"-DSPIRV-Headers_DIR={prefix / 'share/cmake/SPIRV-Headers'}" in args
 
@@ -217,21 +217,21 @@ def test_plan_passes_provisioned_vulkan_headers_when_the_system_ones_are_too_old
     new = vulkan.probe(_headers(tmp_path, (1, 4, 309), True), "sdk")
     assert new is not None
     monkeypatch.setattr(vulkan, "system_headers", lambda: [old, new])
-    assert toolchains.plan_cmake_defines(r) == want
+    assert provision.plan_cmake_defines(r) == want
     # ... with it: FindVulkan's / find_package's own choice, nothing added
     spirv = tmp_path / "share" / "cmake" / "SPIRV-Headers"
     spirv.mkdir(parents=True)
     (spirv / "SPIRV-HeadersConfig.cmake").write_text("# test\n")
     assert new is not None and new.usable and new.version == "1.4.309"
     monkeypatch.setattr(vulkan, "system_headers", lambda: [old, new])
-    assert toolchains.plan_cmake_defines(r) == {}
+    assert provision.plan_cmake_defines(r) == {}
     # other backends are untouched
-    assert toolchains.plan_cmake_defines(recipes["linux-x86_64-cpu"]) == {}
+    assert provision.plan_cmake_defines(recipes["linux-x86_64-cpu"]) == {}
 
 
 def test_plan_env_of_the_windows_cross_build(recipes: dict[str, Recipe], monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(platforms, "host_os", lambda: "linux")
-    env = toolchains.plan_env(recipes["windows-x86_64-cpu"])
+    monkeypatch.setattr(platforms.host, "host_os", lambda: "linux")
+    env = provision.plan_env(recipes["windows-x86_64-cpu"])
     from locara_build.toolchains import zig
 
     found = zig.find()
@@ -239,9 +239,9 @@ def test_plan_env_of_the_windows_cross_build(recipes: dict[str, Recipe], monkeyp
         pytest.skip("no zig here (pip install ziglang)")
     assert env["LOCARA_ZIG"] == str(found.path)
     assert env["CCACHE_COMPILERCHECK"] == "%compiler% --version"
-    smoke = toolchains.smoke_env(recipes["windows-x86_64-cpu"])
+    smoke = provision.smoke_env(recipes["windows-x86_64-cpu"])
     assert smoke["WINEDEBUG"] == "-all" and smoke["WINEPREFIX"].endswith("wineprefix")
-    assert toolchains.plan_env(recipes["linux-x86_64-cpu"]) == {}
+    assert provision.plan_env(recipes["linux-x86_64-cpu"]) == {}
 
 
 def test_cuda_plan_defines_with_a_wheel_toolkit(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -17,7 +17,7 @@ import pytest
 from support.llama import vendored_llama
 from support.pipeline import UPSTREAM, UPSTREAM_COMMIT
 
-from locara_build import toolchains
+from locara_build import provision
 from locara_build.cmake_args import build_info_entries
 from locara_build.cmakevalue import render_define
 from locara_build.lock import Lock
@@ -548,7 +548,7 @@ def test_exact_configure_args(name: str) -> None:
     rp = _plan(name)
     args = list(rp.configure_args)
     assert args[:6] == ["-S", f"{WORK}/src/llama.cpp", "-B", f"{WORK}/cmake/{name}", "-G", "Ninja"]
-    host = toolchains.plan_cmake_defines(rp.recipe)
+    host = provision.plan_cmake_defines(rp.recipe)
     host_args = [a for a in args[6:] if _key(a) in host]
     assert sorted(host_args) == sorted(render_define(k, v) for k, v in host.items())
     rest = [a.replace(str(REPO), "<project>").replace(f"{WORK}/", "<work>/") for a in args[6:] if _key(a) not in host]

@@ -14,15 +14,19 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from locara_build.recipe import Recipe
-    from locara_build.toolchain import HostSetup, Tool
+    from locara_build.tooltypes import HostSetup, Tool
 
 __all__ = ["Backend", "REGISTRY", "get"]
 
 
 class Backend(Protocol):
-    name: str
-    supported_os: frozenset[str]
+    @property
+    def name(self) -> str:
+        ...
 
+    @property
+    def supported_os(self) -> frozenset[str]:
+        ...
     def cmake_defines(self, recipe: Recipe) -> dict[str, CMakeValue]: ...
 
     def requirements(self, recipe: Recipe) -> tuple[str, ...]: ...
@@ -35,11 +39,23 @@ class Backend(Protocol):
 def _registry() -> dict[str, Backend]:
     from . import cpu, cuda, metal, rocm, universal, vulkan
 
-    return {b.name: b for b in (cpu.BACKEND, cuda.BACKEND, vulkan.BACKEND, metal.BACKEND, rocm.BACKEND, universal.BACKEND)}
+    known: tuple[Backend, ...] = (cpu.BACKEND, cuda.BACKEND, vulkan.BACKEND, metal.BACKEND, rocm.BACKEND, universal.BACKEND)
+    return {b.name: b for b in known}
 
 
 REGISTRY: dict[str, Backend] = _registry()
 
 
+def _bind() -> None:
+    from . import universal
+
+    universal.bind(get)
+
+
+
+
 def get(name: str) -> Backend:
     return REGISTRY[name]
+
+
+_bind()

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from locara_build.cmakevalue import CMakeValue
 
 if TYPE_CHECKING:
-    from locara_build.toolchain import HostSetup, Tool
+    from locara_build.tooltypes import HostSetup, Tool
 
 
 @dataclass(frozen=True)
@@ -29,12 +29,12 @@ class CudaBackend:
         """nvcc builds only for the OS it runs on (for Windows it needs MSVC): the Linux toolkit hooks
         below (locara_build.toolchains.cuda) touch nothing for a recipe of another OS
         (windows-x86_64-cuda planned on Linux); on Windows, CMake's FindCUDAToolkit uses $CUDA_PATH."""
-        from locara_build import platforms
+        import locara_build.platforms.host as platforms
 
         return getattr(recipe, "os", "linux") == platforms.host_os() == "linux"
 
     def host_setup(self, recipe: object, host_os: str, tools: Mapping[str, Tool]) -> HostSetup:
-        from locara_build.toolchain import HostSetup
+        from locara_build.tooltypes import HostSetup
 
         nvcc = tools.get("nvcc")
         if nvcc is None or not nvcc.found or not nvcc.path:
@@ -69,7 +69,7 @@ class CudaBackend:
             return cuda.runtime_dirs()
         import os
 
-        from locara_build import platforms
+        import locara_build.platforms.host as platforms
 
         root = os.environ.get("CUDA_PATH")
         if getattr(recipe, "os", "") == "windows" == platforms.host_os() and root:

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from locara_build.cmakevalue import CMakeValue
 
 if TYPE_CHECKING:
-    from locara_build.toolchain import HostSetup, Tool
+    from locara_build.tooltypes import HostSetup, Tool
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class MetalBackend:
         return ("xcode",)
 
     def host_setup(self, recipe: object, host_os: str, tools: Mapping[str, Tool]) -> HostSetup:
-        from locara_build.toolchain import HostSetup
+        from locara_build.tooltypes import HostSetup
 
         return HostSetup()
 

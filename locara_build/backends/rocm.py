@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from locara_build.cmakevalue import CMakeValue
 
 if TYPE_CHECKING:
-    from locara_build.toolchain import HostSetup, Tool
+    from locara_build.tooltypes import HostSetup, Tool
 
 MIN_HIP = "6.1"
 
@@ -34,7 +34,7 @@ class RocmBackend:
         return (f"hipcc>={MIN_HIP}",)
 
     def host_setup(self, recipe: object, host_os: str, tools: Mapping[str, Tool]) -> HostSetup:
-        from locara_build.toolchain import HostSetup
+        from locara_build.tooltypes import HostSetup
 
         hipcc = tools.get("hipcc")
         if hipcc is None or not hipcc.found or not hipcc.path:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from locara_build.cmakevalue import CMakeValue
 
 if TYPE_CHECKING:
-    from locara_build.toolchain import HostSetup, Tool
+    from locara_build.tooltypes import HostSetup, Tool
 
 # CMake switch -> backend name in this registry
 SWITCHES = (("GGML_VULKAN", "vulkan"), ("GGML_CUDA", "cuda"), ("GGML_HIP", "rocm"))
@@ -36,10 +36,16 @@ def enabled(recipe: Any) -> list[str]:
     return [name for switch, name in SWITCHES if _on(cmake.get(switch, False))]
 
 
-def _subs(recipe: Any) -> list[Any]:
-    from locara_build import backends
+_LOOKUP: list[Any] = []  # the registry's get(), handed over by locara_build.backends when it is built
 
-    return [backends.get(name) for name in enabled(recipe)]
+
+def bind(lookup: Any) -> None:
+    """Give this backend the registry's lookup (called by the registry: no import cycle)."""
+    _LOOKUP[:] = [lookup]
+
+
+def _subs(recipe: Any) -> list[Any]:
+    return [_LOOKUP[0](name) for name in enabled(recipe)]
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,7 @@ class UniversalBackend:
         return tuple(dict.fromkeys(r for sub in _subs(recipe) for r in sub.requirements(recipe)))
 
     def host_setup(self, recipe: object, host_os: str, tools: Mapping[str, Tool]) -> HostSetup:
-        from locara_build.toolchain import HostSetup
+        from locara_build.tooltypes import HostSetup
 
         setup = HostSetup()
         for sub in _subs(recipe):

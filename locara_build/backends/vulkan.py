@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from locara_build.cmakevalue import CMakeValue
 
 if TYPE_CHECKING:
-    from locara_build.toolchain import HostSetup, Tool
+    from locara_build.tooltypes import HostSetup, Tool
 
 
 @dataclass(frozen=True)
@@ -23,7 +23,7 @@ class VulkanBackend:
         return ("glslc", "vulkan-headers>=1.3.261")
 
     def host_setup(self, recipe: object, host_os: str, tools: Mapping[str, Tool]) -> HostSetup:
-        from locara_build.toolchain import HostSetup
+        from locara_build.tooltypes import HostSetup
 
         headers = tools.get("vulkan-headers")
         if headers is not None and headers.found and headers.path and headers.extra.get("origin") != "system":
@@ -37,14 +37,14 @@ class VulkanBackend:
     def plan_cmake_defines(self, recipe: object) -> dict[str, CMakeValue]:
         """``Vulkan_INCLUDE_DIR`` + ``SPIRV-Headers_DIR`` when this host's own headers cannot build
         ggml-vulkan (shown in the plan)."""
-        from locara_build import platforms
+        import locara_build.platforms.host as platforms
         from locara_build.toolchains import vulkan
 
         return dict(vulkan.plan_defines(platforms.host_os()))
 
     def prepare(self, recipe: object) -> None:
         """Provision the pinned trixie headers when the plan points at them (cached; seconds)."""
-        from locara_build import platforms
+        import locara_build.platforms.host as platforms
         from locara_build.toolchains import vulkan
 
         if vulkan.planned_include_dir(platforms.host_os()) == vulkan.provisioned_dir() / "usr" / "include":

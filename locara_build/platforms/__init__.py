@@ -1,35 +1,51 @@
 """Target operating systems behind one small protocol and a registry, plus host detection.
 
-This package is the only place that looks at ``sys.platform`` / ``platform.machine()``.
+This package is the only place that looks at ``sys.platform`` / ``platform.machine()`` (:mod:`.host`).
 """
 
 from __future__ import annotations
 
-import platform as _platform
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 from locara_build.cmakevalue import CMakeValue
+from locara_build.platforms import host
 from locara_build.platforms.binfmt import BinaryInfo
+from locara_build.platforms.host import ARCHES
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from locara_build.recipe import Recipe
-    from locara_build.toolchain import HostSetup, Tool
+    from locara_build.tooltypes import HostSetup, Tool
 
-__all__ = ["Platform", "BinaryInfo", "REGISTRY", "get", "host_os", "host_arch", "ARCHES"]
+__all__ = ["Platform", "BinaryInfo", "REGISTRY", "get", "host_os", "host_arch", "host_exe_suffix", "ARCHES"]
 
-ARCHES = ("x86_64", "arm64")
 
 
 class Platform(Protocol):
-    name: str
-    exe_suffix: str
-    archive: str  # default archive format: "tar.gz" | "zip"
-    signing: str  # default signing kind: "none" | "authenticode" | "macos"
-    shared_lib_globs: tuple[str, ...]  # how its shared libraries / backend plugins are named
+    @property
+    def name(self) -> str:
+        ...
+
+    @property
+    def exe_suffix(self) -> str:
+        ...
+
+    @property
+    def archive(self) -> str:
+        # default archive format: "tar.gz" | "zip"
+        ...
+
+    @property
+    def signing(self) -> str:
+        # default signing kind: "none" | "authenticode" | "macos"
+        ...
+
+    @property
+    def shared_lib_globs(self) -> tuple[str, ...]:
+        # how its shared libraries / backend plugins are named
+        ...
 
     def cmake_defines(self, recipe: Recipe) -> dict[str, CMakeValue]: ...
 
@@ -45,9 +61,20 @@ class Platform(Protocol):
         ...
 
     # --- packaging (locara_build.package) -------------------------------------------------
-    launchers: tuple[str, ...]  # launcher files at the top of the artifact (run.sh / run.cmd)
-    plugin_globs: tuple[str, ...]  # GGML_BACKEND_DL plugins: loaded with dlopen(), no DT_NEEDED points at them
-    loader_folds_case: bool  # the loader matches library names case-insensitively (Windows: KERNEL32.dll = kernel32.dll)
+    @property
+    def launchers(self) -> tuple[str, ...]:
+        # launcher files at the top of the artifact (run.sh / run.cmd)
+        ...
+
+    @property
+    def plugin_globs(self) -> tuple[str, ...]:
+        # GGML_BACKEND_DL plugins: loaded with dlopen(), no DT_NEEDED points at them
+        ...
+
+    @property
+    def loader_folds_case(self) -> bool:
+        # the loader matches library names case-insensitively (Windows: KERNEL32.dll = kernel32.dll)
+        ...
 
     def inspect_binary(self, path: Path) -> BinaryInfo:
         """Libraries ``path`` needs at load time, its own soname and runpath (readelf/objdump/otool)."""
@@ -70,7 +97,8 @@ class Platform(Protocol):
 def _registry() -> dict[str, Platform]:
     from . import linux, macos, windows
 
-    return {p.name: p for p in (linux.PLATFORM, windows.PLATFORM, macos.PLATFORM)}
+    known: tuple[Platform, ...] = (linux.PLATFORM, windows.PLATFORM, macos.PLATFORM)  # checked against the protocol
+    return {p.name: p for p in known}
 
 
 REGISTRY: dict[str, Platform] = _registry()
@@ -80,20 +108,15 @@ def get(name: str) -> Platform:
     return REGISTRY[name]
 
 
+# The host, asked through :mod:`.host` at call time (a test that patches ``host.host_os`` changes
+# what every module sees, whether it imported the package or the leaf).
 def host_os() -> str:
-    if sys.platform.startswith("linux"):
-        return "linux"
-    if sys.platform == "darwin":
-        return "macos"
-    if sys.platform in ("win32", "cygwin"):
-        return "windows"
-    return sys.platform
+    return host.host_os()
 
 
 def host_arch() -> str:
-    machine = _platform.machine().lower()
-    return {"amd64": "x86_64", "x64": "x86_64", "aarch64": "arm64"}.get(machine, machine)
+    return host.host_arch()
 
 
 def host_exe_suffix() -> str:
-    return ".exe" if host_os() == "windows" else ""
+    return host.host_exe_suffix()

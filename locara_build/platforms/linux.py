@@ -10,7 +10,7 @@ from locara_build.cmakevalue import CMakeValue
 from locara_build.platforms.binfmt import BinaryInfo, read_elf
 
 if TYPE_CHECKING:
-    from locara_build.toolchain import HostSetup, Tool
+    from locara_build.tooltypes import HostSetup, Tool
 
 # Libraries an artifact never ships: every glibc system has them, or the user's driver / distro
 # provides them (docs/packaging.md, "What ships"). Anything else a binary needs must be in bin/.
@@ -57,7 +57,7 @@ class Linux:
         return ("cc", "cxx")
 
     def host_setup(self, recipe: object, host_os: str, tools: Mapping[str, Tool]) -> HostSetup:
-        from locara_build.toolchain import HostSetup
+        from locara_build.tooltypes import HostSetup
 
         return HostSetup()
 
@@ -137,7 +137,7 @@ def elf_machine(path: Path) -> int | None:
 def _binutils_for(path: Path) -> tuple[str, str]:
     """strip/objcopy that understand ``path``: the host's binutils only know the host's machine, an
     aarch64 ELF on an x86-64 host needs binutils-aarch64-linux-gnu's."""
-    from locara_build import platforms
+    import locara_build.platforms.host as platforms
 
     if elf_machine(path) == _EM_AARCH64 and platforms.host_arch() != "arm64":
         return "aarch64-linux-gnu-strip", "aarch64-linux-gnu-objcopy"

@@ -9,7 +9,7 @@ from locara_build.cmakevalue import CMakeValue
 from locara_build.platforms.binfmt import BinaryInfo, read_macho
 
 if TYPE_CHECKING:
-    from locara_build.toolchain import HostSetup, Tool
+    from locara_build.tooltypes import HostSetup, Tool
 
 
 @dataclass(frozen=True)
@@ -30,7 +30,7 @@ class MacOS:
         return ("xcode", "cc", "cxx")
 
     def host_setup(self, recipe: object, host_os: str, tools: Mapping[str, Tool]) -> HostSetup:
-        from locara_build.toolchain import HostSetup
+        from locara_build.tooltypes import HostSetup
 
         return HostSetup()
 

@@ -10,7 +10,7 @@ from locara_build.cmakevalue import CMakeValue
 from locara_build.platforms.binfmt import BinaryInfo, read_pe
 
 if TYPE_CHECKING:
-    from locara_build.toolchain import HostSetup, Tool
+    from locara_build.tooltypes import HostSetup, Tool
 
 # DLLs every supported Windows (10+) has, or the GPU driver installs. Compared case-insensitively.
 SYSTEM_DLLS: tuple[tuple[str, str], ...] = (
@@ -53,7 +53,7 @@ class Windows:
         return ("zig",) if host_os == "linux" else ("cc", "cxx")
 
     def host_setup(self, recipe: object, host_os: str, tools: Mapping[str, Tool]) -> HostSetup:
-        from locara_build.toolchain import HostSetup
+        from locara_build.tooltypes import HostSetup
 
         zig = tools.get("zig")
         if host_os != "windows" and zig is not None and zig.found and zig.path:
@@ -69,7 +69,7 @@ class Windows:
     def plan_env(self, recipe: object) -> dict[str, str]:
         """Cross-building on Linux: ``LOCARA_ZIG`` for the toolchain wrappers, zig's cache, and a
         ccache compiler check that sees through the wrapper scripts (shown in the plan)."""
-        from locara_build import platforms
+        import locara_build.platforms.host as platforms
         from locara_build.toolchains import zig
 
         if platforms.host_os() == "windows" or not getattr(recipe, "toolchain", None):
@@ -93,13 +93,13 @@ class Windows:
         from locara_build.toolchains import vulkan, vulkan_win, zig
 
         if not (include / "vulkan" / "vulkan_core.h").is_file():
-            from locara_build import platforms
+            import locara_build.platforms.host as platforms
 
             vulkan.provision(platforms.host_arch())  # the backend's prepare may not have run yet
         vulkan_win.provision(include, zig.require().path)
 
     def _vulkan_include(self, recipe: object) -> Path | None:
-        from locara_build import platforms
+        import locara_build.platforms.host as platforms
         from locara_build.toolchains import vulkan
 
         if getattr(recipe, "backend", "") != "vulkan" or platforms.host_os() == "windows" or not getattr(recipe, "toolchain", None):
@@ -108,7 +108,7 @@ class Windows:
 
     def smoke_env(self, recipe: object) -> dict[str, str]:
         """Running the .exe under wine: a private prefix in the toolchains dir, no debug noise."""
-        from locara_build import platforms
+        import locara_build.platforms.host as platforms
         from locara_build.toolchains import wine
 
         if platforms.host_os() == "windows":

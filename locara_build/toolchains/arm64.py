@@ -36,7 +36,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from locara_build import platforms
+import locara_build.platforms.host as platforms
 from locara_build import run as _run
 from locara_build.errors import BuildError
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from locara_build import platforms
+import locara_build.platforms.host as platforms
 
 if TYPE_CHECKING:
-    from locara_build.toolchain import Tool
+    from locara_build.tooltypes import Tool
 
 __all__ = ["vulkan_headers", "vulkan_device", "cublas"]
 
@@ -26,8 +26,8 @@ def vulkan_headers() -> Tool | None:
     """Headers ggml-vulkan can use: SDK/system ones that have VK_EXT_layer_settings, else the
     provisioned (or, on Linux, to-be-provisioned) trixie headers. None: nothing usable and nothing
     to provision here (the caller then reports what it finds, e.g. a too-old system version)."""
-    from locara_build.toolchain import Tool
     from locara_build.toolchains import vulkan
+    from locara_build.tooltypes import Tool
 
     chosen = vulkan.select()
     too_old = [h for h in vulkan.system_headers() if not h.usable]
@@ -61,8 +61,8 @@ def vulkan_headers() -> Tool | None:
 
 def vulkan_device() -> Tool:
     """Is there a real Vulkan GPU here, or only lavapipe (a CPU device)?"""
-    from locara_build.toolchain import Tool
     from locara_build.toolchains import vulkan
+    from locara_build.tooltypes import Tool
 
     found = vulkan.devices()
     real, line = vulkan.describe_devices(found)
@@ -82,8 +82,8 @@ def vulkan_device() -> Tool:
 
 
 def cublas() -> Tool:
-    from locara_build.toolchain import Tool
     from locara_build.toolchains import cuda
+    from locara_build.tooltypes import Tool
 
     fix = "nothing: `build` fetches the pinned nvidia-cublas wheel from PyPI; or install the toolkit's cuBLAS"
     tk = cuda.find()
