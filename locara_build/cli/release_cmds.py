@@ -167,7 +167,7 @@ FromOpt = Annotated[
     typer.Option("--from", envvar="LOCARA_INSTALL_FROM", help="Release mirror: URL, directory or github:OWNER/REPO."),
 ]
 VersionOpt = Annotated[str, typer.Option("--version", help="A version, or latest.")]
-BackendOpt = Annotated[str, typer.Option("--backend", help="auto | cpu | vulkan | cuda | metal; install also takes all (auto's artifact with every CPU variant, not only those this CPU runs).")]
+BackendOpt = Annotated[str, typer.Option("--backend", help="auto | cpu | vulkan | cuda | rocm | metal | universal (one artifact with every backend); install also takes all (auto's artifact with every CPU variant, not only those this CPU runs).")]
 TrustOpt = Annotated[
     list[Path] | None, typer.Option("--trust", help="Also trust this minisign public key (repeatable).")
 ]
