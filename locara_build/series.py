@@ -16,6 +16,7 @@ from .workdir import Project
 
 __all__ = ["PatchFile", "read_series", "series_hash"]
 
+_MAX_PATCH = 16 << 20
 _SUBJECT_RE = re.compile(r"^Subject: (?:\[PATCH[^\]]*\] )?(?P<s>.*)$", re.M)
 
 
@@ -45,11 +46,20 @@ def read_series(project: Project) -> list[PatchFile]:
             raise PatchError(f"{series}:{number}: `{line}` is listed twice.", hint="List each patch once.")
         seen.add(line)
         path = project.patches_dir / line
-        if "/" in line or not path.is_file():
+        if "/" in line or "\\" in line or line in (".", "..") or not path.is_file():
             raise PatchError(
                 f"{series}:{number}: patch `{line}` is listed but {path} does not exist.",
                 hint="Restore the file, or remove the line (then `locara-build patches refresh`).",
             )
+        if path.is_symlink() and not path.resolve().is_relative_to(project.patches_dir.resolve()):
+            raise PatchError(
+                f"{series}:{number}: patch `{line}` is a symlink leading out of {project.patches_dir} "
+                f"(to {path.resolve()}): a patch is a file of the project.",
+                hint="Put the patch file itself into patches/.",
+            )
+        if path.stat().st_size > _MAX_PATCH:
+            raise PatchError(f"{path}: larger than {_MAX_PATCH >> 20} MiB; not a patch of this series.",
+                             hint="Check the file; a patch this large does not belong in a minimal series.")
         data = path.read_bytes()
         text = data.decode("utf-8", "replace")
         m = _SUBJECT_RE.search(text)

@@ -131,3 +131,26 @@ def test_a_symlink_inside_the_tree_is_still_fine(env: StandInEnv) -> None:
         series.write_text(good_series)
         (env.project / "patches" / name).unlink()
         assert env.cli("patches", "apply").returncode == 0
+
+
+@pytest.mark.parametrize("target", ["outside.patch", "/etc/passwd"])
+def test_a_patch_file_that_is_a_symlink_out_of_patches_is_refused(target: str, env: StandInEnv, tmp_path: Path) -> None:
+    """patches/series names a file of the project: a symlink leading elsewhere (another checkout's
+    patch, a host file) is refused before it is read, exit 4, naming the line and where it leads."""
+    name = "0002-elsewhere.patch"
+    series = env.project / "patches" / "series"
+    good_series = series.read_text()
+    outside = tmp_path / "outside.patch"
+    outside.write_text(HEADER.format(subject="from elsewhere") + _new_file("x.c", ["int x;"]))
+    (env.project / "patches" / name).symlink_to(outside if target == "outside.patch" else Path(target))
+    series.write_text(good_series + f"{name}\n")
+    before = tree_state(env.tree)
+    try:
+        res = env.cli("patches", "apply")
+        assert res.returncode == 4, res.stderr[-2000:]
+        err = error_of(res.stderr)
+        assert f"series:2: patch `{name}` is a symlink leading out of" in err and "Traceback" not in res.stderr, err
+        assert tree_state(env.tree) == before
+    finally:
+        series.write_text(good_series)
+        (env.project / "patches" / name).unlink()
