@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import socket
 import stat
 import threading
@@ -40,7 +41,7 @@ from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
 from . import log, redact
 from .digest import sha256_file
-from .errors import NetworkError, VerifyError
+from .errors import DiskFullError, NetworkError, VerifyError
 
 if TYPE_CHECKING:  # requests (+ urllib3, charset_normalizer, idna) is imported on the first download:
     import requests  # sha256_file and local paths need none of it, nor does the CLI's start-up
@@ -469,14 +470,27 @@ def _write(
     if size is None:  # the deadline follows the announced length, else what arrived, at the minimum rate
         timeout = (0.0, watch.seconds)
         watch.extend(deadline_for(total, timeout) if total is not None else watch.seconds)
+    cap = size if size is not None else total  # no declared size: the announced length is the cap
+    checked = done
     with open(part, mode) as fh:
         for chunk in resp.iter_content(NET_CHUNK):
-            if size is not None and done + len(chunk) > size:
-                fh.write(chunk[: size - done + 1])  # one byte too many is enough for the size check to refuse it
-                done = size + 1
+            if cap is not None and done + len(chunk) > cap:
+                fh.write(chunk[: cap - done + 1])  # one byte too many is enough for the size check to refuse it
+                done = cap + 1
                 break
             fh.write(chunk)
             done += len(chunk)
+            if cap is None and done - checked >= _SPACE_CHECK_EVERY:  # neither declared nor announced: keep a reserve
+                checked = done
+                free = shutil.disk_usage(part.parent).free
+                if free < UNSIZED_RESERVE:
+                    raise DiskFullError(
+                        f"{redact_url(resp.url)}: stopped after {done:,} bytes: the file has no declared size and the "
+                        f"disk under {part.parent} is down to {free:,} bytes free (a {UNSIZED_RESERVE >> 20} MiB reserve "
+                        "is kept for downloads of unknown size).",
+                        hint="Pass --size (the file's size in bytes) or free some space; the partial file is kept "
+                        "and the next run resumes it.",
+                    )
             if size is None and total is None:
                 watch.extend(deadline_for(done - start, timeout))
             if progress:
@@ -484,6 +498,12 @@ def _write(
         fh.flush()
         os.fsync(fh.fileno())
     return done
+
+
+#: Downloads that declare no size (``models fetch --url`` without ``--size``, served without a
+#: Content-Length) stop before the disk holds less than this.
+UNSIZED_RESERVE = 1 << 30
+_SPACE_CHECK_EVERY = 16 << 20
 
 
 def _copy_local(url: str, part: Path, size: int | None, timeout: tuple[float, float], progress: Progress | None) -> Path:

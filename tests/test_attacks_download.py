@@ -483,3 +483,47 @@ def test_models_fetch_credentials_in_url_never_persist_or_print(tmp_path: Path) 
                 assert secret.encode() not in f.read_bytes(), f
     meta = json.loads((store / "sha256" / f"{sha}.json").read_text())
     assert meta["url"] == f"http://***@{host}/m.gguf?token=***"
+
+
+def test_unsized_endless_download_stops_at_the_disk_reserve(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No declared size (models fetch --url without --size) and no Content-Length: a fast server that
+    never stops must not fill the disk; the download stops at the reserve, exit 2, partial kept."""
+    import http.server
+    import shutil
+    import threading
+
+    from locara_build import httpfetch
+    from locara_build.errors import DiskFullError
+
+    class Endless(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # no Content-Length: the body ends when the connection does
+
+        def log_message(self, *a: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            block = b"\0" * (1 << 20)
+            try:
+                while True:
+                    self.wfile.write(block)
+            except OSError:
+                pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Endless)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        # the reserve is "more than is free now": the first check (after 16 MiB) must stop it
+        monkeypatch.setattr(httpfetch, "UNSIZED_RESERVE", shutil.disk_usage(tmp_path).free + (1 << 30))
+        dest = tmp_path / "m.gguf"
+        with pytest.raises(DiskFullError) as err:
+            httpfetch.fetch(f"http://127.0.0.1:{srv.server_address[1]}/m.gguf", dest, sha256="0" * 64)
+        assert "has no declared size" in err.value.message and err.value.exit_code == 2
+        assert "--size" in (err.value.hint or "")
+        assert not dest.exists()
+        part = dest.with_name(dest.name + ".part")
+        assert (16 << 20) <= part.stat().st_size <= (32 << 20)  # stopped at the first check, kept for a resume
+    finally:
+        srv.shutdown()
+        srv.server_close()
