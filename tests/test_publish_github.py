@@ -5,178 +5,20 @@ a duplicate nor a partial asset after the retry."""
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 import threading
-from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
 
 import pytest
+from support.github import TOKEN, GitHubServer
 from support.release_kit import NEW, OLD, make_keys, make_lock, release_for
 
 from locara_build.errors import NetworkError, VerifyError
 from locara_build.publish import GitHubClient, publish_github, upload_order
 from locara_build.store import GITHUB_STORE_TAG
 
-TOKEN = "ghs_standin_token_0123456789abcdef"
-
-
-@dataclass
-class GitHubState:
-    releases: list[dict[str, Any]] = field(default_factory=list)
-    assets: dict[int, dict[str, Any]] = field(default_factory=dict)  # id -> asset (+ "data")
-    next_id: int = 1
-    break_uploads: dict[str, int] = field(default_factory=dict)  # asset name -> how many uploads die midway
-    transient: list[tuple[str, str]] = field(default_factory=list)  # (method, path regex) -> one 502 each
-    lose_create_reply: int = 0  # create the release, then answer 502 (the reply was lost)
-    log: list[tuple[str, str]] = field(default_factory=list)
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-class _Handler(BaseHTTPRequestHandler):
-    server: _Server
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-    def _json(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def _release_view(self, rel: dict[str, Any]) -> dict[str, Any]:
-        base = self.server.base
-        return {**{k: v for k, v in rel.items() if k != "make_latest"},
-                "upload_url": f"{base}/uploads/repos/{self.server.repo}/releases/{rel['id']}/assets{{?name,label}}",
-                "html_url": f"{base}/{self.server.repo}/releases/tag/{rel['tag_name']}"}
-
-    def _asset_view(self, a: dict[str, Any]) -> dict[str, Any]:
-        return {k: v for k, v in a.items() if k != "data"}
-
-    def _dispatch(self, method: str) -> None:
-        st = self.server.state
-        url = urlparse(self.path)
-        path, query = url.path, parse_qs(url.query)
-        st.log.append((method, self.path))
-        if self.headers.get("Authorization") != f"Bearer {TOKEN}":
-            self._json(401, {"message": "Bad credentials"})
-            return
-        for i, (m, rx) in enumerate(st.transient):
-            if m == method and re.fullmatch(rx, path):
-                del st.transient[i]
-                self._drain()
-                self._json(502, {"message": "Server Error"})
-                return
-        repo = f"/repos/{self.server.repo}"
-        with st.lock:
-            if method == "GET" and path == f"{repo}/releases/latest":
-                pub = [r for r in st.releases if not r["draft"] and r.get("make_latest") != "false"]
-                return self._json(200, self._release_view(pub[-1])) if pub else self._json(404, {"message": "Not Found"})
-            m = re.fullmatch(rf"{repo}/releases/tags/(.+)", path)
-            if method == "GET" and m:
-                hit = [r for r in st.releases if r["tag_name"] == m[1] and not r["draft"]]
-                return self._json(200, self._release_view(hit[0])) if hit else self._json(404, {"message": "Not Found"})
-            if method == "GET" and path == f"{repo}/releases":
-                page, per = int(query.get("page", ["1"])[0]), int(query.get("per_page", ["30"])[0])
-                items = [self._release_view(r) for r in reversed(st.releases)][(page - 1) * per: page * per]
-                return self._json(200, items)
-            if method == "POST" and path == f"{repo}/releases":
-                body = json.loads(self._body())
-                # like GitHub: several drafts may share a tag; only a published release owns it
-                if any(r["tag_name"] == body["tag_name"] and not r["draft"] for r in st.releases):
-                    return self._json(422, {"message": "Validation Failed", "errors": [{"code": "already_exists"}]})
-                rel = {"id": st.next_id, "tag_name": body["tag_name"], "name": body.get("name"), "body": body.get("body"),
-                       "draft": bool(body.get("draft")), "prerelease": False}
-                st.next_id += 1
-                st.releases.append(rel)
-                if st.lose_create_reply:
-                    st.lose_create_reply -= 1
-                    return self._json(502, {"message": "Server Error"})
-                return self._json(201, self._release_view(rel))
-            m = re.fullmatch(rf"{repo}/releases/(\d+)", path)
-            if method == "PATCH" and m:
-                rel = next(r for r in st.releases if r["id"] == int(m[1]))
-                body = json.loads(self._body())
-                rel["draft"] = body.get("draft", rel["draft"])
-                rel["make_latest"] = body.get("make_latest", "true")
-                return self._json(200, self._release_view(rel))
-            m = re.fullmatch(rf"{repo}/releases/(\d+)/assets", path)
-            if method == "GET" and m:
-                items = [self._asset_view(a) for a in st.assets.values() if a["release"] == int(m[1])]
-                page, per = int(query.get("page", ["1"])[0]), int(query.get("per_page", ["30"])[0])
-                return self._json(200, items[(page - 1) * per: page * per])
-            m = re.fullmatch(rf"{repo}/releases/assets/(\d+)", path)
-            if method == "DELETE" and m:
-                st.assets.pop(int(m[1]), None)
-                self.send_response(204)
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-        m = re.fullmatch(rf"/uploads{repo}/releases/(\d+)/assets", path)
-        if method == "POST" and m:
-            return self._upload(int(m[1]), query["name"][0])
-        self._json(404, {"message": "Not Found"})
-
-    def _body(self) -> bytes:
-        return self.rfile.read(int(self.headers.get("Content-Length", "0")))
-
-    def _drain(self) -> None:
-        if self.headers.get("Content-Length"):
-            self._body()
-
-    def _upload(self, release_id: int, name: str) -> None:
-        st = self.server.state
-        length = int(self.headers["Content-Length"])
-        with st.lock:
-            if any(a["name"] == name and a["release"] == release_id for a in st.assets.values()):
-                self._drain()
-                return self._json(422, {"message": "Validation Failed", "errors": [{"code": "already_exists", "field": "name"}]})
-            asset = {"id": st.next_id, "name": name, "release": release_id, "state": "starter", "size": 0, "data": b""}
-            st.next_id += 1
-            st.assets[asset["id"]] = asset
-            breaking = st.break_uploads.get(name, 0) > 0
-            if breaking:
-                st.break_uploads[name] -= 1
-        if breaking:  # GitHub keeps a broken "starter" asset when an upload dies midway
-            asset["data"] = self.rfile.read(length // 2)
-            asset["size"] = len(asset["data"])
-            self.close_connection = True
-            self.connection.shutdown(2)
-            return
-        data = self.rfile.read(length)
-        asset.update(data=data, size=len(data), state="uploaded", digest="sha256:" + hashlib.sha256(data).hexdigest())
-        self._json(201, self._asset_view(asset))
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
-
-
-class _Server(ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self, repo: str):
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.repo = repo
-        self.state = GitHubState()
-        host, port = self.server_address[:2]
-        self.base = f"http://{host}:{port}"
+_Server = GitHubServer  # the one GitHub stand-in (tests/support/github.py)
 
 
 @pytest.fixture
