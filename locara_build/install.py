@@ -283,6 +283,9 @@ def _check_manifest(doc: dict[str, Any], where: str) -> None:
         if not isinstance(a["requirements"], dict) or not all(isinstance(v, str | int) and not isinstance(v, bool)
                                                              for v in a["requirements"].values()):
             raise bad(f"artifacts[{i}].requirements", "must be an object of strings")
+        libs = a.get("system_libraries", {})
+        if not isinstance(libs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in libs.items()):
+            raise bad(f"artifacts[{i}].system_libraries", "must be an object of strings")
 
 
 def fetch_release(

@@ -357,7 +357,10 @@ def _artifact_entry(rp: RecipePlan, path: Path) -> dict[str, Any]:
         "sha256": digest,
         "recipe": r.name,
         "recipe_hash": r.recipe_hash,
-        "requirements": dict(sorted(record.requirements.items())),
+        # what the user's system must provide: flat strings (installers read them), and apart from them
+        # the system libraries the binaries load (library -> what provides it)
+        "requirements": {k: v for k, v in sorted(record.requirements.items()) if k != "system_libraries"},
+        "system_libraries": dict(sorted((record.requirements.get("system_libraries") or {}).items())),
         "signing": record.signing.kind,
         "signing_status": signing_status,
         "smoke": _with_proof(record.smoke),  # + proved: full | cpu-fallback | built-only (notes.py)

@@ -222,6 +222,9 @@ SIGNED = {
     "provenance-other-file": (_set("artifacts.0.provenance", "SHA256SUMS"), "provenance"),
     "provenance-url": (_set("artifacts.0.provenance", "http://127.0.0.1:9/evil.json"), "provenance"),
     "requirements-list": (_set("artifacts.0.requirements", ["x"]), "requirements"),
+    "requirements-nested": (_set("artifacts.0.requirements", {"glibc": {"min": "2.34"}}), "requirements"),
+    "system-libraries-list": (_set("artifacts.0.system_libraries", ["libc.so.6"]), "system_libraries"),
+    "system-libraries-nested": (_set("artifacts.0.system_libraries", {"libc.so.6": {"by": "glibc"}}), "system_libraries"),
     "upstream-string": (_set("upstream", "x"), "upstream"),
     "artifacts-dict": (_set("artifacts", {"a": 1}), "artifacts"),
 }

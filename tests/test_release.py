@@ -104,6 +104,7 @@ def test_release_end_to_end_with_real_minisign_and_sha256sum(proj, cli, tmp_path
     assert arts["cpu-windows"]["signing_status"] == {"status": "skipped", "reason": "stand-in package: not signed"}
     assert arts["cpu"]["signing"] == "none" and arts["cpu"]["signing_status"] == {"status": "none"}
     assert all(a["requirements"]["glibc"] == ">= 2.34" for a in doc["artifacts"])
+    assert all(a["system_libraries"] == {"libc.so.6": "glibc"} for a in doc["artifacts"])
     by_recipe = {rp.name: rp for rp in plan.recipes}
     for a in doc["artifacts"]:
         assert a["flavour"] == "release" and a["recipe_hash"] == by_recipe[a["recipe"]].recipe.recipe_hash

@@ -73,7 +73,8 @@ def test_release_publish_install_serves_completions(request: pytest.FixtureReque
     # and provenance carries the real build's start and end
     (art,) = doc["artifacts"]
     assert art["requirements"]["glibc"] == buildinfo["requirements"]["glibc"] and art["requirements"]["glibc"].startswith(">= 2.")
-    assert art["requirements"]["system_libraries"]["libc.so.6"] == "glibc"
+    assert art["system_libraries"]["libc.so.6"] == "glibc" and "system_libraries" not in art["requirements"]
+    assert all(isinstance(v, str) for v in art["requirements"].values())  # what installers read: flat strings
     assert art["signing"] == "none" and art["signing_status"] == {"status": "none"}
     build = json.loads((rp.output_dir / "build.json").read_text())
     from locara_build.provenance import verify_envelope

@@ -19,7 +19,7 @@ __all__ = ["SigningReport", "sign_staged", "names_a_file"]
 @dataclass
 class SigningReport:
     kind: str  # none | authenticode | macos
-    status: str  # signed | skipped | nothing-to-sign
+    status: str  # signed | skipped (no credentials, not required) | none (the recipe signs nothing)
     files: list[str] = field(default_factory=list)  # paths relative to the staged folder
     reason: str = ""
 
@@ -41,7 +41,7 @@ def sign_staged(
     :class:`~locara_build.errors.SignError` (exit 7) when ``require`` is set.
     """
     if kind == "none":
-        return SigningReport(kind, "skipped", reason="recipe signs nothing")
+        return SigningReport(kind, "none")  # nothing to sign: not "skipped", which means credentials were missing
     if kind == "authenticode":
         from .authenticode import AuthenticodeConfig, sign_windows_binaries
 

@@ -148,7 +148,7 @@ def write_package_record(plan: Plan, rp: RecipePlan, path: Path, members: list[t
         recipe_hash=r.recipe_hash, os=r.os, arch=r.arch, backend=r.backend, flavour=r.flavour,
         build_key=rp.build_key, build_started_at="2026-10-01T10:00:00Z", build_finished_at="2026-10-01T10:06:00Z",
         upstream={"commit": plan.lock.commit, "tag": plan.lock.tag}, source_date_epoch=plan.source_date_epoch,
-        requirements={"glibc": ">= 2.34", **dict(r.requirements)}, files=files, debug=None, sbom=sbom, signing=signing,
+        requirements={"glibc": ">= 2.34", "system_libraries": {"libc.so.6": "glibc"}, **dict(r.requirements)}, files=files, debug=None, sbom=sbom, signing=signing,
         smoke={"status": "not run"}, zlib="1.2.13", packaged_by={"name": "locara-build", "version": "test"},
     )
     fields.update(changes)
