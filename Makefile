@@ -39,8 +39,8 @@ lint: setup
 	mypy
 
 docs:
-	$(PYTHON) -m locara_build.clidoc > docs/cli.md
-	$(PYTHON) -m locara_build.records docs/schemas
+	$(PYTHON) -m locara_build.cli.clidoc > docs/cli.md
+	$(PYTHON) -m locara_build.pipeline.records docs/schemas
 	locara-build ci render
 
 # Mutation testing (mutmut 3) of extract.py and signing/minisign.py; by hand, not in CI (~30 min).

@@ -505,10 +505,10 @@ def cmd_noop_weekly(args: argparse.Namespace) -> None:
                                notes={"recipes": recipes or "every release recipe", "work": str(b.work),
                                       "key": "unencrypted" if "plain" in key.name else "scrypt sensitive (minisign default)"}))
     key_load = Side("decrypt the sealed key", "python -c 'load_signing_key(sealed.key)'", lambda i: sh(
-        [sys.executable, "-c", "import sys; from pathlib import Path; from locara_build.signing.keys import load_signing_key; "
+        [sys.executable, "-c", "import sys; from pathlib import Path; from locara_build.release.signing.keys import load_signing_key; "
          "load_signing_key(Path(sys.argv[1]))", key_dir / "sealed.key"], env=env)[0])
     plain_load = Side("load the plain key", "python -c 'load_signing_key(plain.key)'", lambda i: sh(
-        [sys.executable, "-c", "import sys; from pathlib import Path; from locara_build.signing.keys import load_signing_key; "
+        [sys.executable, "-c", "import sys; from pathlib import Path; from locara_build.release.signing.keys import load_signing_key; "
          "load_signing_key(Path(sys.argv[1]))", key_dir / "plain.key"])[0])
     interleaved(key_load, plain_load, args.runs)
     save("key-load", pair_result(key_load, plain_load, title="signing key load (profile of the sealed no-op)", unit="s",
@@ -874,7 +874,7 @@ class ModelSpec:
 
 def bench_model(root: Path, source_tree: Path, quantize: Path, qtype: str = "Q8_0") -> Path:
     """A ~100+ MB llama model: the tiny-model generator scaled up (f32), quantized by llama-quantize."""
-    from locara_build.tinymodel import VOCAB_RELPATH, TinyModelSpec, write_tiny_model
+    from locara_build.smoke.tinymodel import VOCAB_RELPATH, TinyModelSpec, write_tiny_model
 
     spec = ModelSpec()
     f32 = root / f"bench-llama-{spec.n_layer}x{spec.n_embd}-f32.gguf"
@@ -1180,7 +1180,7 @@ def cmd_extract(args: argparse.Namespace) -> None:
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     before = export_ref(args.before, bench_dir(args))
-    timed = ("import sys, time; from pathlib import Path; from locara_build.extract import safe_extract; "
+    timed = ("import sys, time; from pathlib import Path; from locara_build.core.extract import safe_extract; "
              "a, d, top = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]; t = time.perf_counter(); "
              "safe_extract(a, d, top=top); print(time.perf_counter() - t)")
     for archive in args.archive:
@@ -1304,7 +1304,7 @@ def cmd_delta(args: argparse.Namespace) -> None:
     import bsdiff4
 
     sys.path.insert(0, str(REPO))
-    from locara_build.store import Index, Store, apply_delta, make_delta_zstd
+    from locara_build.release.store import Index, Store, apply_delta, make_delta_zstd
 
     releases = Path(args.releases).resolve()
     store = Store(releases)

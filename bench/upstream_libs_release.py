@@ -17,7 +17,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
 from support.release_kit import NEW, OLD, make_keys, make_lock, plan_for, write_package_record, write_tar  # noqa: E402
 
-from locara_build.release import make_release  # noqa: E402
+from locara_build.release.release import make_release  # noqa: E402
 
 
 def main(old: str, new: str, out: str) -> None:

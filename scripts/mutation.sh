@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Mutation testing (mutmut 3.x) of the two gatekeepers: locara_build/extract.py and
-# locara_build/signing/minisign.py, against the tests that reach them in-process.
+# Mutation testing (mutmut 3.x) of the two gatekeepers: locara_build/core/extract.py and
+# locara_build/release/signing/minisign.py, against the tests that reach them in-process.
 # Run by hand (`make mutation`), never in CI: about 20-40 min on 2 cores.
 #
 # The run happens in a private copy of the working tree (MUTATION_DIR, default
@@ -28,11 +28,11 @@ tests=()
 for m in $MODULES; do
     case "$m" in
         extract)
-            only+=('"locara_build/extract.py"')
+            only+=('"locara_build/core/extract.py"')
             tests+=('"tests/test_extract_safety.py"' '"tests/test_extract_cases.py"')  # the property tests: random, slow; not here
             ;;
         minisign)
-            only+=('"locara_build/signing/minisign.py"')
+            only+=('"locara_build/release/signing/minisign.py"')
             tests+=('"tests/test_sign_minisign.py"' '"tests/test_minisign_cases.py"')
             ;;
         *) echo "unknown module $m (extract | minisign)" >&2; exit 2 ;;
@@ -50,7 +50,7 @@ mkdir -p "$WORK"
     | tar --null -T - -cf -) | tar -C "$WORK" -xf -
 # MUTATION_FROM=<rev>: the two modules and their tests as they were at <rev> (the "before" numbers)
 if [ -n "${MUTATION_FROM:-}" ]; then
-    for f in locara_build/extract.py locara_build/signing/minisign.py tests/test_extract_safety.py \
+    for f in locara_build/core/extract.py locara_build/release/signing/minisign.py tests/test_extract_safety.py \
              tests/test_extract_cases.py tests/test_properties_extract.py tests/test_sign_minisign.py tests/test_minisign_cases.py; do
         rm -f "$WORK/$f"
         (cd "$REPO" && git show "$MUTATION_FROM:$f" > "$WORK/$f" 2>/dev/null) || rm -f "$WORK/$f"

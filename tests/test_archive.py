@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from locara_build.archive import (
+from locara_build.core.errors import BuildError
+from locara_build.package.archive import (
     Entry,
     entries_from_tree,
     list_archive,
@@ -21,7 +22,6 @@ from locara_build.archive import (
     write_tar_gz,
     write_zip,
 )
-from locara_build.errors import BuildError
 
 SDE = 1790820708  # the upstream commit time of llama.cpp 0c1e570
 

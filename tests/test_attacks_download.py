@@ -25,7 +25,7 @@ from support.faults import error_of, run_cli, snapshot
 from support.httpserver import LoopbackServer
 from support.release_kit import NEW, OLD, make_keys, make_lock, release_for
 
-from locara_build.publish import publish_dir
+from locara_build.release.publish import publish_dir
 
 ART_SUFFIX = "-linux-x86_64-cpu.tar.gz"
 
@@ -492,8 +492,8 @@ def test_unsized_endless_download_stops_at_the_disk_reserve(tmp_path: Path, monk
     import shutil
     import threading
 
-    from locara_build import httpfetch
-    from locara_build.errors import DiskFullError
+    from locara_build.core import httpfetch
+    from locara_build.core.errors import DiskFullError
 
     class Endless(http.server.BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.0"  # no Content-Length: the body ends when the connection does

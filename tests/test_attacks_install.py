@@ -30,8 +30,8 @@ from support.release_kit import (
     write_tar,
 )
 
-from locara_build.publish import publish_dir
-from locara_build.release import (
+from locara_build.release.publish import publish_dir
+from locara_build.release.release import (
     MANIFEST,
     SIG_SUFFIX,
     SUMS,
@@ -40,7 +40,7 @@ from locara_build.release import (
     parse_sums,
     trusted_comment,
 )
-from locara_build.signing import minisign
+from locara_build.release.signing import minisign
 
 
 @pytest.fixture(scope="module")
@@ -298,7 +298,7 @@ def test_provenance_non_ascii_key_id(env, tmp_path: Path) -> None:
 
 def test_provenance_payload_of_wrong_types(env, tmp_path: Path) -> None:
     """A provenance envelope signed by the release key whose statement has `subject` as a string."""
-    from locara_build.provenance import sign_envelope
+    from locara_build.release.provenance import sign_envelope
 
     tmp, keys, *_rest, new = env
     prefix = _prefix(env, tmp_path)

@@ -22,9 +22,9 @@ from pathlib import Path
 import pytest
 from support.faults import REPO, error_of, hint_of, run_cli
 
-from locara_build.errors import RecipeError
-from locara_build.recipe import load_recipes
-from locara_build.workdir import Project
+from locara_build.build.recipe import load_recipes
+from locara_build.core.errors import RecipeError
+from locara_build.core.workdir import Project
 
 BASE = 'os = "linux"\narch = "x86_64"\nbackend = "cpu"\nflavour = "dev"\n'
 

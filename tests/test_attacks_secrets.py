@@ -23,10 +23,10 @@ from pathlib import Path
 import pytest
 from support.faults import REPO, closed_port, git, make_upstream, run_cli
 
-from locara_build.errors import ConfigError
-from locara_build.models import load_models_toml
-from locara_build.redact import redact, redact_urls, register_url, strip_url_credentials
-from locara_build.source import parse_source
+from locara_build.core.errors import ConfigError
+from locara_build.core.redact import redact, redact_urls, register_url, strip_url_credentials
+from locara_build.package.models import load_models_toml
+from locara_build.upstream.source import parse_source
 
 PASSWORD = "SENTINEL-gitpw-4c1d"
 TOKEN = "SENTINELquerytoken77e1"

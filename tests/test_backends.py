@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from locara_build import backends, platforms, provision
-from locara_build.cmake_args import configure_args
-from locara_build.recipe import Recipe, load_recipes
-from locara_build.toolchains import cuda, vulkan
-from locara_build.workdir import Project
+from locara_build.build import backends, platforms, provision
+from locara_build.build.cmake_args import configure_args
+from locara_build.build.recipe import Recipe, load_recipes
+from locara_build.build.toolchains import cuda, vulkan
+from locara_build.core.workdir import Project
 
 REPO = Path(__file__).resolve().parent.parent
 SRC, BUILD = Path("/w/src/llama.cpp"), Path("/w/cmake/x")
@@ -232,7 +232,7 @@ def test_plan_passes_provisioned_vulkan_headers_when_the_system_ones_are_too_old
 def test_plan_env_of_the_windows_cross_build(recipes: dict[str, Recipe], monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(platforms.host, "host_os", lambda: "linux")
     env = provision.plan_env(recipes["windows-x86_64-cpu"])
-    from locara_build.toolchains import zig
+    from locara_build.build.toolchains import zig
 
     found = zig.find()
     if found is None:
@@ -278,8 +278,8 @@ def test_driver_libraries_are_never_packaged() -> None:
 
 def test_metal_plan_and_doctor_on_linux(recipes: dict[str, Recipe], tmp_path: Path) -> None:
     """On a Linux host the Metal recipe is planned exactly, and doctor says why it is not built here."""
-    from locara_build import doctor
-    from locara_build.toolchain import Tool
+    from locara_build.build import doctor
+    from locara_build.build.toolchain import Tool
 
     r = recipes["macos-arm64-metal"]
     tools = {n: Tool(n, True, "99", f"/usr/bin/{n}") for n in ("cmake", "ninja", "cc", "cxx")}

@@ -98,7 +98,7 @@ def test_vulkan_build_smoke_package_on_lavapipe() -> None:
     smoke = p.smoke_record
     assert smoke["status"] == "passed"
     log = _server_log(p)
-    from locara_build.toolchains import vulkan
+    from locara_build.build.toolchains import vulkan
 
     real_gpu, _ = vulkan.describe_devices(vulkan.devices())
     device = r"using device Vulkan0 \(" if real_gpu else r"using device Vulkan0 \(llvmpipe"  # lavapipe here
@@ -122,7 +122,7 @@ def test_windows_cross_build_runs_under_wine() -> None:
     if objdump:
         out = subprocess.run([objdump, "-p", str(exe)], capture_output=True, text=True, check=True).stdout
         dlls = sorted({m.lower() for m in re.findall(r"DLL Name: (\S+)", out)})
-        from locara_build.platforms import windows
+        from locara_build.build.platforms import windows
 
         assert dlls and all(windows.PLATFORM.system_library(d) for d in dlls), dlls
     smoke = p.smoke_record
@@ -137,7 +137,7 @@ def test_windows_cross_build_runs_under_wine() -> None:
 
 
 def test_cuda_compiles_and_packages_with_bundled_runtime() -> None:
-    from locara_build.toolchains import cuda
+    from locara_build.build.toolchains import cuda
 
     if cuda.find() is None:
         pytest.skip("needs nvcc (CUDA >= 13)")

@@ -21,8 +21,8 @@ from support.upstream import (
     replace_line,
 )
 
-from locara_build.bisect import find_breaking_commits
-from locara_build.workdir import Project, WorkDir
+from locara_build.core.workdir import Project, WorkDir
+from locara_build.upstream.bisect import find_breaking_commits
 
 RANGE = 32
 BREAKS_AT = 20  # the commit (1-based in from..to) that rewrites main()

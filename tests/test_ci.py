@@ -21,11 +21,11 @@ from typing import Any
 import pytest
 import yaml
 
-from locara_build import ci
-from locara_build.errors import ConfigError
-from locara_build.lock import Lock, write_lock
-from locara_build.recipe import load_recipes
-from locara_build.workdir import Project
+from locara_build.build.recipe import load_recipes
+from locara_build.core.errors import ConfigError
+from locara_build.core.workdir import Project
+from locara_build.pipeline import ci
+from locara_build.upstream.lock import Lock, write_lock
 
 REPO = Path(__file__).resolve().parent.parent
 WORKFLOWS = ("weekly.yml", "canary.yml")

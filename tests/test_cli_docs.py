@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from locara_build.cli import app
-from locara_build.clidoc import render
+from locara_build.cli.clidoc import render
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 def test_cli_reference_is_current() -> None:
     expected = render(app)
     actual = (REPO / "docs" / "cli.md").read_text(encoding="utf-8")
-    assert actual == expected, "docs/cli.md is stale: run `python -m locara_build.clidoc > docs/cli.md`"
+    assert actual == expected, "docs/cli.md is stale: run `python -m locara_build.cli.clidoc > docs/cli.md`"
 
 
 def test_every_command_has_help_and_exit_codes_are_documented() -> None:

@@ -1,6 +1,6 @@
 """CMake contract: the EXACT configure argv of every recipe, so any change to flags is a visible diff.
 
-Host-dependent entries that the toolchain hooks put in the plan (``locara_build.toolchains``:
+Host-dependent entries that the toolchain hooks put in the plan (``locara_build.build.toolchains``:
 ``-DVulkan_INCLUDE_DIR`` of provisioned headers, the CUDA toolkit's paths) are checked apart: they
 must be exactly what the hooks say for this host, and nothing else may vary.
 
@@ -17,13 +17,13 @@ import pytest
 from support.llama import vendored_llama
 from support.pipeline import UPSTREAM, UPSTREAM_COMMIT
 
-from locara_build import provision
-from locara_build.cmake_args import build_info_entries
-from locara_build.cmakevalue import render_define
-from locara_build.lock import Lock
-from locara_build.plan import make_plan
-from locara_build.recipe import load_recipes
-from locara_build.workdir import Project, WorkDir
+from locara_build.build import provision
+from locara_build.build.cmake_args import build_info_entries
+from locara_build.build.cmakevalue import render_define
+from locara_build.build.plan import make_plan
+from locara_build.build.recipe import load_recipes
+from locara_build.core.workdir import Project, WorkDir
+from locara_build.upstream.lock import Lock
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = Path("/w")

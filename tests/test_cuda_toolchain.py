@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from locara_build.toolchains import cuda
+from locara_build.build.toolchains import cuda
 
 NVCC13_ARCHS = "compute_75\ncompute_80\ncompute_86\ncompute_87\ncompute_88\ncompute_89\ncompute_90\ncompute_100\ncompute_110\ncompute_103\ncompute_120\ncompute_121\n"
 

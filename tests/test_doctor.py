@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from packaging.version import Version
 
-from locara_build import toolchain
-from locara_build.doctor import check_recipe
-from locara_build.recipe import load_recipes
-from locara_build.toolchain import Tool, parse_requirement, unmet, vulkan_header_version
-from locara_build.workdir import Project
+from locara_build.build import toolchain
+from locara_build.build.doctor import check_recipe
+from locara_build.build.recipe import load_recipes
+from locara_build.build.toolchain import Tool, parse_requirement, unmet, vulkan_header_version
+from locara_build.core.workdir import Project
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -28,9 +28,9 @@ from pathlib import Path
 import pytest
 from support.faults import disk_limit
 
-from locara_build import extract
-from locara_build.errors import DiskFullError, VerifyError
-from locara_build.extract import DEFAULT_LIMITS, Limits, check_members, read_member, safe_extract
+from locara_build.core import extract
+from locara_build.core.errors import DiskFullError, VerifyError
+from locara_build.core.extract import DEFAULT_LIMITS, Limits, check_members, read_member, safe_extract
 
 TOP = "locara-server-x"
 FORMATS = ["tar.gz", "zip"]

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from support.release_kit import write_tar, write_zip
 
-from locara_build.errors import VerifyError
-from locara_build.extract import Limits, check_members, read_member, safe_extract
+from locara_build.core.errors import VerifyError
+from locara_build.core.extract import Limits, check_members, read_member, safe_extract
 
 TOP = "locara-server-x"
 

@@ -52,7 +52,7 @@ def test_disk_full_while_packaging(env: StandInEnv) -> None:
             res = env.cli(*args)
             assert res.returncode == 0, res.stderr
         version = env.plan()["version"]
-        run = env.start("--json", "package", "-r", "tiny", failpoint="locara_build.archive:write_archive")
+        run = env.start("--json", "package", "-r", "tiny", failpoint="locara_build.package.archive:write_archive")
         run.wait_for(r"^FAILPOINT ")
         disk.squeeze(run.proc.pid)
         run.resume()
@@ -82,7 +82,7 @@ def test_disk_full_while_releasing(env: StandInEnv) -> None:
         before = _snap(releases)
         state = (env.work / "state" / "weekly.json").read_bytes()
         _new_upstream(env)
-        run = env.start(*env.weekly_args("--json"), failpoint="locara_build.release:_write_release")
+        run = env.start(*env.weekly_args("--json"), failpoint="locara_build.release.release:_write_release")
         run.wait_for(r"^FAILPOINT ")
         disk.squeeze(run.proc.pid)
         run.resume()

@@ -19,7 +19,7 @@ from support.faults import error_of, hint_of, run_cli, snapshot
 from support.httpserver import LoopbackServer
 from support.release_kit import NEW, OLD, make_keys, make_lock, release_for
 
-from locara_build.publish import publish_dir
+from locara_build.release.publish import publish_dir
 
 # --- install ---------------------------------------------------------------------------------------
 

@@ -29,8 +29,8 @@ from support.faults import (
 )
 from support.release_kit import NEW, make_keys, make_lock, release_for
 
-from locara_build.publish import upload_order
-from locara_build.store import GITHUB_STORE_TAG, release_objects
+from locara_build.release.publish import upload_order
+from locara_build.release.store import GITHUB_STORE_TAG, release_objects
 
 TOKEN = "ghs_faultsuite_0123456789abcdef0123"
 
@@ -63,7 +63,7 @@ def test_dir_mirror_disk_full_midway_then_retried(released: tuple[StandInEnv, Pa
         big = max(order[:-1], key=lambda n: (release / n).stat().st_size)
         nth = order.index(big) + 1
         run = start_cli(*env.base(), "publish", "--to", str(mirror), str(release),
-                        failpoint=f"locara_build.publish:_copy_atomic@{nth}")
+                        failpoint=f"locara_build.release.publish:_copy_atomic@{nth}")
         run.wait_for(r"^FAILPOINT ")
         disk.squeeze(run.proc.pid, leave=4096)
         run.resume()

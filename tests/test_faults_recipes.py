@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from support.faults import REPO, error_of, hint_of, make_upstream, run_cli, snapshot
 
-from locara_build.lock import Lock, read_lock, write_lock
+from locara_build.upstream.lock import Lock, read_lock, write_lock
 
 BASE = """\
 description = "base recipe"

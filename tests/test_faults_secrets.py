@@ -19,9 +19,9 @@ from pathlib import Path
 
 from support.faults import HOSTILE_CMAKE, HOSTILE_MAIN, GitHubStandIn, closed_port, prepared_env, run_cli
 
-from locara_build.redact import SECRET_ENV
-from locara_build.signing import minisign
-from locara_build.source import parse_source
+from locara_build.core.redact import SECRET_ENV
+from locara_build.release.signing import minisign
+from locara_build.upstream.source import parse_source
 
 PASSWORD = "SENTINEL-minisign-pw-5b1e"
 SENTINELS = {

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from support.faults import StandInEnv, error_of, hint_of, prepared_env, snapshot
 
-from locara_build.signing import minisign
+from locara_build.release.signing import minisign
 
 PASSWORD = "correct horse battery staple"
 

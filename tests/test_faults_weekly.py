@@ -26,17 +26,17 @@ from support.faults import (
     wait_gone,
 )
 
-from locara_build.release import verify_release_dir
-from locara_build.signing.minisign import PublicKey
+from locara_build.release.release import verify_release_dir
+from locara_build.release.signing.minisign import PublicKey
 
 # (stage, fault point: where the run is paused when the signal comes, what must be true afterwards)
 STAGES = [
-    ("sync", "locara_build.source:write_lock"),  # upstream fetched into the mirror, lock not yet written
-    ("patches", "locara_build.patchqueue:write_stamp"),  # patches applied with git am, stamp not yet written
+    ("sync", "locara_build.upstream.source:write_lock"),  # upstream fetched into the mirror, lock not yet written
+    ("patches", "locara_build.upstream.patchqueue:write_stamp"),  # patches applied with git am, stamp not yet written
     ("build", None),  # mid-compile: the stand-in's slow step ($STANDIN_SLOW), cmake/ninja running
-    ("smoke", "locara_build.smoke:_wait_healthy"),  # the server under test has been started
-    ("package", "locara_build.archive:_finish"),  # the archive fully written to its temp name
-    ("release", "locara_build.release:_replace_dir"),  # the signed release staged, not yet renamed
+    ("smoke", "locara_build.smoke.smoke:_wait_healthy"),  # the server under test has been started
+    ("package", "locara_build.package.archive:_finish"),  # the archive fully written to its temp name
+    ("release", "locara_build.release.release:_replace_dir"),  # the signed release staged, not yet renamed
 ]
 
 
@@ -172,7 +172,7 @@ def test_sigkill_mid_build_then_rerun(tmp_path: Path) -> None:
 def test_two_weekly_runs_on_one_work_dir(tmp_path: Path) -> None:
     env = standin_env(tmp_path)
     assert env.cli("sync", "--upstream", str(env.up.bare)).returncode == 0
-    first = env.start(*env.weekly_args("--json"), failpoint="locara_build.weekly:_recipe_pipeline")
+    first = env.start(*env.weekly_args("--json"), failpoint="locara_build.pipeline.weekly:_recipe_pipeline")
     try:
         first.wait_for(r"^FAILPOINT ")
         report_path = env.work / "reports" / "weekly-latest.json"

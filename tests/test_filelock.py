@@ -1,4 +1,4 @@
-"""The one advisory lock (locara_build.filelock): busy -> the caller's error naming the holder; a
+"""The one advisory lock (locara_build.core.filelock): busy -> the caller's error naming the holder; a
 killed holder never leaves a stale lock; waiting callers are told and then get it."""
 
 from __future__ import annotations
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from locara_build.errors import BusyError
-from locara_build.filelock import file_lock
+from locara_build.core.errors import BusyError
+from locara_build.core.filelock import file_lock
 
 HOLDER = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from locara_build.filelock import file_lock
+    from locara_build.core.filelock import file_lock
     with file_lock(Path(sys.argv[1]), record_holder=True):
         print("held", flush=True)
         time.sleep(120)

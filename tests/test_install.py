@@ -32,8 +32,8 @@ from support.release_kit import (
     write_tar,
 )
 
-from locara_build.publish import publish_dir
-from locara_build.release import make_release
+from locara_build.release.publish import publish_dir
+from locara_build.release.release import make_release
 
 CPU = ["linux-x86_64-cpu", "linux-x86_64-vulkan", "linux-x86_64-cuda", "windows-x86_64-cpu"]
 
@@ -354,7 +354,7 @@ def test_install_killed_during_download_or_extraction_keeps_previous(mirror, tmp
 def test_one_install_at_a_time_and_sources(tmp_path: Path, cli) -> None:
     import fcntl
 
-    from locara_build.install import _candidate_bases, resolve_source
+    from locara_build.install.install import _candidate_bases, resolve_source
 
     prefix = tmp_path / "prefix"
     prefix.mkdir()

@@ -1,6 +1,6 @@
 """Install is crash-consistent at every instruction (issue 19.5): a real SIGKILL at every failpoint.
 
-``locara_build.install._checkpoint`` sits before and after every filesystem step of install, switch,
+``locara_build.install.install._checkpoint`` sits before and after every filesystem step of install, switch,
 record, prune and rollback. For N = 1, 2, ... the real CLI runs with the N-th checkpoint armed
 (tests/support/failpoint.py), is SIGKILLed while it waits there, and the prefix must then hold:
 
@@ -28,10 +28,10 @@ from support.faults import run_cli, start_cli
 from support.httpserver import LoopbackServer
 from support.release_kit import NEW, OLD, make_keys, make_lock, release_for
 
-from locara_build.publish import publish_dir
-from locara_build.version import Version
+from locara_build.core.version import Version
+from locara_build.release.publish import publish_dir
 
-FAILPOINT = "locara_build.install:_checkpoint"
+FAILPOINT = "locara_build.install.install:_checkpoint"
 
 
 @pytest.fixture(scope="module")

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from locara_build import hostdetect
-from locara_build.errors import ConfigError
-from locara_build.hostdetect import HostInfo, VulkanDevice, choose_artifact
+from locara_build.build import hostdetect
+from locara_build.build.hostdetect import HostInfo, VulkanDevice, choose_artifact
+from locara_build.core.errors import ConfigError
 
 ARTS = [
     {"os": "linux", "arch": "x86_64", "flavour": "release", "backend": "cpu", "requirements": {}},

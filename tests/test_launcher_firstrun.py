@@ -35,9 +35,9 @@ from conftest import run_cli
 from support.httpserver import LoopbackServer, free_port
 from test_package_e2e import _TMP, _ci_build, _tiny
 
-from locara_build.models import Model, ModelManifest
-from locara_build.package import package
-from locara_build.smoke import server
+from locara_build.package.models import Model, ModelManifest
+from locara_build.package.package import package
+from locara_build.smoke.smoke import server
 
 pytestmark = pytest.mark.e2e
 MODEL_ID = "tiny-llama"
@@ -318,7 +318,7 @@ def _winpath(p: Path) -> str:
 def test_run_cmd_first_run_under_wine_with_a_standin_sha256sum(tmp_path: Path) -> None:
     from support.llama import test_cache
 
-    from locara_build.launchers import render_launchers
+    from locara_build.package.launchers import render_launchers
 
     tools = _windows_tools(test_cache())
     prefix = tmp_path / "prefix"

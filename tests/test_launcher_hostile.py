@@ -28,9 +28,9 @@ import pytest
 from conftest import run_cli
 from support.httpserver import LoopbackServer
 
-from locara_build.errors import ConfigError
-from locara_build.launchers import render_launchers
-from locara_build.models import Model, parse_manifest
+from locara_build.core.errors import ConfigError
+from locara_build.package.launchers import render_launchers
+from locara_build.package.models import Model, parse_manifest
 
 CANARY = "PWNED"
 # each piece, if a shell executed it, creates a file named PWNED* in the working directory

@@ -12,9 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from locara_build.errors import ConfigError, VerifyError
-from locara_build.signing import minisign
-from locara_build.signing.minisign import INTERACTIVE, SENSITIVE, KdfLimits, PublicKey, SecretKey, Signature
+from locara_build.core.errors import ConfigError, VerifyError
+from locara_build.release.signing import minisign
+from locara_build.release.signing.minisign import (
+    INTERACTIVE,
+    SENSITIVE,
+    KdfLimits,
+    PublicKey,
+    SecretKey,
+    Signature,
+)
 
 MINISIGN = "/usr/bin/minisign"
 
@@ -321,7 +328,7 @@ def test_an_encrypted_key_without_a_password_is_refused_before_any_scrypt() -> N
         with pytest.raises(ConfigError, match="is encrypted and no password was given"):
             SecretKey.from_text(text, password, source="ci.key")
     SecretKey.check_text(text, "any password: not derived here", source="ci.key")
-    from locara_build.redact import redact
+    from locara_build.core.redact import redact
 
     assert redact("pw any password: not derived here") == "pw ***"  # registered as a secret on read
     assert "\nRWRTY" in text  # `Ed` + `Sc` + `B2`: minisign's own prefix for encrypted keys
@@ -483,7 +490,7 @@ def test_secret_key_file_fields_as_minisign_writes_them() -> None:
     assert text.split("\n")[0] == "untrusted comment: minisign secret key (unencrypted)"
     blob = _secret_blob(key)
     assert blob[:6] == b"Ed\0\0B2" and blob[38:54] == bytes(16)  # no kdf: opslimit = memlimit = 0, as minisign -W
-    from locara_build.redact import redact
+    from locara_build.core.redact import redact
 
     enc_text = key.to_text("pw-3f9a-never-printed", limits=INTERACTIVE)
     assert enc_text.split("\n")[0] == "untrusted comment: minisign encrypted secret key"

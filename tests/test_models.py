@@ -11,8 +11,8 @@ import pytest
 from conftest import REPO, run_cli
 from support.httpserver import LoopbackServer
 
-from locara_build.errors import ConfigError, VerifyError
-from locara_build.models import (
+from locara_build.core.errors import ConfigError, VerifyError
+from locara_build.package.models import (
     blob_path,
     fetch_model,
     load_manifest,

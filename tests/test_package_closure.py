@@ -10,12 +10,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from locara_build import platforms
-from locara_build.errors import BuildError, ConfigError
-from locara_build.package import resolve_binaries
-from locara_build.platforms.binfmt import BinaryInfo, parse_objdump_pe, parse_otool, parse_readelf
-from locara_build.recipe import load_recipes
-from locara_build.workdir import Project
+from locara_build.build import platforms
+from locara_build.build.platforms.binfmt import BinaryInfo, parse_objdump_pe, parse_otool, parse_readelf
+from locara_build.build.recipe import load_recipes
+from locara_build.core.errors import BuildError, ConfigError
+from locara_build.core.workdir import Project
+from locara_build.package.package import resolve_binaries
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -32,15 +32,15 @@ import pytest
 from conftest import REPO, run_cli
 from support.httpserver import LoopbackServer, free_port
 
-from locara_build.errors import VerifyError
-from locara_build.launchers import args_file
-from locara_build.models import load_manifest, parse_manifest
-from locara_build.package import PackageResult, package
-from locara_build.plan import Plan, RecipePlan, make_plan
-from locara_build.sbom import validate_sbom
-from locara_build.smoke import server
-from locara_build.tinymodel import VOCAB_RELPATH, tiny_model
-from locara_build.workdir import Project, WorkDir
+from locara_build.build.plan import Plan, RecipePlan, make_plan
+from locara_build.core.errors import VerifyError
+from locara_build.core.workdir import Project, WorkDir
+from locara_build.package.launchers import args_file
+from locara_build.package.models import load_manifest, parse_manifest
+from locara_build.package.package import PackageResult, package
+from locara_build.package.sbom import validate_sbom
+from locara_build.smoke.smoke import server
+from locara_build.smoke.tinymodel import VOCAB_RELPATH, tiny_model
 
 pytestmark = pytest.mark.e2e
 RECIPE = "linux-x86_64-cpu-ci"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from locara_build.launchers import args_file, render_launchers
-from locara_build.models import Model
+from locara_build.package.launchers import args_file, render_launchers
+from locara_build.package.models import Model
 
 MODEL = Model(
     id="tiny-model",

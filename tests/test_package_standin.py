@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from support.pipeline import REPO, StandIn, stand_in_project
 
-from locara_build.errors import BuildError
-from locara_build.package import package
-from locara_build.plan import make_plan
-from locara_build.workdir import Project, WorkDir
+from locara_build.build.plan import make_plan
+from locara_build.core.errors import BuildError
+from locara_build.core.workdir import Project, WorkDir
+from locara_build.package.package import package
 
 PLUGIN = """\
 add_library(ggml-tinyplug MODULE plug.c)

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from support.pipeline import UPSTREAM, UPSTREAM_COMMIT
 
-from locara_build.lock import Lock, write_lock
-from locara_build.plan import make_plan
-from locara_build.workdir import Project, WorkDir
+from locara_build.build.plan import make_plan
+from locara_build.core.workdir import Project, WorkDir
+from locara_build.upstream.lock import Lock, write_lock
 
 LOCK = Lock(
     source=UPSTREAM,

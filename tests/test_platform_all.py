@@ -21,7 +21,7 @@ import pytest
 from support.pipeline import Pipeline, PipelineError, llama_pipeline
 from test_backends_slow import slow_root
 
-from locara_build import smoke as smoke_mod
+from locara_build.smoke import smoke as smoke_mod
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(4 * 3600)]
 
@@ -86,7 +86,7 @@ def test_windows_vulkan_cross_build_imports_only_system_dlls_and_runs_under_wine
     imports = subprocess.run(["objdump", "-p", str(exe)], capture_output=True, text=True).stdout
     dlls = sorted({m.lower() for m in re.findall(r"DLL Name:\s*(\S+)", imports)})
     assert "vulkan-1.dll" in dlls, dlls
-    from locara_build.platforms import windows
+    from locara_build.build.platforms import windows
 
     assert all(windows.PLATFORM.system_library(d) for d in dlls), dlls  # nothing to ship beside it
     rec = p.smoke_record

@@ -27,7 +27,7 @@ import pytest
 from support.pipeline import Pipeline, PipelineError, llama_pipeline
 from test_backends_slow import slow_root
 
-from locara_build import platforms
+from locara_build.build import platforms
 
 pytestmark = [
     pytest.mark.slow,

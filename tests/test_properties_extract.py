@@ -27,8 +27,8 @@ from pathlib import Path
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from locara_build.errors import VerifyError
-from locara_build.extract import check_members, safe_extract
+from locara_build.core.errors import VerifyError
+from locara_build.core.extract import check_members, safe_extract
 
 TOP = "locara-server-x"
 KINDS = ("file", "dir", "symlink", "hardlink", "chardev", "fifo")

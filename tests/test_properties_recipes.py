@@ -17,10 +17,10 @@ import tomli_w
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from locara_build.errors import RecipeError
-from locara_build.recipe import SCHEMA, load_recipes
-from locara_build.recipevalues import ENV_DENIED, SMOKE_OWNED_ARGS
-from locara_build.workdir import Project
+from locara_build.build.recipe import SCHEMA, load_recipes
+from locara_build.build.recipevalues import ENV_DENIED, SMOKE_OWNED_ARGS
+from locara_build.core.errors import RecipeError
+from locara_build.core.workdir import Project
 
 KEYS = list(SCHEMA) + ["colour", "cmake.X", "ship", "smoke", "", "os.linux", "backend"]
 names = st.from_regex(r"[a-z0-9][a-z0-9._-]{0,10}", fullmatch=True).filter(lambda n: n not in ("defaults", "models"))
@@ -86,7 +86,7 @@ def test_arbitrary_bytes_load_or_raise_recipe_error(data: bytes) -> None:
 
 COMBOS = [("linux", "x86_64", "cpu"), ("linux", "x86_64", "vulkan"), ("linux", "x86_64", "cuda"),
           ("windows", "x86_64", "cpu"), ("macos", "arm64", "metal"), ("linux", "arm64", "cpu")]
-# recipe strings hold no control, line-separator or bidi characters (locara_build/recipevalues.py)
+# recipe strings hold no control, line-separator or bidi characters (locara_build/build/recipevalues.py)
 plain = st.text(alphabet=st.characters(blacklist_categories=("Cs", "Cc", "Zl", "Zp"),
                                        blacklist_characters="{}\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e"
                                                             "\u2066\u2067\u2068\u2069\ufeff"), max_size=20)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from support.release_kit import NEW, OLD, make_keys, make_lock, release_for, snapshot
 
-from locara_build.publish import publish_dir, upload_order
+from locara_build.release.publish import publish_dir, upload_order
 
 
 def test_publish_to_dir_idempotent_resumable_and_refusals(tmp_path: Path, cli) -> None:

@@ -14,9 +14,9 @@ import pytest
 from support.github import TOKEN, GitHubServer
 from support.release_kit import NEW, OLD, make_keys, make_lock, release_for
 
-from locara_build.errors import NetworkError, VerifyError
-from locara_build.publish import GitHubClient, publish_github, upload_order
-from locara_build.store import GITHUB_STORE_TAG
+from locara_build.core.errors import NetworkError, VerifyError
+from locara_build.release.publish import GitHubClient, publish_github, upload_order
+from locara_build.release.store import GITHUB_STORE_TAG
 
 _Server = GitHubServer  # the one GitHub stand-in (tests/support/github.py)
 

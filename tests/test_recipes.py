@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from locara_build.errors import RecipeError
-from locara_build.recipe import load_recipes
-from locara_build.workdir import Project
+from locara_build.build.recipe import load_recipes
+from locara_build.core.errors import RecipeError
+from locara_build.core.workdir import Project
 
 REPO = Path(__file__).resolve().parent.parent
 

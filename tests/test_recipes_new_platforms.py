@@ -18,11 +18,12 @@ from typing import Any
 import pytest
 import yaml
 
-from locara_build import backends, ci, doctor, hostdetect, platforms, toolchain
-from locara_build.errors import ConfigError
-from locara_build.hostdetect import HostInfo, VulkanDevice, choose_artifact
-from locara_build.recipe import load_recipes
-from locara_build.workdir import Project
+from locara_build.build import backends, doctor, hostdetect, platforms, toolchain
+from locara_build.build.hostdetect import HostInfo, VulkanDevice, choose_artifact
+from locara_build.build.recipe import load_recipes
+from locara_build.core.errors import ConfigError
+from locara_build.core.workdir import Project
+from locara_build.pipeline import ci
 
 REPO = Path(__file__).resolve().parent.parent
 NEW = (
@@ -335,7 +336,7 @@ def test_smoke_devices_of_another_architecture_are_never_found() -> None:
 
 
 def test_proof_levels_of_a_smoke_summary() -> None:
-    from locara_build.notes import PROOFS, proved, with_proof
+    from locara_build.release.notes import PROOFS, proved, with_proof
 
     assert proved({"status": "passed", "coverage": "full", "ran_on": "CPU"}) == "full"
     assert proved({"status": "passed", "coverage": "cpu-fallback", "reason": "no GPU"}) == "cpu-fallback"
@@ -346,10 +347,10 @@ def test_proof_levels_of_a_smoke_summary() -> None:
 
 
 def test_notes_list_the_release_recipes_this_host_did_not_build(tmp_path: Path) -> None:
-    from locara_build.lock import Lock
-    from locara_build.notes import not_built, release_notes
-    from locara_build.plan import make_plan
-    from locara_build.workdir import WorkDir
+    from locara_build.build.plan import make_plan
+    from locara_build.core.workdir import WorkDir
+    from locara_build.release.notes import not_built, release_notes
+    from locara_build.upstream.lock import Lock
 
     lock = Lock(source="pypi:llama-cpp-python==0.3.36", ref="latest", channel="build",
                 commit="0c1e57098bba43ac29e6e3b677cdceebdd22334f", tag="", commit_date="2026-10-01T02:11:48Z",
@@ -371,7 +372,7 @@ def test_notes_list_the_release_recipes_this_host_did_not_build(tmp_path: Path) 
 def test_vulkan_1_import_library_for_the_windows_cross_build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The generated vulkan-1 import library: core commands only (what the loader exports), made by zig's
     dlltool, and readable as a PE import library that names vulkan-1.dll."""
-    from locara_build.toolchains import vulkan_win, zig
+    from locara_build.build.toolchains import vulkan_win, zig
 
     found = zig.find()
     if found is None:
@@ -396,7 +397,7 @@ def test_vulkan_1_import_library_for_the_windows_cross_build(tmp_path: Path, mon
 
 
 def test_sysroot_links_are_made_relative(tmp_path: Path) -> None:
-    from locara_build.toolchains import arm64
+    from locara_build.build.toolchains import arm64
 
     root = tmp_path / "sysroot"
     (root / "lib" / "aarch64-linux-gnu").mkdir(parents=True)
@@ -436,7 +437,7 @@ def test_toolchain_file_cross_builds_a_cxx_program_that_runs_under_qemu(tmp_path
     libm, threads and OpenSSL is configured, built and run, as the llama.cpp build and smoke are."""
     import os
 
-    from locara_build.toolchains import arm64
+    from locara_build.build.toolchains import arm64
 
     if arm64.find_clang() is None:
         pytest.fail("no clang >= 15 (scripts/setup.sh installs clang-16)")

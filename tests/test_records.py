@@ -1,4 +1,4 @@
-"""The stage records (locara_build.records): one strict reader, one canonical writer, a JSON schema
+"""The stage records (locara_build.pipeline.records): one strict reader, one canonical writer, a JSON schema
 that is kept in docs/schemas/ and agrees with the reader."""
 
 from __future__ import annotations
@@ -10,8 +10,8 @@ import jsonschema
 import pytest
 from support.records_kit import write_build_record
 
-from locara_build import records
-from locara_build.records import BuildRecord, PackageRecord, RecordError
+from locara_build.pipeline import records
+from locara_build.pipeline.records import BuildRecord, PackageRecord, RecordError
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -20,7 +20,7 @@ REPO = Path(__file__).resolve().parent.parent
 def test_committed_schemas_are_current(name: str) -> None:
     committed = json.loads((REPO / "docs" / "schemas" / name).read_text())
     assert committed == records.schema_of(records.SCHEMA_FILES[name]), (
-        f"docs/schemas/{name} is stale: run `python -m locara_build.records docs/schemas` (make docs)"
+        f"docs/schemas/{name} is stale: run `python -m locara_build.pipeline.records docs/schemas` (make docs)"
     )
 
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from support.release_kit import NEW, OLD, fake_packages, make_keys, make_lock, plan_for, release_for
 
-from locara_build.errors import VerifyError
-from locara_build.lock import write_lock
-from locara_build.provenance import PREDICATE_TYPE, STATEMENT_TYPE, verify_envelope
-from locara_build.release import parse_sums, verify_release_dir
-from locara_build.signing import minisign
-from locara_build.workdir import Project
+from locara_build.core.errors import VerifyError
+from locara_build.core.workdir import Project
+from locara_build.release.provenance import PREDICATE_TYPE, STATEMENT_TYPE, verify_envelope
+from locara_build.release.release import parse_sums, verify_release_dir
+from locara_build.release.signing import minisign
+from locara_build.upstream.lock import write_lock
 
 PATCH = """From 1111111111111111111111111111111111111111 Mon Sep 17 00:00:00 2001
 From: locara <dev@locara.invalid>
@@ -56,8 +56,8 @@ def _release_cli(cli, project: Path, work: Path, *args: str, env: dict[str, str]
 def test_release_end_to_end_with_real_minisign_and_sha256sum(proj, cli, tmp_path: Path) -> None:
     project, work = proj
     keys = make_keys(tmp_path / "keys")
-    from locara_build.plan import make_plan
-    from locara_build.workdir import WorkDir
+    from locara_build.build.plan import make_plan
+    from locara_build.core.workdir import WorkDir
 
     plan = make_plan(Project(project), WorkDir(work), None)
     fake_packages(plan, work / "dist" / str(plan.version))
@@ -161,7 +161,7 @@ def test_versions_only_go_up(tmp_path: Path) -> None:
         plan = plan_for(work, make_lock(**NEW, revision=2), ["linux-x86_64-cpu"])
         dist = work / "dist" / str(plan.version)
         fake_packages(plan, dist, label="other bytes")
-        from locara_build.release import make_release
+        from locara_build.release.release import make_release
 
         make_release(plan, dist, releases / str(plan.version), keys.secret)
 
@@ -171,8 +171,8 @@ def test_release_refuses_missing_or_changed_artifacts(proj, cli, tmp_path: Path)
     keys = make_keys(tmp_path / "keys")
     res = _release_cli(cli, project, work, "--key", str(keys.key_file))
     assert res.returncode == 2 and "nothing to release" in res.stderr and "locara-build package" in res.stderr
-    from locara_build.plan import make_plan
-    from locara_build.workdir import WorkDir
+    from locara_build.build.plan import make_plan
+    from locara_build.core.workdir import WorkDir
 
     plan = make_plan(Project(project), WorkDir(work), ["linux-x86_64-cpu"])
     dist = work / "dist" / str(plan.version)

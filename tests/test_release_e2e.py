@@ -23,8 +23,8 @@ from conftest import run_cli
 from support.httpserver import LoopbackServer, free_port
 from support.release_kit import make_keys, snapshot
 
-from locara_build.plan import make_plan
-from locara_build.workdir import Project, WorkDir
+from locara_build.build.plan import make_plan
+from locara_build.core.workdir import Project, WorkDir
 
 pytestmark = pytest.mark.e2e
 RECIPE = "linux-x86_64-cpu-ci"
@@ -42,7 +42,7 @@ def test_release_publish_install_serves_completions(request: pytest.FixtureReque
     project, work = _build(request)
     plan = make_plan(Project(project), WorkDir(work), [RECIPE])
     rp = plan.recipe(RECIPE)
-    from locara_build.package import package
+    from locara_build.package.package import package
 
     dist = tmp_path / "dist"
     timings: dict[str, float] = {}
@@ -77,7 +77,7 @@ def test_release_publish_install_serves_completions(request: pytest.FixtureReque
     assert all(isinstance(v, str) for v in art["requirements"].values())  # what installers read: flat strings
     assert art["signing"] == "none" and art["signing_status"] == {"status": "none"}
     build = json.loads((rp.output_dir / "build.json").read_text())
-    from locara_build.provenance import verify_envelope
+    from locara_build.release.provenance import verify_envelope
 
     statement, _ = verify_envelope((out / art["provenance"]).read_bytes(), [keys.secret.public_key], what=art["provenance"])
     meta = statement["predicate"]["runDetails"]["metadata"]
@@ -104,7 +104,7 @@ def test_release_publish_install_serves_completions(request: pytest.FixtureReque
     assert os.readlink(prefix / "current") == f"versions/{plan.version}"
 
     # the installed server answers a completion (tiny random-weight model, no download)
-    from locara_build.tinymodel import VOCAB_RELPATH, tiny_model
+    from locara_build.smoke.tinymodel import VOCAB_RELPATH, tiny_model
 
     model = tiny_model(plan.source_dir / VOCAB_RELPATH, tmp_path / "model")
     port = free_port()

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from support.faults import RECIPE, TAG, make_patch, prepared_env
 
-from locara_build.notes import _delta
+from locara_build.release.notes import _delta
 
 
 def _notes(env, version: str) -> str:

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 from support.llama import COMMITS, vendored_llama
 
-from locara_build.errors import SourceError
-from locara_build.licenses import gather, readme
-from locara_build.sbom import PatchInfo, SbomInput, ShippedFile, ToolInfo, make_sbom, validate_sbom
+from locara_build.core.errors import SourceError
+from locara_build.package.licenses import gather, readme
+from locara_build.package.sbom import PatchInfo, SbomInput, ShippedFile, ToolInfo, make_sbom, validate_sbom
 
 
 @pytest.fixture(scope="module")

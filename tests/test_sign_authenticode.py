@@ -21,9 +21,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from locara_build.errors import SignError
-from locara_build.signing import sign_staged
-from locara_build.signing.authenticode import AuthenticodeConfig, verify_file
+from locara_build.core.errors import SignError
+from locara_build.release.signing import sign_staged
+from locara_build.release.signing.authenticode import AuthenticodeConfig, verify_file
 
 P12_PASSWORD = "p12-pass-7d1c"
 MINGW = shutil.which("x86_64-w64-mingw32-gcc")

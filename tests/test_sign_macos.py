@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from locara_build.errors import SignError
-from locara_build.signing import sign_staged
-from locara_build.signing.macos import macho_files
+from locara_build.core.errors import SignError
+from locara_build.release.signing import sign_staged
+from locara_build.release.signing.macos import macho_files
 
 API_KEY = "-----BEGIN PRIVATE KEY-----\nMIGTAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBHkwdwIBAQQg-standin-secret\n-----END PRIVATE KEY-----\n"
 

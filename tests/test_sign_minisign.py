@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from locara_build.errors import ConfigError, VerifyError
-from locara_build.signing import keys as keymod
-from locara_build.signing import minisign
+from locara_build.core.errors import ConfigError, VerifyError
+from locara_build.release.signing import keys as keymod
+from locara_build.release.signing import minisign
 
 MINISIGN = "/usr/bin/minisign"
 
@@ -129,7 +129,7 @@ def test_keys_generate_cli_encrypted_and_unencrypted(tmp_path: Path, cli) -> Non
 
 
 def test_signing_key_from_env_is_registered_as_secret(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from locara_build.redact import redact
+    from locara_build.core.redact import redact
 
     key = minisign.generate()
     text = key.to_text("env-password-123", limits=minisign.INTERACTIVE)
@@ -151,7 +151,7 @@ def test_signing_key_from_env_is_registered_as_secret(tmp_path: Path, monkeypatc
 def test_pinned_keys_and_rotation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pinned = keymod.pinned_keys()
     assert pinned, "the project's public key must be built in (locara_build/resources/keys/*.pub)"
-    resources = Path(keymod.__file__).resolve().parents[1] / "resources" / "keys"
+    resources = Path(keymod.__file__).resolve().parents[2] / "resources" / "keys"
     assert not [p for p in resources.iterdir() if not p.name.endswith((".pub", ".md"))], "only public keys ship"
     docs = (Path(__file__).resolve().parents[1] / "docs" / "releases.md").read_text()
     assert all(k.to_base64() in docs for k in pinned), "docs/releases.md prints the pinned key(s) for manual checks"

@@ -155,7 +155,7 @@ def test_smoke_needs_a_build(tiny: StandIn, model: Path) -> None:
 
 def test_smoke_server_api_on_an_unpacked_bin_dir(tmp_path: Path, tiny: StandIn, model: Path, ui: Path) -> None:
     """What packaging reuses: smoke_server()/smoke_args_file() on any bin/ dir."""
-    from locara_build.smoke import SmokeOptions, smoke_args_file, smoke_server
+    from locara_build.smoke.smoke import SmokeOptions, smoke_args_file, smoke_server
 
     out = install_stand_in(tiny)
     opts = SmokeOptions(n_predict=4, timeout=30, ui_dir=ui)
@@ -248,10 +248,10 @@ def test_gpu_recipe_on_a_gpu_host_checks_expect_stand_in_nvidia_smi(tmp_path: Pa
 
 def test_changed_smoke_settings_or_a_new_gpu_invalidate_the_smoke_record(tmp_path: Path, model: Path, monkeypatch) -> None:
     """A smoke result is reused (stages.SMOKE.done) only for the same build, smoke settings and device situation."""
-    from locara_build import hostdetect
-    from locara_build.plan import make_plan
-    from locara_build.stages import SMOKE
-    from locara_build.workdir import Project, WorkDir
+    from locara_build.build import hostdetect
+    from locara_build.build.plan import make_plan
+    from locara_build.core.workdir import Project, WorkDir
+    from locara_build.pipeline.stages import SMOKE
 
     tiny = _device_project(tmp_path, backend_dl=True)
     install_stand_in(tiny)
@@ -274,7 +274,7 @@ def test_changed_smoke_settings_or_a_new_gpu_invalidate_the_smoke_record(tmp_pat
 
 
 def test_release_notes_say_what_each_smoke_test_covered() -> None:
-    from locara_build.notes import smoke_cell
+    from locara_build.release.notes import smoke_cell
 
     assert smoke_cell({"smoke": {"status": "passed", "coverage": "full", "ran_on": "Vulkan0 (llvmpipe)"}}) == "passed on Vulkan0 (llvmpipe)"
     fallback = {"status": "passed", "coverage": "cpu-fallback", "ran_on": "CPU", "reason": "no GPU | CUDA kernels not exercised"}

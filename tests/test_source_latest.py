@@ -16,7 +16,7 @@ import pytest
 from support.llama import make_bin_sdist
 from support.upstream import REPO, UPSTREAM_MAIN_CPP, cli, cli_json, new_project
 
-from locara_build.lock import read_lock
+from locara_build.upstream.lock import read_lock
 
 FILES = {
     "LICENSE": "MIT License\n\nCopyright (c) 2023-2026 The ggml authors\n",

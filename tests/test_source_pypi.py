@@ -12,7 +12,7 @@ from support.llama import sdist_tarball
 from support.llama import test_cache as llama_cache
 from support.upstream import ARGS_PATCH, MAIN_CPP, PYPI_COMMITS, cli, cli_json, git, new_project
 
-from locara_build.lock import read_lock
+from locara_build.upstream.lock import read_lock
 
 
 def _sdists() -> dict[str, str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from support.upstream import Upstream, cli, cli_json, new_project
 
-from locara_build.lock import read_lock, write_lock
+from locara_build.upstream.lock import read_lock, write_lock
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""The stage protocol and the one driver (locara_build.stages): order, reuse, which recipes run."""
+"""The stage protocol and the one driver (locara_build.pipeline.stages): order, reuse, which recipes run."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from support.pipeline import REPO, stand_in_project
 
-from locara_build import stages
-from locara_build.errors import BuildError, ConfigError
-from locara_build.plan import make_plan
-from locara_build.records import BuildRecord, PackageRecord
-from locara_build.workdir import Project, WorkDir
+from locara_build.build.plan import make_plan
+from locara_build.core.errors import BuildError, ConfigError
+from locara_build.core.workdir import Project, WorkDir
+from locara_build.pipeline import stages
+from locara_build.pipeline.records import BuildRecord, PackageRecord
 
 
 class Recording:

@@ -1,4 +1,4 @@
-"""The release side of the store (locara_build/store.py): the index reader refuses hostile indexes,
+"""The release side of the store (locara_build/release/store.py): the index reader refuses hostile indexes,
 deltas against the previous N releases, identical files stored once, and publishing to a mirror
 folder or to GitHub Releases (the GitHub stand-in, tests/support/github.py) uploads only what is missing."""
 
@@ -14,9 +14,9 @@ from support.github import TOKEN, GitHubStandIn
 from support.release_kit import make_keys
 from support.store_kit import make_week
 
-from locara_build.errors import VerifyError
-from locara_build.publish import GitHubClient, publish_dir, publish_github
-from locara_build.store import GITHUB_STORE_TAG, Index, flat_name, release_objects
+from locara_build.core.errors import VerifyError
+from locara_build.release.publish import GitHubClient, publish_dir, publish_github
+from locara_build.release.store import GITHUB_STORE_TAG, Index, flat_name, release_objects
 
 
 def _index(rel) -> Index:
@@ -131,7 +131,7 @@ def test_github_store_release_holds_each_object_once(github_stand_in: GitHubStan
 
 
 def test_delta_method_is_the_smaller_of_zstd_and_bsdiff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from locara_build.store import make_delta_bsdiff, make_delta_zstd
+    from locara_build.release.store import make_delta_bsdiff, make_delta_zstd
 
     keys = make_keys(tmp_path / "keys")
     releases = tmp_path / "releases"

@@ -20,7 +20,7 @@ from conftest import run_cli
 from support.httpserver import free_port
 from test_package_e2e import _TMP, _ci_build, _fetched_store, _packaged, clean_env, run_sh
 
-from locara_build.smoke import Server, server
+from locara_build.smoke.smoke import Server, server
 
 pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 

@@ -1,5 +1,5 @@
 """Issue 23.3: both UIs, offline. Upstream's chat UI (tools/ui, Svelte) built at package time with
-npm from its pinned package-lock.json (locara_build/chatui.py), shipped beside our completion UI
+npm from its pinned package-lock.json (locara_build/package/chatui.py), shipped beside our completion UI
 when the recipe says `ship.ui = ["completion", "chat"]`.
 
 * the recipe switch is checked (unknown UI, empty list: exit 2 naming the key);
@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
-from locara_build.chatui import CHAT_PAGE, link_completion_to_chat
-from locara_build.errors import ConfigError
-from locara_build.recipe import load_recipes
-from locara_build.workdir import Project
+from locara_build.build.recipe import load_recipes
+from locara_build.core.errors import ConfigError
+from locara_build.core.workdir import Project
+from locara_build.package.chatui import CHAT_PAGE, link_completion_to_chat
 
 RECIPE = "linux-x86_64-cpu-ci"
 
@@ -78,9 +78,9 @@ def test_both_uis_in_a_real_browser(request: pytest.FixtureRequest, tmp_path: Pa
     from test_package_e2e import _TMP, _ci_build, _tiny
     from test_ui_browser import CHROMIUM_ARGS
 
-    from locara_build.models import Model, ModelManifest
-    from locara_build.package import package
-    from locara_build.smoke import server
+    from locara_build.package.models import Model, ModelManifest
+    from locara_build.package.package import package
+    from locara_build.smoke.smoke import server
 
     b = _ci_build(request)
     project = tmp_path / "project"

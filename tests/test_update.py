@@ -1,4 +1,4 @@
-"""Delta-aware install from the release store (locara_build/update.py): two real releases made by
+"""Delta-aware install from the release store (locara_build/install/update.py): two real releases made by
 `release` into one releases root (blobs + deltas), published to a mirror folder, served by a real
 HTTP server on 127.0.0.1, installed through the CLI; tampering, fallbacks and SIGKILL."""
 
@@ -18,11 +18,11 @@ from support.httpserver import LoopbackServer
 from support.release_kit import make_keys, snapshot
 from support.store_kit import make_week
 
-from locara_build import hostdetect
-from locara_build.extract import safe_extract
-from locara_build.publish import publish_dir
-from locara_build.store import Index
-from locara_build.update import select_files
+from locara_build.build import hostdetect
+from locara_build.core.extract import safe_extract
+from locara_build.install.update import select_files
+from locara_build.release.publish import publish_dir
+from locara_build.release.store import Index
 
 
 @pytest.fixture

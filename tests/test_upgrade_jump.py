@@ -20,7 +20,7 @@ import pytest
 from support.llama import BIN_TAG, BIN_TREE, BIN_VERSION, bin_sdist, test_cache
 from support.pipeline import UPSTREAM_COMMIT, Pipeline
 
-from locara_build.lock import read_lock
+from locara_build.upstream.lock import read_lock
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(3600)]
 
@@ -85,10 +85,10 @@ def test_every_recipe_cmake_entry_exists_in_the_new_tree(tmp_path: Path) -> None
 
     from support.pipeline import REPO
 
-    from locara_build.lock import Lock
-    from locara_build.plan import make_plan
-    from locara_build.recipe import load_recipes
-    from locara_build.workdir import Project, WorkDir
+    from locara_build.build.plan import make_plan
+    from locara_build.build.recipe import load_recipes
+    from locara_build.core.workdir import Project, WorkDir
+    from locara_build.upstream.lock import Lock
 
     texts = []
     with tarfile.open(bin_sdist()) as tf:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from locara_build import platforms
-from locara_build.toolchains import probes, vulkan
+from locara_build.build import platforms
+from locara_build.build.toolchains import probes, vulkan
 
 # `vulkaninfo --summary` on this kind of host (Debian 12, mesa-vulkan-drivers, no GPU), devices part
 LAVAPIPE = """\

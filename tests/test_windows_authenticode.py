@@ -1,5 +1,5 @@
 """Authenticode on our real cross-built ``llama-server.exe``: the release engineer's signer
-(:mod:`locara_build.signing.authenticode`, osslsigncode) signs it with a throwaway CA and an RFC 3161
+(:mod:`locara_build.release.signing.authenticode`, osslsigncode) signs it with a throwaway CA and an RFC 3161
 timestamp from a throwaway TSA on 127.0.0.1, and verifies both.
 
 The .exe comes from the slow Windows build (tests/test_windows_build.py) or ``$LOCARA_TEST_WINDOWS_EXE``;
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from locara_build.errors import SignError
+from locara_build.core.errors import SignError
 
 pytestmark = pytest.mark.skipif(
     shutil.which("osslsigncode") is None or shutil.which("openssl") is None, reason="needs osslsigncode and openssl"
@@ -98,7 +98,7 @@ def _exe(tmp_path: Path) -> Path:
     found = built_windows_exe()
     if found is not None:
         return found
-    from locara_build.toolchains import zig
+    from locara_build.build.toolchains import zig
 
     z = zig.find()
     if z is None:
@@ -112,7 +112,11 @@ def _exe(tmp_path: Path) -> Path:
 
 
 def test_real_exe_signs_and_verifies(tmp_path: Path, tsa: tuple[Path, str]) -> None:
-    from locara_build.signing.authenticode import AuthenticodeConfig, sign_windows_binaries, verify_file
+    from locara_build.release.signing.authenticode import (
+        AuthenticodeConfig,
+        sign_windows_binaries,
+        verify_file,
+    )
 
     pki, url = tsa
     staged = tmp_path / "staged" / "bin"

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from locara_build.toolchains import wine, zig
+from locara_build.build.toolchains import wine, zig
 
 REPO = Path(__file__).resolve().parent.parent
 TOOLCHAIN = REPO / "recipes" / "toolchains" / "zig-x86_64-windows-gnu.cmake"

@@ -13,10 +13,7 @@ import traceback
 import typer
 from rich.markup import escape
 
-from .. import log
-from ..errors import LocaraError, disk_full, is_no_space
-from ..redact import redact, register_env_secrets
-from . import (  # noqa: F401  (imported for their commands)
+from locara_build.cli import (  # noqa: F401  (imported for their commands)
     build_cmds,
     ci_cmds,
     models_cmds,
@@ -27,7 +24,10 @@ from . import (  # noqa: F401  (imported for their commands)
     upstream_cmds,
     weekly_cmds,
 )
-from .app import app, state
+from locara_build.cli.app import app, state
+from locara_build.core import log
+from locara_build.core.errors import LocaraError, disk_full, is_no_space
+from locara_build.core.redact import redact, register_env_secrets
 
 __all__ = ["main", "app"]
 

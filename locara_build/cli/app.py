@@ -2,7 +2,7 @@
 
 Commands live in sibling modules (one per pipeline area) and register on :data:`app`.
 Nothing below the CLI layer exits the process; :func:`locara_build.cli.main` maps
-:class:`~locara_build.errors.LocaraError` to its exit code.
+:class:`~locara_build.core.errors.LocaraError` to its exit code.
 """
 
 from __future__ import annotations
@@ -13,9 +13,9 @@ from typing import Annotated
 
 import typer
 
-from .. import log
-from ..errors import LocaraError
-from ..workdir import Project, WorkDir, find_project, resolve_work_dir
+from locara_build.core import log
+from locara_build.core.errors import LocaraError
+from locara_build.core.workdir import Project, WorkDir, find_project, resolve_work_dir
 
 __all__ = ["app", "State", "state", "JsonOpt", "RecipeOpt", "output"]
 

@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from locara_build import log
-from locara_build.errors import ConfigError
-
-from .app import JsonOpt, RecipeOpt, app, output, state
+from locara_build.cli.app import JsonOpt, RecipeOpt, app, output, state
+from locara_build.core import log
+from locara_build.core.errors import ConfigError
 
 # The stage modules (and plan/recipe, which pull in jinja2) are imported inside the commands:
 # `locara-build build` with nothing to do must stay fast, and other commands need none of them.
@@ -28,8 +27,8 @@ def doctor_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Detect toolchains (with versions) and list which recipes this host can build, and why not the others."""
-    from locara_build.doctor import doctor as run_doctor
-    from locara_build.recipe import load_recipes
+    from locara_build.build.doctor import doctor as run_doctor
+    from locara_build.build.recipe import load_recipes
 
     st = state()
     recipes = load_recipes(st.project, recipe)
@@ -70,8 +69,8 @@ def build_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Configure and build each recipe's targets (only those) into its immutable, keyed output dir."""
-    from locara_build import stages
-    from locara_build.plan import make_plan
+    from locara_build.build.plan import make_plan
+    from locara_build.pipeline import stages
 
     st = state()
     plan = make_plan(st.project, st.work, recipe)
@@ -101,9 +100,9 @@ def smoke_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Start each built llama-server on 127.0.0.1 with a tiny model and check its endpoints (and its args file)."""
-    from locara_build import stages
-    from locara_build.plan import make_plan
-    from locara_build.smoke import default_ui_dir
+    from locara_build.build.plan import make_plan
+    from locara_build.pipeline import stages
+    from locara_build.smoke.smoke import default_ui_dir
 
     st = state()
     plan = make_plan(st.project, st.work, recipe)

@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from locara_build import log
-
-from .app import JsonOpt, app, output, state
+from locara_build.cli.app import JsonOpt, app, output, state
+from locara_build.core import log
 
 ci_app = typer.Typer(
     name="ci",
@@ -29,7 +28,7 @@ CheckOpt = Annotated[
 @ci_app.command("render")
 def render_cmd(check: CheckOpt = False, json_: JsonOpt = False) -> None:
     """Render ci/workflows/*.yml and .github/workflows/*.yml from ci/templates/*.yml.j2 and recipes/."""
-    from locara_build import ci  # jinja2, recipes: only for this command
+    from locara_build.pipeline import ci  # jinja2, recipes: only for this command
 
     st = state()
     project = st.project

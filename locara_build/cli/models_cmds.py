@@ -8,13 +8,12 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from locara_build import log
-from locara_build.errors import ConfigError, LocaraError, VerifyError
-
-from .app import JsonOpt, app, output, state
+from locara_build.cli.app import JsonOpt, app, output, state
+from locara_build.core import log
+from locara_build.core.errors import ConfigError, LocaraError, VerifyError
 
 if TYPE_CHECKING:  # imported inside the commands: the store and downloads cost start-up time
-    from locara_build.models import Model, ModelManifest
+    from locara_build.package.models import Model, ModelManifest
 
 models_app = typer.Typer(
     help="Models: fetch (verified, resumable) into the content-addressed store, list, locate, verify.",
@@ -40,7 +39,7 @@ def _store(flag: Path | None) -> Path:
 
 
 def _manifest(flag: Path | None) -> ModelManifest:
-    from locara_build.models import load_manifest
+    from locara_build.package.models import load_manifest
 
     if flag is not None:
         return load_manifest(flag.expanduser().resolve())
@@ -67,8 +66,8 @@ def fetch_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Download a model into the store (<store>/sha256/<hex>): resumable, verified, atomic; never keeps a bad file."""
-    from locara_build import httpfetch
-    from locara_build.models import adhoc_model, fetch_model
+    from locara_build.core import httpfetch
+    from locara_build.package.models import adhoc_model, fetch_model
 
     if timeout <= 0:
         raise ConfigError(f"--timeout {timeout:g}: must be more than 0 seconds.", hint="For example --timeout 30.")
@@ -122,7 +121,7 @@ def fetch_cmd(
 @models_app.command("list")
 def list_cmd(manifest: ManifestOpt = None, store: StoreOpt = None, json_: JsonOpt = False) -> None:
     """The manifest's models and whether each is in the store; then anything else the store holds."""
-    from locara_build.models import list_store, store_has
+    from locara_build.package.models import list_store, store_has
 
     root = _store(store)
     try:
@@ -175,7 +174,7 @@ def path_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Print the store path of a model (exit 8 when it is not fetched yet), e.g. `llama-server -m "$(locara-build models path)"`."""
-    from locara_build.models import blob_path, store_has
+    from locara_build.package.models import blob_path, store_has
 
     root = _store(store)
     mf = _manifest(manifest)
@@ -199,7 +198,7 @@ def verify_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Re-hash every model in the store; a file whose content no longer matches its name is deleted (exit 8)."""
-    from locara_build.models import verify_store
+    from locara_build.package.models import verify_store
 
     root = _store(store)
     good, bad = verify_store(root, remove=not keep)

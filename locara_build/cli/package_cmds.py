@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from locara_build import log
-
-from .app import JsonOpt, RecipeOpt, app, output, state
+from locara_build.cli.app import JsonOpt, RecipeOpt, app, output, state
+from locara_build.core import log
 
 
 def _human(n: int) -> str:
@@ -35,9 +34,9 @@ def package_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Package each built recipe: bin/ + ui/ + models/manifest.json + launchers + LICENSES + BUILDINFO + SBOM."""
-    from locara_build import stages
-    from locara_build.models import load_manifest
-    from locara_build.plan import make_plan
+    from locara_build.build.plan import make_plan
+    from locara_build.package.models import load_manifest
+    from locara_build.pipeline import stages
 
     st = state()
     plan = make_plan(st.project, st.work, recipe)

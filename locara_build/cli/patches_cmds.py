@@ -6,14 +6,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from locara_build import log
-from locara_build.errors import PatchError
-
-from .app import JsonOpt, app, output, state
+from locara_build.cli.app import JsonOpt, app, output, state
+from locara_build.core import log
+from locara_build.core.errors import PatchError
 
 if TYPE_CHECKING:  # the patch queue and bisect are imported inside the commands (start-up time)
-    from locara_build.bisect import BisectReport
-    from locara_build.patchqueue import CheckReport
+    from locara_build.upstream.bisect import BisectReport
+    from locara_build.upstream.patchqueue import CheckReport
 
 patches_app = typer.Typer(
     help="The patch series (patches/series) on top of the locked upstream commit.",
@@ -25,7 +24,7 @@ app.add_typer(patches_app, name="patches")
 @patches_app.command("apply")
 def apply_cmd(json_: JsonOpt = False) -> None:
     """Prepare the patched source tree for the locked commit (idempotent; all-or-nothing)."""
-    from locara_build.patchqueue import prepare_tree
+    from locara_build.upstream.patchqueue import prepare_tree
 
     st = state()
     result = prepare_tree(st.project, st.work)
@@ -90,8 +89,8 @@ def check_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Try the series against an upstream ref without touching the lock or the tree: clean / 3-way / FAILED."""
-    from locara_build.bisect import find_breaking_commits
-    from locara_build.patchqueue import check_series
+    from locara_build.upstream.bisect import find_breaking_commits
+    from locara_build.upstream.patchqueue import check_series
 
     st = state()
     report = check_series(st.project, st.work, ref=ref, bisector=None if no_bisect else find_breaking_commits)
@@ -112,7 +111,7 @@ def check_cmd(
 @patches_app.command("refresh")
 def refresh_cmd(json_: JsonOpt = False) -> None:
     """Regenerate patches/ (and patches/series) from the patched branch in the source tree."""
-    from locara_build.patchqueue import refresh
+    from locara_build.upstream.patchqueue import refresh
 
     st = state()
     result = refresh(st.project, st.work)
@@ -151,7 +150,7 @@ def bisect_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Find the first upstream commit at which each patch stops applying; offer a rebased patch."""
-    from locara_build.bisect import find_breaking_commits
+    from locara_build.upstream.bisect import find_breaking_commits
 
     st = state()
     report = find_breaking_commits(st.project, st.work, from_ref=from_ref, to_ref=to_ref, write=write)

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from .. import log
-from .app import JsonOpt, RecipeOpt, app, output, state
+from locara_build.cli.app import JsonOpt, RecipeOpt, app, output, state
+from locara_build.core import log
 
 
 @app.command("plan")
 def plan_cmd(recipe: RecipeOpt = None, json_: JsonOpt = False) -> None:
     """Show the full, frozen plan: upstream, patches, recipes, CMake args, targets, artifact names."""
-    from ..plan import make_plan
+    from locara_build.build.plan import make_plan
 
     st = state()
     plan = make_plan(st.project, st.work, recipe)

@@ -8,9 +8,9 @@ from typing import Annotated
 
 import typer
 
-from locara_build import log
 from locara_build.cli.app import JsonOpt, RecipeOpt, app, output, state
-from locara_build.errors import ConfigError
+from locara_build.core import log
+from locara_build.core.errors import ConfigError
 
 __all__ = ["keys_app"]
 
@@ -19,7 +19,7 @@ app.add_typer(keys_app, name="keys")
 
 
 def _plan(recipe: list[str] | None):  # noqa: ANN202 - Plan, imported lazily
-    from locara_build.plan import make_plan
+    from locara_build.build.plan import make_plan
 
     st = state()
     return make_plan(st.project, st.work, recipe)
@@ -45,8 +45,8 @@ def release_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Release manifest + SHA256SUMS + minisign signatures + SLSA provenance over the packaged artifacts."""
-    from locara_build.release import make_release
-    from locara_build.signing.keys import load_signing_key
+    from locara_build.release.release import make_release
+    from locara_build.release.signing.keys import load_signing_key
 
     plan = _plan(recipe)
     work = state().work
@@ -85,7 +85,7 @@ def keys_generate(
     json_: JsonOpt = False,
 ) -> None:
     """Create a minisign keypair. The password comes from $LOCARA_MINISIGN_PASSWORD or is asked for twice."""
-    from locara_build.signing.keys import KDF_CHOICES, read_password, write_keypair
+    from locara_build.release.signing.keys import KDF_CHOICES, read_password, write_keypair
 
     if kdf not in KDF_CHOICES:
         raise ConfigError(f"--kdf {kdf}: unknown.", hint=f"Use one of: {', '.join(KDF_CHOICES)}.")
@@ -120,7 +120,7 @@ def sign_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Sign the binaries of a staged package: Authenticode (.exe/.dll) or codesign + notarization (Mach-O)."""
-    from locara_build.signing import sign_staged
+    from locara_build.release.signing import sign_staged
 
     if not folder.is_dir():
         raise ConfigError(f"{folder}: not a folder.", hint="Pass the staged package folder.")
@@ -147,7 +147,7 @@ def publish_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Upload a release (idempotent, resumable): to a static mirror folder or to GitHub Releases."""
-    from locara_build.publish import publish
+    from locara_build.release.publish import publish
 
     if release_dir is None:
         release_dir = state().work.release(str(_plan(None).version))
@@ -209,8 +209,8 @@ def install_cmd(
     """Verify a release with the pinned key(s), pick the artifact for this host, then build it from the
     installed version + the release store (only changed files are fetched, as deltas or blobs) or
     download and unpack the archive; verify every file; switch."""
-    from locara_build.install import InstallOptions, install
-    from locara_build.install import rollback as do_rollback
+    from locara_build.install.install import InstallOptions, install
+    from locara_build.install.install import rollback as do_rollback
 
     prefix = prefix or _default_prefix()
     if rollback:
@@ -242,7 +242,7 @@ def download_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Fetch and verify the artifact for this host (signatures, expiry, sha256, provenance) without installing it."""
-    from locara_build.install import InstallOptions, download
+    from locara_build.install.install import InstallOptions, download
 
     path, art, why = download(
         InstallOptions(prefix=dest, source=from_, version=version, backend=backend, flavour=flavour,

@@ -6,10 +6,9 @@ from typing import Annotated
 
 import typer
 
-from locara_build import log
-from locara_build.lock import DEFAULT_UPSTREAM
-
-from .app import JsonOpt, app, output, state
+from locara_build.cli.app import JsonOpt, app, output, state
+from locara_build.core import log
+from locara_build.upstream.lock import DEFAULT_UPSTREAM
 
 
 def _describe(commit: str, tag: str, date: str) -> str:
@@ -54,7 +53,7 @@ def sync_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Fetch upstream into the cached mirror, resolve the ref and write recipes/upstream.lock."""
-    from locara_build.source import sync
+    from locara_build.upstream.source import sync
 
     st = state()
     result = sync(st.project, st.work, upstream=upstream, ref=ref, channel=channel, verify_with=verify_with, fallback=fallback)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from .app import JsonOpt, RecipeOpt, app, output, state
+from locara_build.cli.app import JsonOpt, RecipeOpt, app, output, state
 
 
 @app.command("weekly")
@@ -44,7 +44,7 @@ def weekly_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """The maintainer's / CI's one command: ship the newest llama.cpp for every recipe this host can build."""
-    from ..weekly import WeeklyOptions, run_weekly
+    from locara_build.pipeline.weekly import WeeklyOptions, run_weekly
 
     st = state()
     opts = WeeklyOptions(

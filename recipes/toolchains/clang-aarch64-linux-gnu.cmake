@@ -1,7 +1,7 @@
 # Linux arm64 (aarch64) with clang: cross-built on an x86-64 host, native on an arm64 one.
 # Why clang and not Debian's gcc-aarch64-linux-gnu or zig: gcc 12 rejects -march=armv9.2-a+sme
 # (upstream's SME CPU variants), zig links a private libc++ into every .so; see
-# locara_build/toolchains/arm64.py and docs/backends.md "Linux arm64".
+# locara_build/build/toolchains/arm64.py and docs/backends.md "Linux arm64".
 #
 # The platform's plan_env hook sets (and `locara-build plan` shows):
 #   LOCARA_CLANG / LOCARA_CLANGXX   clang >= 15 (Debian 12: clang-16)

@@ -1,7 +1,7 @@
 # Cross-compile Windows x86_64 binaries on Linux with zig's clang + bundled mingw-w64 headers.
 # Debian's mingw-w64 headers are too old for ggml-cpu (THREAD_POWER_THROTTLING_STATE); zig's are not.
 # The wrappers in zig/ exec "$LOCARA_ZIG" (cc|c++|ar|ranlib|rc): the Windows platform's plan_env
-# hook sets it from the `ziglang` wheel (locara_build/toolchains/zig.py), so `locara-build plan`
+# hook sets it from the `ziglang` wheel (locara_build/build/toolchains/zig.py), so `locara-build plan`
 # shows it. zig links its own libc++ statically: the .exe needs no C++ runtime DLL.
 # docs/backends.md, "Windows".
 set(CMAKE_SYSTEM_NAME Windows)

@@ -133,7 +133,7 @@ def _c_bytes(data: bytes) -> str:
 
 
 def standin_header() -> str:
-    from locara_build.redact import SECRET_ENV
+    from locara_build.core.redact import SECRET_ENV
 
     py = sys.executable.replace("\\", "\\\\").replace('"', '\\"')
     server = f"SECRET_ENV = {list(SECRET_ENV)!r}\n" + SERVER_PY

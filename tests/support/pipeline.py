@@ -225,10 +225,10 @@ class StandIn:
 def stand_in_project(root: Path, *, recipe_text: str = TINY_RECIPE) -> StandIn:
     """Project (defaults.toml from the repo + a ``tiny`` recipe + a lock) and a work dir whose
     prepared "source tree" is a tiny CMake project, stamped as the plan expects."""
-    from locara_build.lock import Lock, write_lock
-    from locara_build.series import read_series, series_hash
-    from locara_build.sourcetree import Stamp, write_stamp
-    from locara_build.workdir import Project
+    from locara_build.core.workdir import Project
+    from locara_build.upstream.lock import Lock, write_lock
+    from locara_build.upstream.series import read_series, series_hash
+    from locara_build.upstream.sourcetree import Stamp, write_stamp
 
     project = root / "project"
     (project / "recipes").mkdir(parents=True)

@@ -1,19 +1,19 @@
 """Stage records for stand-in outputs: what a finished build leaves, written through the one writer
-(locara_build.records), so tests that fake a build output still hand later stages a real record."""
+(locara_build.pipeline.records), so tests that fake a build output still hand later stages a real record."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-from locara_build import records
-from locara_build.records import BuildFile, BuildRecord
+from locara_build.pipeline import records
+from locara_build.pipeline.records import BuildFile, BuildRecord
 
 
 def write_build_record(out: Path, *, recipe: str, build_key: str = "stand-in", version: str = "test",
                        **changes: Any) -> BuildRecord:
     """``out/build.json`` for a stand-in build output (its bin/ files listed with their hashes)."""
-    from locara_build.digest import sha256_file
+    from locara_build.core.digest import sha256_file
 
     files = [BuildFile(path=p.relative_to(out).as_posix(), size=p.stat().st_size, sha256=sha256_file(p),
                        mode=f"{p.stat().st_mode & 0o777:04o}")

@@ -15,13 +15,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from locara_build import records
-from locara_build.lock import Lock
-from locara_build.plan import Plan, RecipePlan, make_plan
-from locara_build.records import FileEntry, PackageRecord, SideFile, SigningStatus
-from locara_build.release import ReleaseResult, make_release
-from locara_build.signing import minisign
-from locara_build.workdir import Project, WorkDir
+from locara_build.build.plan import Plan, RecipePlan, make_plan
+from locara_build.core.workdir import Project, WorkDir
+from locara_build.pipeline import records
+from locara_build.pipeline.records import FileEntry, PackageRecord, SideFile, SigningStatus
+from locara_build.release.release import ReleaseResult, make_release
+from locara_build.release.signing import minisign
+from locara_build.upstream.lock import Lock
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -8,8 +8,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from locara_build.lock import Lock
-from locara_build.release import ReleaseResult, make_release
+from locara_build.release.release import ReleaseResult, make_release
+from locara_build.upstream.lock import Lock
 from support.release_kit import NEW, OLD, make_lock, plan_for, write_package_record, write_tar
 
 WEEKS = {1: OLD, 2: NEW, 3: dict(commit="3aa0ce9" + "0" * 33, commit_date="2026-10-08T10:00:00Z")}

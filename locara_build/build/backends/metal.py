@@ -1,0 +1,30 @@
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from locara_build.build.cmakevalue import CMakeValue
+
+if TYPE_CHECKING:
+    from locara_build.build.tooltypes import HostSetup, Tool
+
+
+@dataclass(frozen=True)
+class MetalBackend:
+    name: str = "metal"
+    supported_os: frozenset[str] = frozenset({"macos"})
+
+    def cmake_defines(self, recipe: object) -> dict[str, CMakeValue]:
+        return {"GGML_METAL": True}
+
+    def requirements(self, recipe: object) -> tuple[str, ...]:
+        return ("xcode",)
+
+    def host_setup(self, recipe: object, host_os: str, tools: Mapping[str, Tool]) -> HostSetup:
+        from locara_build.build.tooltypes import HostSetup
+
+        return HostSetup()
+
+
+BACKEND = MetalBackend()

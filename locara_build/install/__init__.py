@@ -1,0 +1,1 @@
+"""The user side: verified, versioned, crash-consistent installs and cheap updates."""

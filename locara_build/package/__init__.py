@@ -1,0 +1,1 @@
+"""One deterministic archive per recipe: closure, UI, launchers, licenses, SBOM, model manifest."""

@@ -1,0 +1,1 @@
+"""Signed releases: release.json, signatures, provenance, notes, the content-addressed store, publishing."""

@@ -1,0 +1,80 @@
+"""How this host can smoke-test a recipe, decided before anything runs: the device it finds, the
+coverage that gives (full / cpu-fallback / skip), and the key a smoke result is valid for.
+
+Asked by ``doctor`` (what this host can do), ``weekly`` (is the smoke result still valid) and
+``smoke`` itself; it sits below all three, so none of them imports another for it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from locara_build.build import hostdetect
+from locara_build.build.recipe import Recipe
+
+if TYPE_CHECKING:
+    from locara_build.build.plan import RecipePlan
+
+__all__ = ["SMOKE_RECORD", "SMOKE_SCHEMA", "device_plan", "read_smoke_record", "smoke_key", "valid_smoke_record"]
+
+#: The smoke record: the one file a build output gains after the build (written by ``smoke``).
+SMOKE_RECORD = "smoke.json"
+#: The smoke record's schema; part of the smoke key, so a new shape re-runs the test.
+SMOKE_SCHEMA = 2
+
+_BACKEND_NAMES = {"cuda": "CUDA", "vulkan": "Vulkan", "metal": "Metal", "rocm": "ROCm/HIP", "universal": "GPU"}
+
+
+def smoke_key(recipe: Recipe, device: str | None) -> str:
+    """What a smoke result is a function of besides the build: the recipe's smoke settings and
+    whether the device they name was there. A changed setting, or a GPU that appeared, re-runs it."""
+    blob = {"smoke": recipe.smoke.to_dict(), "device_found": bool(device), "schema": SMOKE_SCHEMA}
+    return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _backend_dl(recipe: Recipe) -> bool:
+    return str(recipe.cmake.get("GGML_BACKEND_DL", "")).upper() in ("TRUE", "ON", "1", "YES")
+
+
+def device_plan(recipe: Recipe) -> tuple[str | None, str, str]:
+    """How this host smoke-tests ``recipe``: (device found, coverage, note), coverage one of
+    ``full`` | ``cpu-fallback`` | ``skip``."""
+    if recipe.smoke.skip:
+        return None, "skip", recipe.smoke.skip
+    kind = recipe.smoke.device
+    if not kind:
+        return None, "full", ""
+    found = hostdetect.find_device(kind, arch=recipe.arch)  # an emulated build reaches no driver
+    if found:
+        return found, "full", ""
+    needs = hostdetect.SMOKE_DEVICES[kind]
+    if _backend_dl(recipe):
+        return None, "cpu-fallback", (
+            f"the smoke-test host had no {kind}: served on the CPU backends the build ships; "
+            f"{_BACKEND_NAMES.get(recipe.backend, recipe.backend)} kernels not exercised"
+        )
+    return None, "skip", (
+        f"needs {needs}; this build links the {recipe.backend} backend into the binary (GGML_BACKEND_DL off), "
+        "so it cannot start without the driver"
+    )
+
+
+def read_smoke_record(output_dir: Path) -> dict[str, Any] | None:
+    """The smoke record in a build output (None when there is none or it is unreadable)."""
+    try:
+        rec = json.loads((output_dir / SMOKE_RECORD).read_text("utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return rec if isinstance(rec, dict) else None
+
+
+def valid_smoke_record(rp: RecipePlan) -> dict[str, Any] | None:
+    """The smoke record of this very build, these smoke settings and this device situation, whatever
+    its status (the one staleness rule: the package record and weekly's reuse both ask this)."""
+    rec = read_smoke_record(rp.output_dir)
+    if rec is None or rec.get("build_key") != rp.build_key:
+        return None
+    return rec if rec.get("smoke_key") == smoke_key(rp.recipe, device_plan(rp.recipe)[0]) else None
