@@ -11,7 +11,7 @@ import pytest
 from support.records_kit import write_build_record
 
 from locara_build.pipeline import records
-from locara_build.pipeline.records import BuildRecord, PackageRecord, RecordError
+from locara_build.pipeline.records import BuildRecord, PackageRecord, RecordError, SmokeRecord
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -120,3 +120,127 @@ def _out_with_record(tmp_path: Path) -> Path:
     (out / "bin" / "x").write_bytes(b"x")
     write_build_record(out, recipe="tiny")
     return out
+
+
+# --- the smoke record --------------------------------------------------------------------------------
+
+
+def _smoke_fields(**changes) -> dict:
+    """What ``smoke`` writes for a passed run (as plain data, the shape of smoke.json)."""
+    completion = {"tokens": 16, "prompt_tokens": 5, "tokens_per_second": 123.4, "prompt_tokens_per_second": None}
+    doc = {
+        "schema": SmokeRecord.SCHEMA, "recipe": "tiny", "build_key": "stand-in", "smoke_key": "0" * 16,
+        "output_dir": "/work/builds/tiny/stand-in", "host": {"os": "linux", "arch": "x86_64"},
+        "device": {"needs": "nvidia-gpu", "found": None}, "status": "passed", "coverage": "cpu-fallback",
+        "ran_on": "CPU", "reason": "no GPU here", "version": "test", "model": {"file": "tiny.gguf", "size": 1234},
+        "server": {
+            "port": 40001, "argv": ["bin/llama-server", "-m", "tiny.gguf"], "healthy_after_s": 0.5,
+            "completion": completion,
+            "chat": {"finish_reason": "length", "completion_tokens": 16, "prompt_tokens": 9},
+            "ui": {"checked": True, "status": 200, "bytes": 57, "content_type": "text/html"},
+            "expect": [], "log": "/work/logs/smoke-tiny.log",
+        },
+        "args_file": {"port": 40002, "args_file": ["-m", "./models/tiny.gguf", "..."], "model_path": None,
+                      "completion": completion, "log": "/work/logs/smoke-tiny-args.log"},
+        "seconds": 2.5, "finished_at": "2026-10-01T10:07:00Z",
+    }
+    doc.update(changes)
+    return doc
+
+
+def _write_smoke(out: Path, **changes) -> SmokeRecord:
+    record = records.from_dict(SmokeRecord, _smoke_fields(**changes))
+    records.write(record, SmokeRecord.path(out))
+    return record
+
+
+def test_smoke_record_round_trip_is_byte_stable_and_valid_against_the_schema(tmp_path: Path) -> None:
+    rec = _write_smoke(tmp_path)
+    path = SmokeRecord.path(tmp_path)
+    assert path.name == "smoke.json"
+    data = path.read_bytes()
+    back = records.read(SmokeRecord, path)
+    assert back == rec and back.server is not None and back.server.completion.tokens_per_second == 123.4
+    assert records.to_json_bytes(back) == data
+    assert json.loads(data) == _smoke_fields()  # the file has smoke's shape
+    assert oct(path.stat().st_mode & 0o777) == "0o644"
+    jsonschema.validate(json.loads(data), records.schema_of(SmokeRecord))
+
+
+def test_a_skipped_smoke_record_holds_only_what_happened(tmp_path: Path) -> None:
+    rec = _write_smoke(tmp_path, status="skipped", reason="needs a GPU", device=None, coverage=None, ran_on=None,
+                       version=None, model=None, server=None, args_file=None, seconds=None, finished_at=None)
+    doc = json.loads(SmokeRecord.path(tmp_path).read_text())
+    assert set(doc) == {"schema", "recipe", "build_key", "smoke_key", "output_dir", "host", "status", "reason"}
+    assert records.read(SmokeRecord, SmokeRecord.path(tmp_path)) == rec
+    jsonschema.validate(doc, records.schema_of(SmokeRecord))
+    # an unchecked UI: no size, no content type
+    _write_smoke(tmp_path, server={**_smoke_fields()["server"], "ui": {"checked": False, "status": 404}})
+    assert json.loads(SmokeRecord.path(tmp_path).read_text())["server"]["ui"] == {"checked": False, "status": 404}
+
+
+SMOKE_CASES = [
+    (lambda d: d.update(surprise=True), "unknown field `surprise`"),
+    (lambda d: d["server"]["completion"].update(tokens_per_sec=1.0), "unknown field `server.completion.tokens_per_sec`"),
+    (lambda d: d.pop("smoke_key"), "missing field `smoke_key`"),
+    (lambda d: d["server"].pop("chat"), "missing field `server.chat`"),
+    (lambda d: d.update(status=1), "field `status` is an integer, expected a string"),
+    (lambda d: d["server"]["completion"].update(tokens="16"), "field `server.completion.tokens` is a string, expected an integer"),
+    (lambda d: d["server"]["ui"].update(checked="yes"), "field `server.ui.checked` is a string, expected true or false"),
+    (lambda d: d["host"].update(arch=None), "field `host.arch` is null, expected a string"),
+    (lambda d: d.update(seconds="fast"), "field `seconds` is a string, expected a number or null"),
+    (lambda d: d.update(schema=1), "record schema 1, this locara-build reads schema 2"),
+]
+
+
+@pytest.mark.parametrize("change,message", SMOKE_CASES, ids=[m for _, m in SMOKE_CASES])
+def test_smoke_reader_refuses_what_the_writer_never_writes(tmp_path: Path, change, message: str) -> None:
+    _write_smoke(tmp_path)
+    path = SmokeRecord.path(tmp_path)
+    _mutated(path, change)
+    with pytest.raises(RecordError) as err:
+        records.read(SmokeRecord, path)
+    assert message in err.value.message and str(path) in err.value.message
+    assert err.value.exit_code == 2
+    if "record schema" not in message:
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate(json.loads(path.read_text()), records.schema_of(SmokeRecord))
+
+
+def test_a_stale_or_garbled_smoke_record_is_no_valid_smoke_result(tmp_path: Path) -> None:
+    """valid_smoke_record: this build, these smoke settings, a record that reads; anything else is None
+    (the smoke stage runs again), never an error."""
+    from support.pipeline import stand_in_project
+
+    from locara_build.build.plan import make_plan
+    from locara_build.core.workdir import Project, WorkDir
+    from locara_build.smoke.smokeplan import device_plan, read_smoke_record, smoke_key, valid_smoke_record
+
+    s = stand_in_project(tmp_path)
+    rp = make_plan(Project(s.project), WorkDir(s.work), ["tiny"]).recipes[0]
+    out = rp.output_dir
+    out.mkdir(parents=True)
+    assert valid_smoke_record(rp) is None  # none yet
+    key = smoke_key(rp.recipe, device_plan(rp.recipe)[0])
+    good = _write_smoke(out, build_key=rp.build_key, smoke_key=key)
+    assert valid_smoke_record(rp) == good
+    path = SmokeRecord.path(out)
+
+    _write_smoke(out, build_key="another-build", smoke_key=key)
+    assert valid_smoke_record(rp) is None  # of another build
+    _write_smoke(out, build_key=rp.build_key, smoke_key="f" * 16)
+    assert valid_smoke_record(rp) is None  # other smoke settings or device situation
+
+    def old_shape(d: dict) -> None:  # an older tool's record: a field this one does not know
+        d["server"]["completion"]["tps"] = d["server"]["completion"].pop("tokens_per_second")
+
+    for change in (old_shape, lambda d: d.update(schema=1), lambda d: d["server"].update(port="40001")):
+        _write_smoke(out, build_key=rp.build_key, smoke_key=key)
+        _mutated(path, change)
+        assert read_smoke_record(out) is None and valid_smoke_record(rp) is None
+    for garbage in (b"", b"{", b"[]", b"\xff\xfe", b"null"):
+        path.write_bytes(garbage)
+        assert valid_smoke_record(rp) is None
+    path.unlink()
+    path.mkdir()  # not even a file
+    assert valid_smoke_record(rp) is None

@@ -117,7 +117,7 @@ def smoke_cmd(
     if output(json_, {"ok": True, "smoke": [r.to_dict() for r in results]}):
         return
     rows = [
-        (r.recipe, r.status, f"{r.seconds:.1f}s", str(r.to_dict()["tokens_per_second"] or "-"), r.record.get("reason") or "")
+        (r.recipe, r.status, f"{r.seconds:.1f}s", str(r.to_dict()["tokens_per_second"] or "-"), r.smoke.reason or "")
         for r in results
     ]
     log.summary("smoke", ["recipe", "status", "took", "tokens/s", "note"], rows)

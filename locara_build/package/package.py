@@ -635,7 +635,7 @@ def package(
     )
 
 
-def smoke_of(rp: RecipePlan) -> dict[str, Any]:
+def smoke_of(rp: RecipePlan) -> dict[str, str]:
     """What the smoke test of this very build showed (status, coverage, device), for the package
     record, release.json and the release notes; ``not run`` when it was not smoke-tested."""
     from locara_build.smoke.smoke import smoke_summary

@@ -8,6 +8,8 @@ attacker, and must not drive a build, a package or a release.
 
     BuildRecord    <work>/builds/<recipe>/<build key>/build.json     written by build, read by smoke
                                                                      and package
+    SmokeRecord    <work>/builds/<recipe>/<build key>/smoke.json     written by smoke, read by smoke
+                                                                     (reuse) and package (its summary)
     PackageRecord  <work>/dist/<version>/<artifact file>.json        written by package, read by
                                                                      weekly (reuse) and release (it
                                                                      carries the build's start and end
@@ -15,6 +17,10 @@ attacker, and must not drive a build, a package or a release.
                                                                      has the packages, not the builds)
 
 ``schema_of(cls)`` gives the JSON schema of a record (tests keep ``docs/schemas/*.json`` in sync).
+
+A record class may set ``OMIT_NONE = True``: the writer then leaves out its fields that default to
+None while they are None (the smoke record holds only what a run did: a skipped run has no ``server``).
+The reader reads an absent one as None, so the bytes are canonical all the same.
 """
 
 from __future__ import annotations
@@ -39,6 +45,15 @@ __all__ = [
     "RecordError",
     "SigningStatus",
     "SideFile",
+    "SmokeArgsFileRun",
+    "SmokeChat",
+    "SmokeCompletion",
+    "SmokeDevice",
+    "SmokeHost",
+    "SmokeModel",
+    "SmokeRecord",
+    "SmokeServerRun",
+    "SmokeUi",
     "from_dict",
     "read",
     "schema_of",
@@ -109,6 +124,128 @@ class BuildRecord:
     """When the build of this output began (UTC, ISO 8601 ``Z``): provenance's ``startedOn``."""
     finished_at: str
     """When its outputs were complete (UTC, ISO 8601 ``Z``): provenance's ``finishedOn``."""
+
+    @classmethod
+    def path(cls, output_dir: Path) -> Path:
+        return output_dir / cls.FILE
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmokeHost:
+    """The host a smoke test ran on."""
+
+    os: str
+    arch: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmokeDevice:
+    """The device a recipe's smoke test needs (``smoke.device``) and what this host had of it."""
+
+    needs: str
+    found: str | None
+    """The device found (e.g. ``NVIDIA L4, driver 580.95.05``); null: none here."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmokeModel:
+    """The tiny model the server was started with."""
+
+    file: str
+    size: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmokeCompletion:
+    """What ``/completion`` answered (timings as the server reported them, rounded)."""
+
+    tokens: int
+    prompt_tokens: int | None
+    tokens_per_second: float | None
+    prompt_tokens_per_second: float | None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmokeChat:
+    """What ``/v1/chat/completions`` answered."""
+
+    finish_reason: str
+    completion_tokens: int
+    prompt_tokens: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmokeUi:
+    """What ``GET /`` answered; ``bytes`` and ``content_type`` when the UI was checked."""
+
+    OMIT_NONE: ClassVar[bool] = True
+
+    checked: bool
+    status: int
+    bytes: int | None = None
+    content_type: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmokeServerRun:
+    """Run 1: the server started with arguments, every endpoint checked."""
+
+    port: int
+    argv: list[str]
+    healthy_after_s: float
+    completion: SmokeCompletion
+    chat: SmokeChat
+    ui: SmokeUi
+    expect: list[str]
+    """The ``smoke.expect`` patterns the log matched (none checked on a CPU fallback)."""
+    log: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmokeArgsFileRun:
+    """Run 2: a copy of ``bin/`` started with no arguments, from ``llama-server.args`` beside it."""
+
+    port: int
+    args_file: list[str]
+    model_path: str | None
+    """The model the server says it loaded (``/props``); null when it did not say."""
+    completion: SmokeCompletion
+    log: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class SmokeRecord:
+    """``smoke.json`` in a build output: what the smoke test of that build showed (the one file a
+    build output gains after the build). A skipped test has a ``reason`` and none of the run fields."""
+
+    FILE: ClassVar[str] = "smoke.json"
+    SCHEMA: ClassVar[int] = 2
+    OMIT_NONE: ClassVar[bool] = True
+
+    schema: int
+    recipe: str
+    build_key: str
+    smoke_key: str
+    """The recipe's smoke settings and device situation it is valid for (``smokeplan.smoke_key``)."""
+    output_dir: str
+    host: SmokeHost
+    status: str
+    """``passed`` or ``skipped`` (a failed smoke test writes no record)."""
+    reason: str | None
+    """Why it was skipped, or what a ``cpu-fallback`` did not cover; null for a full test."""
+    device: SmokeDevice | None = None
+    """Only for a recipe whose smoke test needs a device (``smoke.device``)."""
+    coverage: str | None = None
+    """``full`` or ``cpu-fallback`` (passed runs)."""
+    ran_on: str | None = None
+    """The device the server computed on, from its log (e.g. ``CPU``, ``CUDA0 (NVIDIA L4)``)."""
+    version: str | None = None
+    model: SmokeModel | None = None
+    server: SmokeServerRun | None = None
+    args_file: SmokeArgsFileRun | None = None
+    seconds: float | None = None
+    finished_at: str | None = None
+    """When the smoke test ended (UTC, ISO 8601 ``Z``)."""
 
     @classmethod
     def path(cls, output_dir: Path) -> Path:
@@ -217,7 +354,23 @@ def read(cls: type[R], path: Path) -> R:
 
 def to_json_bytes(record: Any) -> bytes:
     """The canonical bytes of a record: sorted keys, two-space indent, a final newline."""
-    return (json.dumps(dataclasses.asdict(record), indent=2, sort_keys=True) + "\n").encode()
+    return (json.dumps(_plain(record), indent=2, sort_keys=True) + "\n").encode()
+
+
+def _plain(value: Any) -> Any:
+    """``dataclasses.asdict``, less the None fields that default to None of an ``OMIT_NONE`` class."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        omit = getattr(value, "OMIT_NONE", False)
+        return {
+            f.name: _plain(getattr(value, f.name))
+            for f in dataclasses.fields(value)
+            if not (omit and f.default is None and getattr(value, f.name) is None)
+        }
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
 
 
 def write(record: Any, path: Path, mode: int = 0o644) -> Path:
@@ -254,12 +407,15 @@ def _decode(tp: Any, value: Any, where: str) -> Any:
     if tp is Any:
         return value
     if origin in (Union, types.UnionType):
-        errors = []
+        errors: list[_Mismatch] = []
         for arm in get_args(tp):
             try:
                 return _decode(arm, value, where)
             except _Mismatch as exc:
-                errors.append(str(exc))
+                errors.append(exc)
+        objects = [e for a, e in zip(get_args(tp), errors, strict=True) if dataclasses.is_dataclass(a) or get_origin(a) is dict]
+        if isinstance(value, dict) and len(objects) == 1:
+            raise objects[0]  # an object for the one arm that takes objects: what is wrong inside it
         raise _Mismatch(f"{_name(where)} is {_kind(value)}, expected {_type_name(tp)}")
     if tp is type(None):
         if value is not None:
@@ -381,8 +537,11 @@ def _schema(tp: Any, defs: dict[str, Any], top: bool = True) -> dict[str, Any]:
     raise TypeError(f"records: no schema for {tp!r}")
 
 
-
-SCHEMA_FILES = {"build-record.schema.json": BuildRecord, "package-record.schema.json": PackageRecord}
+SCHEMA_FILES = {
+    "build-record.schema.json": BuildRecord,
+    "package-record.schema.json": PackageRecord,
+    "smoke-record.schema.json": SmokeRecord,
+}
 
 
 def write_schemas(folder: Path) -> list[Path]:

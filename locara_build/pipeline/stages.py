@@ -2,7 +2,7 @@
 and which recipes a command runs.
 
     build    -> BuildRecord   (build.json: done when the keyed output dir is complete)
-    smoke    -> smoke record  (smoke.json: done when it is of this build, these smoke settings and
+    smoke    -> SmokeRecord   (smoke.json: done when it is of this build, these smoke settings and
                                this device situation, and passed or was skipped by rule)
     package  -> PackageRecord (<artifact>.json: done when its archive is intact, of this build, and
                                carries the current smoke result)
@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from locara_build.core.digest import sha256_file
 from locara_build.core.errors import ConfigError
 from locara_build.pipeline import records
-from locara_build.pipeline.records import BuildRecord, PackageRecord
+from locara_build.pipeline.records import BuildRecord, PackageRecord, SmokeRecord
 
 if TYPE_CHECKING:
     from locara_build.build.plan import Plan, RecipePlan
@@ -79,12 +79,12 @@ class _Build:
 class _Smoke:
     name = "smoke"
 
-    def done(self, plan: Plan, rp: RecipePlan) -> dict[str, Any] | None:
+    def done(self, plan: Plan, rp: RecipePlan) -> SmokeRecord | None:
         from locara_build.build.build import is_built
         from locara_build.smoke.smokeplan import valid_smoke_record
 
         rec = valid_smoke_record(rp)
-        ok = rec is not None and rec.get("status") in ("passed", "skipped") and is_built(rp.output_dir)
+        ok = rec is not None and rec.status in ("passed", "skipped") and is_built(rp.output_dir)
         return rec if ok else None
 
     def run(self, plan: Plan, rp: RecipePlan, work: WorkDir, opts: StageOptions) -> Any:

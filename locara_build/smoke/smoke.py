@@ -30,7 +30,6 @@ any ``bin/`` dir, e.g. an unpacked package.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -54,13 +53,16 @@ from locara_build.core import log
 from locara_build.core.errors import SmokeError
 from locara_build.core.run import Process, spawn
 from locara_build.core.workdir import WorkDir
-from locara_build.smoke.smokeplan import SMOKE_RECORD, SMOKE_SCHEMA, device_plan, read_smoke_record, smoke_key
+from locara_build.pipeline import records
+from locara_build.pipeline.records import SmokeRecord
+from locara_build.smoke.smokeplan import SMOKE_RECORD, device_plan, read_smoke_record, smoke_key
 from locara_build.smoke.tinymodel import VOCAB_RELPATH, tiny_model
-from locara_build.upstream.lock import atomic_write_bytes
 
 __all__ = [
     "SMOKE_RECORD",
     "SmokeOptions",
+    "SmokeRecord",
+    "SmokeResult",
     "Server",
     "default_ui_dir",
     "free_port",
@@ -288,10 +290,13 @@ def check_completion(srv: Server, n_predict: int, label: str, timeout: float = 1
             f"(content: {str(data.get('content'))[:80]!r}). Server log: {srv.log_path}.",
             hint="The server generates but not as asked: check ignore_eos / n_predict handling in this upstream version.",
         )
-    timings = data.get("timings") or {}
+    timings = data.get("timings")
+    if not isinstance(timings, dict):
+        timings = {}
+    prompt_n = timings.get("prompt_n")
     return {
         "tokens": got,
-        "prompt_tokens": timings.get("prompt_n"),
+        "prompt_tokens": prompt_n if isinstance(prompt_n, int) and not isinstance(prompt_n, bool) else None,
         "tokens_per_second": _round(timings.get("predicted_per_second")),
         "prompt_tokens_per_second": _round(timings.get("prompt_per_second")),
     }
@@ -472,7 +477,8 @@ def smoke_args_file(
                 model_path = None
                 with contextlib.suppress(requests.RequestException, ValueError):
                     props = srv.session.get(srv.url + "/props", timeout=30).json()
-                    model_path = props.get("model_path") if isinstance(props, dict) else None
+                    reported = props.get("model_path") if isinstance(props, dict) else None
+                    model_path = None if reported is None else str(reported)
                 # PureWindowsPath splits on / and \: a .exe under wine reports Z:\...\models\x.gguf
                 if model_path is not None and PureWindowsPath(str(model_path)).name != model.name:
                     raise SmokeError(
@@ -505,19 +511,20 @@ class SmokeResult:
     recipe: str
     status: str  # passed | skipped
     seconds: float
-    record: Mapping[str, Any]
+    smoke: SmokeRecord
+    """The record written to ``smoke.json``."""
 
     def to_dict(self) -> dict[str, Any]:
-        server = self.record.get("server") or {}
+        rec = self.smoke
         return {
             "recipe": self.recipe,
             "status": self.status,
-            "coverage": self.record.get("coverage"),
-            "ran_on": self.record.get("ran_on"),
+            "coverage": rec.coverage,
+            "ran_on": rec.ran_on,
             "seconds": round(self.seconds, 2),
-            "tokens_per_second": (server.get("completion") or {}).get("tokens_per_second"),
-            "reason": self.record.get("reason"),
-            "output_dir": self.record.get("output_dir"),
+            "tokens_per_second": rec.server.completion.tokens_per_second if rec.server else None,
+            "reason": rec.reason,
+            "output_dir": rec.output_dir,
         }
 
 
@@ -531,15 +538,15 @@ def ran_on(log_text: str) -> str:
     return f"{m[1]} ({m[2]})" if m else "CPU"
 
 
-def smoke_summary(record: Mapping[str, Any] | None) -> dict[str, Any]:
+def smoke_summary(record: SmokeRecord | None) -> dict[str, str]:
     """The part of a smoke record that release.json and the release notes carry (no timings: they
     vary run to run)."""
-    if not record:
+    if record is None:
         return {"status": "not run"}
-    out: dict[str, Any] = {"status": str(record.get("status") or "not run")}
-    for key in ("coverage", "ran_on", "reason"):
-        if record.get(key):
-            out[key] = str(record[key])
+    out = {"status": record.status or "not run"}
+    for key, value in (("coverage", record.coverage), ("ran_on", record.ran_on), ("reason", record.reason)):
+        if value:
+            out[key] = value
     return out
 
 
@@ -567,7 +574,7 @@ def smoke_recipe(
         )
     build_record = read_build_record(rp.output_dir)
     record: dict[str, Any] = {
-        "schema": SMOKE_SCHEMA,
+        "schema": SmokeRecord.SCHEMA,
         "recipe": rp.name,
         "build_key": rp.build_key,
         "output_dir": str(rp.output_dir),
@@ -580,8 +587,7 @@ def smoke_recipe(
     if coverage == "skip":
         log.warn(f"{rp.name}: smoke test skipped: {note}")
         record.update(status="skipped", reason=note)
-        _write_record(rp.output_dir, record)
-        return SmokeResult(rp.name, "skipped", time.monotonic() - start, record)
+        return SmokeResult(rp.name, "skipped", time.monotonic() - start, _write_record(rp, record))
 
     model = model or smoke_model(plan, work)
     options = SmokeOptions.from_recipe(recipe, ui_dir=ui_dir or default_ui_dir(), port=port, timeout=timeout)
@@ -615,8 +621,7 @@ def smoke_recipe(
         seconds=round(time.monotonic() - start, 2),
         finished_at=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
-    _write_record(rp.output_dir, record)
-    return SmokeResult(rp.name, "passed", time.monotonic() - start, record)
+    return SmokeResult(rp.name, "passed", time.monotonic() - start, _write_record(rp, record))
 
 
 def _read_text(path: Path) -> str:
@@ -626,5 +631,8 @@ def _read_text(path: Path) -> str:
         return ""
 
 
-def _write_record(output_dir: Path, record: Mapping[str, Any]) -> None:
-    atomic_write_bytes(output_dir / SMOKE_RECORD, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+def _write_record(rp: RecipePlan, record: Mapping[str, Any]) -> SmokeRecord:
+    """``smoke.json`` through the one writer (what the reader would refuse is never written)."""
+    smoke = records.from_dict(SmokeRecord, dict(record), where=f"smoke record of {rp.name}")
+    records.write(smoke, SmokeRecord.path(rp.output_dir))
+    return smoke

@@ -10,10 +10,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from locara_build.build import hostdetect
 from locara_build.build.recipe import Recipe
+from locara_build.pipeline import records
+from locara_build.pipeline.records import SmokeRecord
 
 if TYPE_CHECKING:
     from locara_build.build.plan import RecipePlan
@@ -21,9 +23,9 @@ if TYPE_CHECKING:
 __all__ = ["SMOKE_RECORD", "SMOKE_SCHEMA", "device_plan", "read_smoke_record", "smoke_key", "valid_smoke_record"]
 
 #: The smoke record: the one file a build output gains after the build (written by ``smoke``).
-SMOKE_RECORD = "smoke.json"
+SMOKE_RECORD = SmokeRecord.FILE
 #: The smoke record's schema; part of the smoke key, so a new shape re-runs the test.
-SMOKE_SCHEMA = 2
+SMOKE_SCHEMA = SmokeRecord.SCHEMA
 
 _BACKEND_NAMES = {"cuda": "CUDA", "vulkan": "Vulkan", "metal": "Metal", "rocm": "ROCm/HIP", "universal": "GPU"}
 
@@ -62,19 +64,22 @@ def device_plan(recipe: Recipe) -> tuple[str | None, str, str]:
     )
 
 
-def read_smoke_record(output_dir: Path) -> dict[str, Any] | None:
-    """The smoke record in a build output (None when there is none or it is unreadable)."""
-    try:
-        rec = json.loads((output_dir / SMOKE_RECORD).read_text("utf-8"))
-    except (OSError, ValueError, RecursionError):
+def read_smoke_record(output_dir: Path) -> SmokeRecord | None:
+    """The smoke record in a build output; None when there is none or it does not read as a
+    :class:`SmokeRecord` (an older shape, a hand edit, garbage): no valid smoke result, run it again."""
+    path = SmokeRecord.path(output_dir)
+    if not path.is_file():
         return None
-    return rec if isinstance(rec, dict) else None
+    try:
+        return records.read(SmokeRecord, path)
+    except records.RecordError:
+        return None
 
 
-def valid_smoke_record(rp: RecipePlan) -> dict[str, Any] | None:
+def valid_smoke_record(rp: RecipePlan) -> SmokeRecord | None:
     """The smoke record of this very build, these smoke settings and this device situation, whatever
     its status (the one staleness rule: the package record and weekly's reuse both ask this)."""
     rec = read_smoke_record(rp.output_dir)
-    if rec is None or rec.get("build_key") != rp.build_key:
+    if rec is None or rec.build_key != rp.build_key:
         return None
-    return rec if rec.get("smoke_key") == smoke_key(rp.recipe, device_plan(rp.recipe)[0]) else None
+    return rec if rec.smoke_key == smoke_key(rp.recipe, device_plan(rp.recipe)[0]) else None
