@@ -85,7 +85,7 @@ ATTACKS: dict[str, tuple[str, str, str]] = {
 @pytest.fixture(scope="module")
 def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StandInEnv]:
     env = standin_env(tmp_path_factory.mktemp("attack-patches"))
-    assert env.cli("sync", "--upstream", str(env.up.bare)).returncode == 0
+    assert env.cli("sync", "--upstream", str(env.up.path)).returncode == 0
     res = env.cli("patches", "apply")
     assert res.returncode == 0, res.stderr
     yield env

@@ -21,7 +21,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from support.faults import REPO, closed_port, git, make_upstream, run_cli
+from support.faults import REPO, closed_port, make_upstream, run_cli
+from support.upstream import git
 
 from locara_build.core.errors import ConfigError
 from locara_build.core.redact import redact, redact_urls, register_url, strip_url_credentials
@@ -66,7 +67,7 @@ def auth_upstream(tmp_path: Path) -> Iterator[str]:
     up = make_upstream(tmp_path / "src")
     root = (tmp_path / "served").resolve()
     root.mkdir()
-    git("clone", "-q", "--bare", str(up.bare), str(root / "up.git"))
+    git("clone", "-q", "--bare", str(up.path), str(root / "up.git"))
     git("update-server-info", cwd=root / "up.git")
     handler = type("H", (_AuthHandler,), {"root": root})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)

@@ -30,7 +30,7 @@ def test_build_failing_midway_exit_5_keeps_previous_output_and_release(tmp_path:
     (good_key,) = [p.name for p in builds.iterdir()]
     lock_before = env.lock.read_bytes()
 
-    cmake = (env.up.work / "CMakeLists.txt").read_text()
+    cmake = env.up.read("CMakeLists.txt")
     env.up.commit("server: add broken.c (#5151)", {
         "broken.c": "int broken(void) { return this does not compile; }\n",
         "CMakeLists.txt": cmake.replace("add_executable(llama-server main.c", "add_executable(llama-server main.c broken.c"),

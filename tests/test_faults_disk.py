@@ -27,14 +27,14 @@ def _snap(path: Path) -> dict[str, str]:
 
 
 def _new_upstream(env: StandInEnv) -> None:
-    readme = (env.up.work / "README.md").read_text()
+    readme = env.up.read("README.md")
     env.up.commit("docs: readme (#6001)", {"README.md": readme + "more\n"}, tag="b101")
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> StandInEnv:
     e = standin_env(tmp_path)
-    for args in (("sync", "--upstream", str(e.up.bare)), ("patches", "apply")):
+    for args in (("sync", "--upstream", str(e.up.path)), ("patches", "apply")):
         res = e.cli(*args)
         assert res.returncode == 0, res.stderr
     return e

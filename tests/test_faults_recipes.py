@@ -176,7 +176,7 @@ def test_corrupted_lock_exits_2_with_the_way_back_and_sync_does_not_guess(tmp_pa
     work = tmp_path / "work"
     lock = project / "recipes" / "upstream.lock"
     base = ("--project", str(project), "--work-dir", str(work))
-    res = run_cli(*base, "sync", "--upstream", str(up.bare))
+    res = run_cli(*base, "sync", "--upstream", str(up.path))
     assert res.returncode == 0, res.stderr
     good = lock.read_bytes()
 
@@ -199,7 +199,7 @@ def test_corrupted_lock_exits_2_with_the_way_back_and_sync_does_not_guess(tmp_pa
     assert run_cli(*base, "plan").returncode == 0
     # or sync with --upstream re-creates it from scratch
     lock.write_bytes(b"\xff garbage")
-    res = run_cli(*base, "sync", "--upstream", str(up.bare))
+    res = run_cli(*base, "sync", "--upstream", str(up.path))
     assert res.returncode == 0, res.stderr
     assert "corrupted" in res.stderr
-    assert read_lock(lock).commit == up.rev() and read_lock(lock).source == str(up.bare)
+    assert read_lock(lock).commit == up.rev() and read_lock(lock).source == str(up.path)

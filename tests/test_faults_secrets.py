@@ -52,8 +52,8 @@ def test_sentinel_secrets_never_leak(tmp_path: Path) -> None:
                 "url password": URL_PASSWORD.encode(), "url token": URL_TOKEN.encode()}
 
     # the upstream turns hostile: b101 dumps the build's environment into the log and the binary
-    cmake = (env.up.work / "CMakeLists.txt").read_text() + HOSTILE_CMAKE
-    main_c = (env.up.work / "main.c").read_text() + HOSTILE_MAIN
+    cmake = env.up.read("CMakeLists.txt") + HOSTILE_CMAKE
+    main_c = env.up.read("main.c") + HOSTILE_MAIN
     env.up.commit("build: add diagnostics (#6666)", {"CMakeLists.txt": cmake, "main.c": main_c}, tag="b101")
 
     outputs: list[tuple[str, str]] = []

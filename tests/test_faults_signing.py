@@ -25,7 +25,7 @@ PASSWORD = "correct horse battery staple"
 def packaged(tmp_path_factory: pytest.TempPathFactory) -> StandInEnv:
     """A finished release (weekly), then upstream b101: what a later run would release next."""
     env = prepared_env(tmp_path_factory.mktemp("signing"), release=True)
-    readme = (env.up.work / "README.md").read_text()
+    readme = env.up.read("README.md")
     env.up.commit("docs: readme (#7001)", {"README.md": readme + "more\n"}, tag="b101")
     return env
 

@@ -99,7 +99,7 @@ def test_unknown_ref_exits_3_from_sync_and_weekly(env: StandInEnv) -> None:
 
 def _conflicting_upstream(env: StandInEnv) -> str:
     """Upstream b101 rewrites the line the series patches."""
-    text = (env.up.work / "main.c").read_text().replace(MAIN_LINE, 'static const char *banner = "upstream banner v2";\n')
+    text = env.up.read("main.c").replace(MAIN_LINE, 'static const char *banner = "upstream banner v2";\n')
     return env.up.commit("server: new banner (#4242)", {"main.c": text}, tag="b101")
 
 

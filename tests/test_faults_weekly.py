@@ -84,7 +84,7 @@ def _no_debris(env: StandInEnv, plan: dict, version: str) -> None:
 def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """An uninterrupted weekly on an identical pipeline: what every interrupted one must end with."""
     env = standin_env(tmp_path_factory.mktemp("weekly-ref"))
-    res = env.cli(*env.weekly_args("--upstream", str(env.up.bare), "--json"))
+    res = env.cli(*env.weekly_args("--upstream", str(env.up.path), "--json"))
     assert res.returncode == 0, res.stderr
     report = json.loads(res.stdout)
     release = Path(report["release_dir"])
@@ -94,7 +94,7 @@ def reference(tmp_path_factory: pytest.TempPathFactory) -> dict:
 @pytest.mark.parametrize("first", ["SIGINT", "SIGTERM"])
 def test_interrupted_at_every_stage_then_resumed(first: str, reference: dict, tmp_path: Path) -> None:
     env = standin_env(tmp_path)
-    res = env.cli("sync", "--upstream", str(env.up.bare))  # only to learn the plan's paths
+    res = env.cli("sync", "--upstream", str(env.up.path))  # only to learn the plan's paths
     assert res.returncode == 0, res.stderr
     plan = env.recipe_plan()
     version = env.plan()["version"]
@@ -146,7 +146,7 @@ def test_sigkill_mid_build_then_rerun(tmp_path: Path) -> None:
     """SIGKILL gives no chance to clean up: the re-run stops the orphaned cmake/ninja, discards
     the half build and finishes; exactly one complete output dir, no staging debris."""
     env = standin_env(tmp_path)
-    assert env.cli("sync", "--upstream", str(env.up.bare)).returncode == 0
+    assert env.cli("sync", "--upstream", str(env.up.path)).returncode == 0
     plan = env.recipe_plan()
     out = Path(plan["output_dir"])
     run = env.start(*env.weekly_args(), env={"STANDIN_SLOW": "1"})
@@ -171,7 +171,7 @@ def test_sigkill_mid_build_then_rerun(tmp_path: Path) -> None:
 
 def test_two_weekly_runs_on_one_work_dir(tmp_path: Path) -> None:
     env = standin_env(tmp_path)
-    assert env.cli("sync", "--upstream", str(env.up.bare)).returncode == 0
+    assert env.cli("sync", "--upstream", str(env.up.path)).returncode == 0
     first = env.start(*env.weekly_args("--json"), failpoint="locara_build.pipeline.weekly:_recipe_pipeline")
     try:
         first.wait_for(r"^FAILPOINT ")

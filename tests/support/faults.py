@@ -1,9 +1,10 @@
 """Fault injection for the fault suite (tests/test_faults_*.py).
 
-* :func:`standin_env` — a whole pipeline in seconds: a local git "upstream" holding a tiny CMake
-  project in place of llama.cpp (its ``llama-server`` is a real ELF that execs a small Python HTTP
-  server speaking the endpoints the smoke stage checks), tagged ``b100``; a project with a ``tiny``
-  recipe, recipes/models.toml and a one-patch series made against it; a minisign key. ``sync``,
+* :func:`standin_env` — a whole pipeline in seconds: a local git "upstream" (a bare
+  :class:`support.upstream.Upstream`) holding a tiny CMake project in place of llama.cpp (its
+  ``llama-server`` is a real ELF that execs a small Python HTTP server speaking the endpoints the
+  smoke stage checks), tagged ``b100``; a project with a ``tiny`` recipe, recipes/models.toml and
+  a one-patch series made against it; a minisign key. ``sync``,
   ``patches``, ``build``, ``smoke``, ``package``, ``release``, ``publish`` and ``weekly`` all run
   for real on it.
 * :func:`start_cli` / :class:`Running` — the real CLI in its own process group, optionally paused at
@@ -44,6 +45,8 @@ from support.cli import cli_env
 from support.cli import run_cli as _run_cli
 from support.fakeserver import SERVER_PY
 from support.github import GitHubStandIn, GitHubState  # noqa: F401 (the fault suite's tests import them from here)
+from support.upstream import Clock, Upstream, git
+from support.upstream import make_patch as _make_patch
 
 REPO = Path(__file__).resolve().parents[2]
 TESTS = REPO / "tests"
@@ -184,88 +187,47 @@ def tiny_vocab(path: Path) -> None:
     w.close()
 
 
-# --- git ---------------------------------------------------------------------------------------
+# --- the stand-in upstream --------------------------------------------------------------------
 
-_GIT_ENV = {"GIT_CONFIG_NOSYSTEM": "1", "GIT_CONFIG_GLOBAL": os.devnull, "LC_ALL": "C",
-            "GIT_AUTHOR_NAME": "upstream", "GIT_AUTHOR_EMAIL": "upstream@example.invalid",
-            "GIT_COMMITTER_NAME": "upstream", "GIT_COMMITTER_EMAIL": "upstream@example.invalid",
-            "GIT_AUTHOR_DATE": "2026-10-01T00:00:00Z", "GIT_COMMITTER_DATE": "2026-10-01T00:00:00Z"}
-
-
-def git(*args: str, cwd: Path | None = None, date: str | None = None) -> str:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-    env.update(_GIT_ENV)
-    if date:
-        env.update(GIT_AUTHOR_DATE=date, GIT_COMMITTER_DATE=date)
-    res = subprocess.run(["git", *args], cwd=cwd, env=env, capture_output=True, text=True)
-    if res.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)} failed ({res.returncode}): {res.stderr}")
-    return res.stdout
+#: The stand-in's commits: one day apart from 2026-10-01T00:00:00Z, the n-th counted from the commits
+#: already in the repo (versions, dated by the commit, go up as upstream's do; a copy continues).
+STANDIN_CLOCK = Clock(epoch=1790812800, step=86400, from_repo=True, name="upstream", email="upstream@example.invalid")
+#: The stand-in's patches: all made by "upstream" on 2026-10-01T00:00:00Z.
+PATCH_CLOCK = Clock(epoch=1790812800, step=0, name="upstream", email="upstream@example.invalid")
 
 
-@dataclass
-class StandInUpstream:
-    bare: Path  # the "upstream" (a bare repo, given to sync as a path)
-    work: Path  # a checkout used to make commits
-
-    def commit(self, message: str, files: dict[str, str], tag: str | None = None) -> str:
-        for rel, text in files.items():
-            (self.work / rel).write_text(text)
-        git("add", "-A", cwd=self.work)
-        # one day after the previous commit: versions (dated by the commit) go up as upstream's do
-        count = int(git("rev-list", "--count", "--all", cwd=self.work).strip() or 0) if (self.work / ".git" / "refs").exists() else 0
-        git("commit", "-q", "-m", message, cwd=self.work, date=f"@{1790812800 + 86400 * count} +0000")
-        if tag:
-            git("tag", "-f", tag, cwd=self.work)
-        git("push", "-q", "-f", "origin", "HEAD:refs/heads/master", "--tags", cwd=self.work)
-        return git("rev-parse", "HEAD", cwd=self.work).strip()
-
-    def rev(self, ref: str = "master") -> str:
-        return git("rev-parse", f"{ref}^{{commit}}", cwd=self.bare).strip()
+def make_upstream(root: Path) -> Upstream:
+    """``root/upstream.git``: the stand-in project in one root commit, tagged :data:`TAG`."""
+    with tempfile.TemporaryDirectory() as tmp:
+        vocab = Path(tmp) / "vocab.gguf"
+        tiny_vocab(vocab)
+        return Upstream.from_files(root / "upstream.git", {
+            "CMakeLists.txt": CMAKELISTS,
+            "main.c": MAIN_C,
+            "standin.h": standin_header(),
+            "slow.h.in": "#define SLOW 1\n",
+            "LICENSE": "MIT License\n\nCopyright (c) the stand-in authors\n",
+            "README.md": "stand-in\n",
+            "models/ggml-vocab-llama-spm.gguf": vocab.read_bytes(),
+        }, message="stand-in llama.cpp", tag=TAG, clock=STANDIN_CLOCK)
 
 
-def make_upstream(root: Path) -> StandInUpstream:
-    bare = root / "upstream.git"
-    work = root / "upstream-work"
-    git("init", "-q", "--bare", "-b", "master", str(bare))
-    git("clone", "-q", str(bare), str(work))
-    (work / "models").mkdir(parents=True)
-    tiny_vocab(work / "models" / "ggml-vocab-llama-spm.gguf")
-    up = StandInUpstream(bare, work)
-    up.commit("stand-in llama.cpp", {
-        "CMakeLists.txt": CMAKELISTS,
-        "main.c": MAIN_C,
-        "standin.h": standin_header(),
-        "slow.h.in": "#define SLOW 1\n",
-        "LICENSE": "MIT License\n\nCopyright (c) the stand-in authors\n",
-        "README.md": "stand-in\n",
-    }, tag=TAG)
-    return up
-
-
-def make_patch(up: StandInUpstream, dest: Path, *, old: str = MAIN_LINE, new: str = PATCHED_LINE,
+def make_patch(up: Upstream, dest: Path, *, old: str = MAIN_LINE, new: str = PATCHED_LINE,
                subject: str = "stand-in: mark the banner as patched") -> str:
     """A ``git format-patch`` file changing main.c at the upstream's HEAD; returns its file name."""
-    with tempfile.TemporaryDirectory() as tmp:
-        side = Path(tmp) / "side"
-        git("clone", "-q", str(up.bare), str(side))
-        text = (side / "main.c").read_text()
-        assert old in text
-        (side / "main.c").write_text(text.replace(old, new))
-        git("commit", "-q", "-am", f"{subject}\n\nNot upstreamable: test fixture.", cwd=side)
-        out = Path(tmp) / "out"
-        git("format-patch", "-q", "--zero-commit", "--no-signature", "--no-numbered", "--full-index", "-o", str(out),
-            "-1", "HEAD", cwd=side)
-        f = next(out.iterdir())
-        dest.mkdir(parents=True, exist_ok=True)
-        shutil.copy(f, dest / f.name)
-        return f.name
+    text = up.read("main.c")
+    assert old in text
+    name, data = _make_patch(up, "master", subject, {"main.c": text.replace(old, new)},
+                             body="Not upstreamable: test fixture.", clock=PATCH_CLOCK)
+    dest.mkdir(parents=True, exist_ok=True)
+    (dest / name).write_bytes(data)
+    return name
 
 
 @dataclass
 class StandInEnv:
     root: Path
-    up: StandInUpstream
+    up: Upstream
     project: Path
     work: Path
     key_file: Path  # unencrypted minisign secret key
@@ -300,7 +262,7 @@ class StandInEnv:
 
     def weekly_from_scratch(self, *extra: str) -> list[str]:
         """weekly naming the upstream (as on a first run, before any lock exists)."""
-        return self.weekly_args("--upstream", str(self.up.bare), *extra)
+        return self.weekly_args("--upstream", str(self.up.path), *extra)
 
     def plan(self) -> dict[str, Any]:
         res = self.cli("plan", "-r", RECIPE, "--json")
@@ -335,16 +297,15 @@ def clone_env(src: StandInEnv, root: Path) -> StandInEnv:
     """A copy of ``src`` (project, work dir, upstream) under ``root``: a test may break it freely.
     Paths inside the work dir (the tree's `upstream` remote, the mirror's origin) are repointed."""
     root.mkdir(parents=True, exist_ok=True)
-    for name in ("upstream.git", "upstream-work", "project", "work", "keys"):
+    for name in ("upstream.git", "project", "work", "keys"):
         if (src.root / name).exists():
             shutil.copytree(src.root / name, root / name, symlinks=True)
-    up = StandInUpstream(root / "upstream.git", root / "upstream-work")
-    git("remote", "set-url", "origin", str(up.bare), cwd=up.work)
+    up = Upstream(root / "upstream.git", src.up.clock)
     env = StandInEnv(root, up, root / "project", root / "work", root / "keys" / src.key_file.name,
                      root / "keys" / src.pub.name, src.patch_name, dict(src.env))
     lock = env.lock
     if lock.exists():
-        lock.write_text(lock.read_text().replace(str(src.up.bare), str(up.bare)))
+        lock.write_text(lock.read_text().replace(str(src.up.path), str(up.path)))
     for mirror in (env.work / "mirrors").glob("*.git") if (env.work / "mirrors").is_dir() else ():
         shutil.rmtree(mirror)  # its name derives from the upstream path: sync recreates it from the copy
     if (env.tree / ".git").exists():
@@ -697,7 +658,7 @@ def prepared_env(root: Path, *, build: bool = False, release: bool = False) -> S
     """:func:`standin_env` + ``sync`` + ``patches apply`` (+ a finished ``weekly`` release when
     ``release``, + ``build`` when ``build``)."""
     env = standin_env(root)
-    res = env.cli("sync", "--upstream", str(env.up.bare))
+    res = env.cli("sync", "--upstream", str(env.up.path))
     assert res.returncode == 0, res.stderr
     res = env.cli("patches", "apply")
     assert res.returncode == 0, res.stderr

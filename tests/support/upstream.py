@@ -4,7 +4,9 @@
   llama.cpp vendored by llama-cpp-python 0.3.36). Built once and cached in the test cache (a few
   seconds the first time: the objects come straight from the sdist's git metadata).
 * :class:`Upstream` — a cheap copy of it (``git clone --bare --shared``) that a test grows with
-  commits, merges, tags and branches through git plumbing (no checkout of the 3,666 files).
+  commits, merges, tags and branches through git plumbing (no checkout of the 3,666 files); or
+  (:meth:`Upstream.from_files`) a fresh bare repo whose root commit holds given files, as the fault
+  suite's tiny stand-in project (support/faults.py). A :class:`Clock` dates its commits.
 * :func:`cli` — the real ``locara-build`` in a child process with ``--project`` / ``--work-dir``.
 """
 
@@ -16,6 +18,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from support.cli import run_cli
@@ -76,61 +79,105 @@ def base_repo() -> Path:
     return final
 
 
+@dataclass(frozen=True)
+class Clock:
+    """How an :class:`Upstream` dates and signs its commits: the n-th at ``epoch + step * n``, where
+    n counts this instance's commits from 1 or (``from_repo``) the commits already in the repo (so a
+    copy of the repo continues the sequence). Deterministic dates, so deterministic shas."""
+
+    epoch: int = 1790899200  # 2026-10-02T00:00:00Z
+    step: int = 3600
+    from_repo: bool = False
+    name: str = "upstream dev"
+    email: str = "dev@example.invalid"
+
+
+#: The real-tree upstreams: one hour apart from 2026-10-02T00:00:00Z, counted per instance.
+HOURLY = Clock()
+
+
 class Upstream:
     """A bare upstream repository a test can grow: ``commit``, ``merge``, ``tag``, ``branch``."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, clock: Clock = HOURLY):
         self.path = path
-        self._clock = 0
+        self.clock = clock
+        self._made = 0  # commits made by this instance
 
     @classmethod
     def create(cls, dest: Path) -> Upstream:
         git("clone", "-q", "--bare", "--shared", str(base_repo()), str(dest))
         return cls(dest)
 
+    @classmethod
+    def from_files(cls, dest: Path, files: dict[str, str | bytes], *, message: str, tag: str | None = None,
+                   clock: Clock = HOURLY) -> Upstream:
+        """A fresh bare repo (branch master) whose root commit holds ``files`` (path -> text or bytes)."""
+        git("init", "-q", "--bare", "-b", "master", str(dest))
+        up = cls(dest, clock)
+        up.commit(message, files, parent=None, tag=tag)
+        return up
+
     def git(self, *args: str, env: dict[str, str] | None = None, input: str | None = None) -> str:
         return git(*args, cwd=self.path, env=env, input=input)
 
-    def rev(self, ref: str) -> str:
+    def rev(self, ref: str = "master") -> str:
         return self.git("rev-parse", f"{ref}^{{commit}}").strip()
 
     def read(self, path: str, rev: str = "master") -> str:
         return self.git("show", f"{rev}:{path}")
 
     def _dates(self) -> dict[str, str]:
-        self._clock += 1  # one hour apart from 2026-10-02T00:00:00Z: dates (and shas) are deterministic
-        stamp = f"@{1790899200 + 3600 * self._clock} +0000"
+        if self.clock.from_repo:
+            n = int(self.git("rev-list", "--count", "--all").strip() or 0)
+        else:
+            self._made += 1
+            n = self._made
+        stamp = f"@{self.clock.epoch + self.clock.step * n} +0000"
+        who = self.clock
         return {"GIT_AUTHOR_DATE": stamp, "GIT_COMMITTER_DATE": stamp,
-                "GIT_AUTHOR_NAME": "upstream dev", "GIT_AUTHOR_EMAIL": "dev@example.invalid",
-                "GIT_COMMITTER_NAME": "upstream dev", "GIT_COMMITTER_EMAIL": "dev@example.invalid"}
+                "GIT_AUTHOR_NAME": who.name, "GIT_AUTHOR_EMAIL": who.email,
+                "GIT_COMMITTER_NAME": who.name, "GIT_COMMITTER_EMAIL": who.email}
 
-    def commit(self, message: str, changes: dict[str, str | None] | None = None, *, parent: str = "master",
-               parents: list[str] | None = None, branch: str | None = "master", renames: dict[str, str] | None = None) -> str:
-        """A commit on ``parent`` changing ``changes`` (path -> text, None = delete); moves ``branch``."""
+    def _blob(self, data: str | bytes, tmp: Path) -> str:
+        if isinstance(data, str):
+            return self.git("hash-object", "-w", "--stdin", input=data).strip()
+        f = tmp / "blob"
+        f.write_bytes(data)
+        return self.git("hash-object", "-w", "--no-filters", str(f)).strip()
+
+    def commit(self, message: str, changes: dict[str, str | bytes | None] | None = None, *, parent: str | None = "master",
+               parents: list[str] | None = None, branch: str | None = "master", renames: dict[str, str] | None = None,
+               tag: str | None = None) -> str:
+        """A commit on ``parent`` (None: a root commit) changing ``changes`` (path -> text or bytes,
+        None = delete); moves ``branch``; tags it ``tag`` (lightweight, moved if it exists)."""
         with tempfile.TemporaryDirectory() as tmp:
             env = {"GIT_INDEX_FILE": str(Path(tmp) / "index")}
-            base = self.rev(parent)
-            self.git("read-tree", base, env=env)
+            base = self.rev(parent) if parent is not None else None
+            if base is not None:
+                self.git("read-tree", base, env=env)
             lines = []
             for old, new in (renames or {}).items():
+                assert base is not None, "renames need a parent"
                 blob = self.git("rev-parse", f"{base}:{old}").strip()
                 lines.append(f"0 {'0' * 40}\t{old}\n100644 {blob}\t{new}\n")
-            for path, text in (changes or {}).items():
-                if text is None:
+            for path, data in (changes or {}).items():
+                if data is None:
                     lines.append(f"0 {'0' * 40}\t{path}\n")
                 else:
-                    blob = self.git("hash-object", "-w", "--stdin", input=text).strip()
-                    lines.append(f"100644 {blob}\t{path}\n")
+                    lines.append(f"100644 {self._blob(data, Path(tmp))}\t{path}\n")
             if lines:
                 self.git("update-index", "--index-info", env=env, input="".join(lines))
             tree = self.git("write-tree", env=env).strip()
         args = ["commit-tree", tree]
-        for p in parents or [base]:
+        for p in parents or ([base] if base is not None else []):
             args += ["-p", self.rev(p)]
         args += ["-m", message]
         sha = self.git(*args, env=self._dates()).strip()
         if branch:
             self.git("update-ref", f"refs/heads/{branch}", sha)
+        if tag:
+            self.tag(tag, sha)
         return sha
 
     def tag(self, name: str, rev: str = "master") -> str:
@@ -169,11 +216,12 @@ def new_project(dest: Path, *, series: list[str] | None = None, extra_patches: d
 
 
 def make_patch(upstream: Upstream, base: str, subject: str, changes: dict[str, str], *, body: str = "",
-               local_first: dict[str, str] | None = None, number: int = 1) -> tuple[str, bytes]:
+               local_first: dict[str, str] | None = None, number: int = 1, clock: Clock = HOURLY) -> tuple[str, bytes]:
     """A ``git format-patch`` file for ``changes`` made on ``base`` (``local_first``: an unpublished
-    commit before it, so the patch's pre-image blobs exist nowhere upstream)."""
+    commit before it, so the patch's pre-image blobs exist nowhere upstream); ``clock`` dates and
+    signs the patch's commit(s)."""
     with tempfile.TemporaryDirectory() as tmp:
-        side = Upstream(Path(tmp) / "side.git")
+        side = Upstream(Path(tmp) / "side.git", clock)
         git("clone", "-q", "--bare", "--shared", str(upstream.path), str(side.path))
         side.git("update-ref", "refs/heads/work", upstream.rev(base))
         if local_first:
