@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 from support.faults import disk_limit
 
-from locara_build.core import extract
+from locara_build.core import extract, hostos
 from locara_build.core.errors import DiskFullError, VerifyError
 from locara_build.core.extract import DEFAULT_LIMITS, Limits, check_members, read_member, safe_extract
 
@@ -471,7 +471,7 @@ def test_names_close_to_reserved_ones_are_fine_for_windows(tmp_path: Path, fmt: 
 
 def test_extracting_on_windows_applies_the_windows_rules_to_every_archive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     archive = _archive(tmp_path, "tar.gz", _with_top((f"{TOP}/nul", b"x", 0o644)))
-    monkeypatch.setattr(extract.sys, "platform", "win32")
+    monkeypatch.setattr(hostos.sys, "platform", "win32")
     _refused(archive, tmp_path / "dest", "reserved device name NUL")
 
 
@@ -775,5 +775,5 @@ def test_the_data_is_flushed_once_per_file_system_or_once_per_file(tmp_path: Pat
     monkeypatch.setattr(extract, "_syncfs", lambda: (lambda fd: -1))  # syncfs failed: fsync each file instead
     safe_extract(archive, tmp_path / "c", top=TOP)
     assert calls == [("fsync", 10), ("fsync", 20), ("fsync", 30)]
-    monkeypatch.setattr(extract.sys, "platform", "darwin")
+    monkeypatch.setattr(hostos.sys, "platform", "darwin")
     assert find_syncfs() is None

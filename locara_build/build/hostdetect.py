@@ -1,6 +1,7 @@
 """What this machine can run: OS, CPU architecture, NVIDIA driver, Vulkan devices, Apple silicon.
 
-``install --backend auto`` picks, among the release's artifacts for this OS/arch:
+``install --backend auto`` picks, among the release's artifacts for this OS/arch, the first that fits
+this host, trying them in the order of the backends' ``auto_rank`` (:mod:`locara_build.build.backends`):
 
 1. ``cuda`` when ``nvidia-smi`` reports a driver at least the artifact's ``min_cuda_driver``
    (Linux and Windows alike: ``nvidia-smi.exe`` comes with the Windows driver);
@@ -24,10 +25,12 @@ Every decision carries a one-line reason the installer prints. Detection program
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from locara_build.build import backends
 from locara_build.build.platforms import host as platforms
 from locara_build.core.errors import ConfigError, LocaraError
 from locara_build.core.run import run, which
@@ -259,6 +262,69 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", text))
 
 
+_Art = dict[str, Any]  # one artifact of a release manifest
+
+
+def _auto_cuda(art: _Art, host: HostInfo, by_backend: dict[str, _Art], notes: list[str]) -> str | None:
+    need = art.get("requirements", {}).get("min_cuda_driver", "")
+    if host.cuda_driver is None:
+        notes.append("no NVIDIA driver found (nvidia-smi)")
+    elif need and _version_tuple(host.cuda_driver) < _version_tuple(need):
+        notes.append(f"NVIDIA driver {host.cuda_driver} is older than the {need} the CUDA build needs")
+    else:
+        gpu = host.gpus[0] if host.gpus else "an NVIDIA GPU"
+        return f"CUDA: {gpu} with driver {host.cuda_driver}" + (f" (needs >= {need})" if need else "")
+    return None
+
+
+def _auto_rocm(art: _Art, host: HostInfo, by_backend: dict[str, _Art], notes: list[str]) -> str | None:
+    if host.amd_gpus:
+        return f"ROCm: AMD {host.amd_gpus[0]} (rocminfo)"
+    notes.append("no AMD GPU with ROCm found (rocminfo)")
+    return None
+
+
+def _auto_vulkan(art: _Art, host: HostInfo, by_backend: dict[str, _Art], notes: list[str]) -> str | None:
+    gpus = host.vulkan_gpus
+    if gpus:
+        return f"Vulkan: {gpus[0].name} ({gpus[0].device_type.replace('PHYSICAL_DEVICE_TYPE_', '').lower()})"
+    cpu_only = [d.name for d in host.vulkan_devices if d.is_cpu]
+    notes.append(
+        f"Vulkan only offers CPU implementations ({', '.join(cpu_only)})" if cpu_only else "no Vulkan device found"
+    )
+    return None
+
+
+def _auto_metal(art: _Art, host: HostInfo, by_backend: dict[str, _Art], notes: list[str]) -> str | None:
+    return "Metal: Apple silicon" if host.apple_silicon else None
+
+
+def _auto_universal(art: _Art, host: HostInfo, by_backend: dict[str, _Art], notes: list[str]) -> str | None:
+    gpu_here = host.vulkan_gpus or host.amd_gpus or host.cuda_driver
+    if not (gpu_here or "cpu" not in by_backend):
+        return None
+    found = "a GPU" if gpu_here else "no CPU-only build in this release"
+    return f"all backends as plugins ({found}; llama.cpp picks at run time)" + (
+        ": " + "; ".join(notes) if notes else "")
+
+
+def _auto_cpu(art: _Art, host: HostInfo, by_backend: dict[str, _Art], notes: list[str]) -> str | None:
+    return "CPU" + (": " + "; ".join(notes) if notes else "")
+
+
+# What ``--backend auto`` asks of the host for each backend's artifact: the reason it fits, or None
+# (after noting why not in ``notes``). The ORDER they are tried in is the backends' ``auto_rank``.
+_AutoFit = Callable[[_Art, HostInfo, dict[str, _Art], list[str]], str | None]
+_AUTO_FITS: dict[str, _AutoFit] = {
+    "cuda": _auto_cuda,
+    "rocm": _auto_rocm,
+    "vulkan": _auto_vulkan,
+    "metal": _auto_metal,
+    "universal": _auto_universal,
+    "cpu": _auto_cpu,
+}
+
+
 def choose_artifact(
     artifacts: list[dict[str, Any]], host: HostInfo, *, backend: str = "auto", flavour: str = "release"
 ) -> tuple[dict[str, Any], str]:
@@ -295,41 +361,12 @@ def choose_artifact(
                 hint="Use --backend auto or one of those.",
             )
         return by_backend[backend], f"--backend {backend} asked for"
-    cuda = by_backend.get("cuda")
-    if cuda is not None:
-        need = cuda.get("requirements", {}).get("min_cuda_driver", "")
-        if host.cuda_driver is None:
-            notes.append("no NVIDIA driver found (nvidia-smi)")
-        elif need and _version_tuple(host.cuda_driver) < _version_tuple(need):
-            notes.append(f"NVIDIA driver {host.cuda_driver} is older than the {need} the CUDA build needs")
-        else:
-            gpu = host.gpus[0] if host.gpus else "an NVIDIA GPU"
-            return cuda, f"CUDA: {gpu} with driver {host.cuda_driver}" + (f" (needs >= {need})" if need else "")
-    rocm = by_backend.get("rocm")
-    if rocm is not None:
-        if host.amd_gpus:
-            return rocm, f"ROCm: AMD {host.amd_gpus[0]} (rocminfo)"
-        notes.append("no AMD GPU with ROCm found (rocminfo)")
-    vulkan = by_backend.get("vulkan")
-    if vulkan is not None:
-        gpus = host.vulkan_gpus
-        if gpus:
-            return vulkan, f"Vulkan: {gpus[0].name} ({gpus[0].device_type.replace('PHYSICAL_DEVICE_TYPE_', '').lower()})"
-        cpu_only = [d.name for d in host.vulkan_devices if d.is_cpu]
-        notes.append(
-            f"Vulkan only offers CPU implementations ({', '.join(cpu_only)})" if cpu_only else "no Vulkan device found"
-        )
-    metal = by_backend.get("metal")
-    if metal is not None and host.apple_silicon:
-        return metal, "Metal: Apple silicon"
-    everything = by_backend.get("universal")
-    gpu_here = host.vulkan_gpus or host.amd_gpus or host.cuda_driver
-    if everything is not None and (gpu_here or "cpu" not in by_backend):
-        found = "a GPU" if gpu_here else "no CPU-only build in this release"
-        return everything, f"all backends as plugins ({found}; llama.cpp picks at run time)" + (
-            ": " + "; ".join(notes) if notes else "")
-    if "cpu" in by_backend:
-        return by_backend["cpu"], "CPU" + (": " + "; ".join(notes) if notes else "")
+    for name in backends.auto_order():  # most preferred first: each backend's auto_rank
+        art, fits = by_backend.get(name), _AUTO_FITS.get(name)
+        if art is not None and fits is not None:
+            why = fits(art, host, by_backend, notes)
+            if why is not None:
+                return art, why
     raise ConfigError(
         f"no artifact of this release fits this {host.os}/{host.arch} host ({'; '.join(notes) or 'no CPU build'}).",
         hint=f"Pick one explicitly with --backend ({', '.join(sorted(by_backend))}).",

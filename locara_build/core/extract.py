@@ -38,7 +38,6 @@ import os
 import shutil
 import stat
 import struct
-import sys
 import tarfile
 import tempfile
 import unicodedata
@@ -49,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from locara_build.core import hostos
 from locara_build.core.errors import VerifyError, disk_full, is_no_space
 
 __all__ = ["Limits", "Member", "check_members", "list_members", "safe_extract", "read_member", "DEFAULT_LIMITS"]
@@ -273,7 +273,7 @@ class _Checker:
 
 
 def _for_windows(windows: bool) -> bool:
-    return windows or sys.platform == "win32"
+    return windows or hostos.is_windows()
 
 
 def check_members(archive: Path, *, top: str | None = None, limits: Limits = DEFAULT_LIMITS,
@@ -418,7 +418,7 @@ def _write_member(archive: Path, tmp: Path, m: Member, stream: IO[bytes] | None)
 
 def _syncfs() -> Callable[[int], int] | None:
     """libc's ``syncfs(fd)`` (Linux): one call writes back every dirty page of one file system."""
-    if not sys.platform.startswith("linux"):
+    if not hostos.is_linux():
         return None
     try:
         import ctypes

@@ -39,7 +39,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit, urlunsplit
 
-from locara_build.core import log, redact
+from locara_build.core import hostos, log, redact
 from locara_build.core.digest import sha256_file
 from locara_build.core.errors import DiskFullError, NetworkError, VerifyError
 
@@ -75,7 +75,7 @@ class FetchResult:
 
 def _is_local(url: str) -> bool:
     scheme = urlsplit(url).scheme
-    return scheme in ("", "file") or (len(scheme) == 1 and os.name == "nt")
+    return scheme in ("", "file") or (len(scheme) == 1 and hostos.is_windows())
 
 
 def _local_path(url: str) -> Path:

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from locara_build.build.recipe import Recipe
     from locara_build.build.tooltypes import HostSetup, Tool
 
-__all__ = ["Backend", "REGISTRY", "get"]
+__all__ = ["Backend", "REGISTRY", "auto_order", "get"]
 
 
 class Backend(Protocol):
@@ -27,6 +27,13 @@ class Backend(Protocol):
     @property
     def supported_os(self) -> frozenset[str]:
         ...
+
+    @property
+    def auto_rank(self) -> int | None:
+        """Where ``install --backend auto`` tries this backend's artifact: lower first (a GPU backend
+        before ``universal`` before ``cpu``); ``None`` = never picked automatically. Distinct per backend."""
+        ...
+
     def cmake_defines(self, recipe: Recipe) -> dict[str, CMakeValue]: ...
 
     def requirements(self, recipe: Recipe) -> tuple[str, ...]: ...
@@ -56,6 +63,12 @@ def _bind() -> None:
 
 def get(name: str) -> Backend:
     return REGISTRY[name]
+
+
+def auto_order() -> tuple[str, ...]:
+    """The backends ``install --backend auto`` may pick, most preferred first (by ``auto_rank``)."""
+    ranked = [(rank, b.name) for b in REGISTRY.values() if (rank := b.auto_rank) is not None]
+    return tuple(name for _, name in sorted(ranked))
 
 
 _bind()

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 class CpuBackend:
     name: str = "cpu"
     supported_os: frozenset[str] = frozenset({"linux", "windows", "macos"})
+    auto_rank: int | None = 60  # install --backend auto: see Backend.auto_rank
 
     def cmake_defines(self, recipe: object) -> dict[str, CMakeValue]:
         return {"GGML_CPU": True}

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 class CudaBackend:
     name: str = "cuda"
     supported_os: frozenset[str] = frozenset({"linux", "windows"})
+    auto_rank: int | None = 10  # install --backend auto: see Backend.auto_rank
 
     def cmake_defines(self, recipe: object) -> dict[str, CMakeValue]:
         return {"GGML_CUDA": True}

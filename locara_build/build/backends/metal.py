@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 class MetalBackend:
     name: str = "metal"
     supported_os: frozenset[str] = frozenset({"macos"})
+    auto_rank: int | None = 40  # install --backend auto: see Backend.auto_rank
 
     def cmake_defines(self, recipe: object) -> dict[str, CMakeValue]:
         return {"GGML_METAL": True}

@@ -26,6 +26,7 @@ MIN_HIP = "6.1"
 class RocmBackend:
     name: str = "rocm"
     supported_os: frozenset[str] = frozenset({"linux"})
+    auto_rank: int | None = 20  # install --backend auto: see Backend.auto_rank
 
     def cmake_defines(self, recipe: object) -> dict[str, CMakeValue]:
         return {"GGML_HIP": True}

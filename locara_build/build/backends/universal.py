@@ -52,6 +52,7 @@ def _subs(recipe: Any) -> list[Any]:
 class UniversalBackend:
     name: str = "universal"
     supported_os: frozenset[str] = frozenset({"linux"})
+    auto_rank: int | None = 50  # install --backend auto: see Backend.auto_rank
 
     def cmake_defines(self, recipe: object) -> dict[str, CMakeValue]:
         out: dict[str, CMakeValue] = {"GGML_CPU": True, "GGML_BACKEND_DL": True}

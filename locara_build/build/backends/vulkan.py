@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 class VulkanBackend:
     name: str = "vulkan"
     supported_os: frozenset[str] = frozenset({"linux", "windows"})
+    auto_rank: int | None = 30  # install --backend auto: see Backend.auto_rank
 
     def cmake_defines(self, recipe: object) -> dict[str, CMakeValue]:
         return {"GGML_VULKAN": True}

@@ -1,6 +1,7 @@
 """Target operating systems behind one small protocol and a registry, plus host detection.
 
-This package is the only place that looks at ``sys.platform`` / ``platform.machine()`` (:mod:`.host`).
+Host detection (:mod:`.host`) reads ``platform.machine()``; the operating system comes from
+:mod:`locara_build.core.hostos`, the one place that reads ``sys.platform``.
 """
 
 from __future__ import annotations

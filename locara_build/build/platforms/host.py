@@ -1,24 +1,16 @@
 """The host this runs on: its OS and CPU architecture in the names recipes use. A leaf module:
-platforms, backends and toolchains ask it without importing the registries."""
+platforms, backends and toolchains ask it without importing the registries. The OS comes from
+:mod:`locara_build.core.hostos` (the one reader of ``sys.platform``)."""
 
 from __future__ import annotations
 
 import platform as _platform
-import sys
+
+from locara_build.core.hostos import host_os
 
 __all__ = ["ARCHES", "host_arch", "host_exe_suffix", "host_os"]
 
 ARCHES = ("x86_64", "arm64")
-
-
-def host_os() -> str:
-    if sys.platform.startswith("linux"):
-        return "linux"
-    if sys.platform == "darwin":
-        return "macos"
-    if sys.platform in ("win32", "cygwin"):
-        return "windows"
-    return sys.platform
 
 
 def host_arch() -> str:
