@@ -244,3 +244,87 @@ def test_a_stale_or_garbled_smoke_record_is_no_valid_smoke_result(tmp_path: Path
     path.unlink()
     path.mkdir()  # not even a file
     assert valid_smoke_record(rp) is None
+
+
+# --- release.json (ReleaseManifest): read from downloads, after its signature verified ----------------
+
+
+@pytest.fixture
+def made_release(tmp_path: Path):
+    from support.release_kit import NEW, make_keys, make_lock, release_for
+
+    keys = make_keys(tmp_path / "keys")
+    return release_for(tmp_path, make_lock(**NEW), keys, recipes=["linux-x86_64-cpu"])
+
+
+def test_release_manifest_round_trip_of_a_real_release(made_release) -> None:
+    from locara_build.release.release import MANIFEST, read_manifest
+
+    data = (made_release.out / MANIFEST).read_bytes()
+    manifest = records.ReleaseManifest.from_bytes(data, "release.json")
+    assert manifest.to_json_bytes() == data  # make_release writes exactly the canonical bytes of the record
+    assert read_manifest(made_release.out) == manifest
+    assert manifest.to_dict() == made_release.manifest == json.loads(data)
+    art = manifest.artifacts[0]
+    assert isinstance(art, records.ReleaseArtifact) and art.provenance == art.file + ".intoto.json"
+    assert art.index is not None and art.smoke is not None and art.signing_status is not None
+    assert manifest.parsed_version() is not None and manifest.artifact(art.file) == art
+    jsonschema.validate(json.loads(data), records.schema_of(records.ReleaseManifest))
+
+
+def _release_refusal(data: bytes) -> str:
+    from locara_build.core.errors import VerifyError
+
+    with pytest.raises(VerifyError) as err:
+        records.ReleaseManifest.from_bytes(data, "https://mirror.invalid/v/release.json")
+    assert err.value.exit_code == 8
+    assert "https://mirror.invalid/v/release.json" in err.value.message
+    return err.value.message + "\n" + (err.value.hint or "")
+
+
+def test_release_manifest_of_an_unknown_schema_is_refused_with_the_upgrade_hint(made_release) -> None:
+    doc = json.loads((made_release.out / "release.json").read_text())
+    doc["schema"] = 2
+    text = _release_refusal(json.dumps(doc).encode())
+    assert "release manifest schema 2; this locara-build reads schema 1" in text
+    assert "Upgrade locara-build" in text
+
+
+RELEASE_CASES = [
+    (lambda d: d["artifacts"][0].update(size="578"), "field `artifacts[0].size` is a string, expected an integer"),
+    (lambda d: d["artifacts"][0].update(size=True), "field `artifacts[0].size` is a boolean, expected an integer"),
+    (lambda d: d["artifacts"][0].update(sha256=7), "field `artifacts[0].sha256` is an integer, expected a string"),
+    (lambda d: d["artifacts"][0].update(sha256="A" * 64), "field `artifacts[0].sha256`"),
+    (lambda d: d["artifacts"][0].update(size=-1), "field `artifacts[0].size`"),
+    (lambda d: d["artifacts"][0].pop("recipe_hash"), "missing field `artifacts[0].recipe_hash`"),
+    (lambda d: d["artifacts"][0]["index"].update(size="9"), "field `artifacts[0].index.size` is a string, expected an integer"),
+    (lambda d: d["artifacts"][0]["smoke"].update(status=None), "field `artifacts[0].smoke.status` is null, expected a string"),
+    (lambda d: d["artifacts"][0].update(requirements={"glibc": {"min": "2.34"}}), "field `artifacts[0].requirements.glibc`"),
+    (lambda d: d["artifacts"][0].update(file="../evil.tar.gz"), "field `artifacts[0].file`"),
+    (lambda d: d["artifacts"].append(dict(d["artifacts"][0])), "field `artifacts[1].file`"),
+    (lambda d: d.update(artifacts=[]), "no artifacts"),
+    (lambda d: d.update(expires="next tuesday"), "field `expires` is not an ISO 8601 date"),
+    (lambda d: d["upstream"].update(commit=None), "field `upstream.commit` is null, expected a string"),
+    (lambda d: d.update(product="other"), "product is 'other'"),
+    (lambda d: d.update(version="not-a-version"), "version"),
+]
+
+
+@pytest.mark.parametrize("change,message", RELEASE_CASES, ids=[m for _, m in RELEASE_CASES])
+def test_release_manifest_reader_refuses_a_wrong_field_naming_it(made_release, change, message: str) -> None:
+    doc = json.loads((made_release.out / "release.json").read_text())
+    change(doc)
+    assert message in _release_refusal(json.dumps(doc).encode())
+
+
+def test_release_manifest_ignores_unknown_fields_but_the_writer_refuses_them(made_release) -> None:
+    """Forward compatibility: a newer release of the same schema may add fields; an older reader skips
+    them (the manifest is signed). The writer never writes a field the classes do not declare."""
+    data = (made_release.out / "release.json").read_bytes()
+    doc = json.loads(data)
+    doc["mirrors"] = ["https://example.invalid"]
+    doc["artifacts"][0]["delta_hint"] = {"from": "x"}
+    doc["artifacts"][0]["smoke"]["tokens_per_second"] = 12.5
+    assert records.ReleaseManifest.from_bytes(json.dumps(doc).encode()) == records.ReleaseManifest.from_bytes(data)
+    with pytest.raises(RecordError, match="unknown field `mirrors`"):
+        records.from_dict(records.ReleaseManifest, doc, where="release.json")

@@ -133,7 +133,7 @@ def test_release_end_to_end_with_real_minisign_and_sha256sum(proj, cli, tmp_path
     env_doc["payload"] = base64.b64encode(json.dumps(payload).encode()).decode()
     with pytest.raises(VerifyError, match="provenance signature verification FAILED"):
         verify_envelope(json.dumps(env_doc).encode(), [keys.secret.public_key], what="x")
-    assert verify_release_dir(rel, [keys.secret.public_key])["version"] == str(plan.version)
+    assert verify_release_dir(rel, [keys.secret.public_key]).version == str(plan.version)
 
     # running it again over the same artifacts: nothing to do
     again = _release_cli(cli, project, work, "--key", str(keys.key_file))

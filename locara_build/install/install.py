@@ -55,6 +55,7 @@ from locara_build.core.extract import safe_extract
 from locara_build.core.filelock import file_lock
 from locara_build.core.version import Version, parse_utc
 from locara_build.install import update
+from locara_build.pipeline.records import ReleaseManifest
 from locara_build.release.provenance import verify_envelope
 from locara_build.release.release import (
     MANIFEST,
@@ -119,11 +120,12 @@ class InstallOptions:
 @dataclass
 class VerifiedRelease:
     base: str  # where the release's files are (URL or directory)
-    manifest: dict[str, Any]
+    manifest: dict[str, Any]  # release.json as read (``record``'s plain form: artifact choice and the store read it)
     manifest_bytes: bytes
     sums: dict[str, str]
     key: PublicKey
     version: Version
+    record: ReleaseManifest
 
     def url(self, name: str) -> str:
         return _join(self.base, name)
@@ -251,8 +253,9 @@ def _candidate_bases(source: str, version: str, timeout: float) -> tuple[list[st
     return [_join(source, named)], named
 
 
-def _check_manifest(doc: dict[str, Any], where: str) -> None:
-    """Every field install relies on, of the right type (a signed release.json is still checked)."""
+def _check_manifest(doc: ReleaseManifest, where: str) -> None:
+    """Every field install relies on, of the right value (a signed release.json is still checked; the
+    reader checked the types)."""
 
     def bad(field: str, why: str) -> VerifyError:
         return VerifyError(f"{where}: invalid release manifest: field `{field}` {why}.",
@@ -260,32 +263,32 @@ def _check_manifest(doc: dict[str, Any], where: str) -> None:
 
     for key in ("created", "expires"):
         try:
-            parse_utc(doc[key], key)
+            parse_utc(getattr(doc, key), key)
         except ConfigError as exc:
             raise bad(key, exc.message.split(" ", 1)[1].rstrip(".")) from None
-    commit_date = doc["upstream"].get("commit_date")
+    commit_date = doc.upstream.commit_date
     if commit_date is not None:
         try:
             parse_utc(commit_date, "upstream.commit_date")
         except ConfigError as exc:
             raise bad("upstream.commit_date", exc.message.split(" ", 1)[1].rstrip(".")) from None
-    key_id = doc.get("signing_key")
+    key_id = doc.signing_key
     if key_id is not None and not (isinstance(key_id, str) and _KEY_ID_RE.fullmatch(key_id)):
         raise bad("signing_key", f"must be a minisign key id (16 upper-case hex digits), not {key_id!r:.80}")
-    for i, a in enumerate(doc["artifacts"]):
+    for i, a in enumerate(doc.artifacts):
         for key in ("file", "name", "os", "arch", "backend", "flavour", "format"):
-            if not _FIELD_RE.fullmatch(a[key]):
-                raise bad(f"artifacts[{i}].{key}", f"is not a plain name: {a[key]!r:.80}")
-        if type(a["size"]) is not int or not 0 < a["size"] <= 1 << 40:
-            raise bad(f"artifacts[{i}].size", f"must be a whole number of bytes, not {a['size']!r:.80}")
-        prov = a.get("provenance")
-        if prov != a["file"] + PROVENANCE_SUFFIX:
+            if not _FIELD_RE.fullmatch(getattr(a, key)):
+                raise bad(f"artifacts[{i}].{key}", f"is not a plain name: {getattr(a, key)!r:.80}")
+        if type(a.size) is not int or not 0 < a.size <= 1 << 40:
+            raise bad(f"artifacts[{i}].size", f"must be a whole number of bytes, not {a.size!r:.80}")
+        prov = a.provenance
+        if prov != a.file + PROVENANCE_SUFFIX:
             raise bad(f"artifacts[{i}].provenance",
-                      f"must name {a['file'] + PROVENANCE_SUFFIX} (every artifact has signed provenance), not {prov!r:.80}")
-        if not isinstance(a["requirements"], dict) or not all(isinstance(v, str | int) and not isinstance(v, bool)
-                                                             for v in a["requirements"].values()):
+                      f"must name {a.file + PROVENANCE_SUFFIX} (every artifact has signed provenance), not {prov!r:.80}")
+        if not isinstance(a.requirements, dict) or not all(isinstance(v, str | int) and not isinstance(v, bool)
+                                                           for v in a.requirements.values()):
             raise bad(f"artifacts[{i}].requirements", "must be an object of strings")
-        libs = a.get("system_libraries", {})
+        libs = a.system_libraries
         if not isinstance(libs, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in libs.items()):
             raise bad(f"artifacts[{i}].system_libraries", "must be an object of strings")
 
@@ -316,36 +319,36 @@ def fetch_release(
         raise VerifyError(f"{where}: JSON nested too deeply; refusing it.", hint="Report the release.") from None
     _check_manifest(doc, where)
     rel_version = manifest_version(doc)
-    if comment.get("version") != doc["version"]:
+    if comment.get("version") != doc.version:
         raise VerifyError(
-            f"{where}: signed for version {comment.get('version')!r} but says {doc['version']!r}.",
+            f"{where}: signed for version {comment.get('version')!r} but says {doc.version!r}.",
             hint="Fetch the release again.",
         )
     wanted = pointed if version == "latest" else version
-    if wanted and doc["version"] != wanted:
+    if wanted and doc.version != wanted:
         raise VerifyError(
-            f"{where} is release {doc['version']}, not the {wanted} asked for: the mirror mixes releases up.",
+            f"{where} is release {doc.version}, not the {wanted} asked for: the mirror mixes releases up.",
             hint="Report the mirror; install with another --from.",
         )
     now = now or datetime.now(UTC)
-    if parse_utc(doc["expires"], "expires") <= now:
+    if parse_utc(doc.expires, "expires") <= now:
         raise VerifyError(
-            f"release {doc['version']} from {_show(base)} expired on {doc['expires']}: a mirror may be serving a stale release.",
+            f"release {doc.version} from {_show(base)} expired on {doc.expires}: a mirror may be serving a stale release.",
             hint="Install from an up-to-date mirror (the project re-releases every week); a newer release is needed.",
         )
     sums_where = _show(_join(base, SUMS))
     sums_bytes = _get(_join(base, SUMS), timeout)
     sums_sig = _get(_join(base, SUMS + SIG_SUFFIX), timeout)
-    verify_signed(sums_bytes, sums_sig, keys, file=SUMS, version=doc["version"], what=sums_where)
+    verify_signed(sums_bytes, sums_sig, keys, file=SUMS, version=doc.version, what=sums_where)
     sums = parse_sums(sums_bytes.decode("utf-8", "replace"), source=sums_where)
     if sums.get(MANIFEST) != hashlib.sha256(manifest_bytes).hexdigest():
         raise VerifyError(f"{sums_where} does not list this release.json.", hint="Fetch the release again.")
-    for a in doc["artifacts"]:
-        if sums.get(a["file"]) != a["sha256"]:
+    for a in doc.artifacts:
+        if sums.get(a.file) != a.sha256:
             raise VerifyError(
-                f"{a['file']}: release.json and SHA256SUMS disagree on its sha256.", hint="Report the release; do not install it."
+                f"{a.file}: release.json and SHA256SUMS disagree on its sha256.", hint="Report the release; do not install it."
             )
-    return VerifiedRelease(base, doc, manifest_bytes, sums, key, rel_version)
+    return VerifiedRelease(base, doc.to_dict(), manifest_bytes, sums, key, rel_version, doc)
 
 
 # --- prefix state ------------------------------------------------------------------------------
@@ -530,7 +533,7 @@ def download(opts: InstallOptions, dest_dir: Path) -> tuple[Path, dict[str, Any]
     check_version_arg(opts.version)
     with log.step("verify release"):
         rel = fetch_release(source, opts.version, keys, timeout=opts.timeout, now=opts.now)
-        log.info(f"release {rel.manifest['version']} signed by trusted key {rel.key.id_hex}")
+        log.info(f"release {rel.record.version} signed by trusted key {rel.key.id_hex}")
     art, why = _pick(rel, opts)
     _check_provenance(rel, art, keys, opts.timeout)
     dest_dir.mkdir(parents=True, exist_ok=True)
@@ -566,8 +569,8 @@ def install(opts: InstallOptions) -> InstallResult:
         state = _reconcile(prefix, read_state(prefix))
         with log.step("verify release"):
             rel = fetch_release(source, opts.version, keys, timeout=opts.timeout, now=opts.now)
-            version = rel.manifest["version"]
-            log.info(f"release {version} signed by trusted key {rel.key.id_hex}, expires {rel.manifest['expires']}")
+            version = rel.record.version
+            log.info(f"release {version} signed by trusted key {rel.key.id_hex}, expires {rel.record.expires}")
             highest = _highest(state)
             if highest is not None and rel.version < highest:
                 if not opts.allow_downgrade:
@@ -664,8 +667,8 @@ def _write_install_record(top: Path, rel: VerifiedRelease, art: dict[str, Any]) 
             hint="Report the release; do not install it.", details={"member": f"{art['name']}/{RECORD_FILE}"},
         )
     record = {
-        "version": rel.manifest["version"],
-        "commit_date": rel.manifest["upstream"].get("commit_date"),
+        "version": rel.record.version,
+        "commit_date": rel.record.upstream.commit_date,
         "artifact": art["file"],
         "sha256": art["sha256"],
         "backend": art["backend"],
@@ -681,12 +684,12 @@ def _record_installed(prefix: Path, state: dict[str, Any], rel: VerifiedRelease,
     highest = _highest(state)
     if highest is None or rel.version > highest:
         state["highest_seen"] = {
-            "version": rel.manifest["version"],
-            "commit_date": rel.manifest["upstream"].get("commit_date"),
+            "version": rel.record.version,
+            "commit_date": rel.record.upstream.commit_date,
         }
     state["installed"][dirname] = {
-        "version": rel.manifest["version"],
-        "commit_date": rel.manifest["upstream"].get("commit_date"),
+        "version": rel.record.version,
+        "commit_date": rel.record.upstream.commit_date,
         "artifact": art["file"],
         "sha256": art["sha256"],
         "backend": art["backend"],

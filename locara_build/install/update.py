@@ -131,7 +131,7 @@ def fetch_index(rel: VerifiedRelease, art: dict[str, Any], *, timeout: float) ->
             hint="Report the mirror; `--no-store` installs from the archive.",
         )
     index = Index.parse(data, source=url, windows=art.get("os") == "windows")  # Windows name rules for a Windows artifact
-    if index.artifact != art["file"] or index.name != art["name"] or index.version != rel.manifest["version"]:
+    if index.artifact != art["file"] or index.name != art["name"] or index.version != rel.record.version:
         raise VerifyError(f"{url}: the index is about {index.artifact} {index.version}, not {art['file']}.", hint="Report the mirror.")
     return index
 

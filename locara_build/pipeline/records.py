@@ -15,6 +15,9 @@ attacker, and must not drive a build, a package or a release.
                                                                      carries the build's start and end
                                                                      to provenance: CI's release job
                                                                      has the packages, not the builds)
+    ReleaseManifest <releases>/<version>/release.json                written by release, read by
+                                                                     install, update, publish, weekly
+                                                                     (downloaded: see its docstring)
 
 ``schema_of(cls)`` gives the JSON schema of a record (tests keep ``docs/schemas/*.json`` in sync).
 
@@ -28,13 +31,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import types
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type_hints
 
-from locara_build.core.errors import ConfigError
+from locara_build import PRODUCT
+from locara_build.core.errors import ConfigError, VerifyError
+from locara_build.core.version import Version
 from locara_build.upstream.lock import atomic_write_bytes
 
 __all__ = [
@@ -43,6 +50,14 @@ __all__ = [
     "FileEntry",
     "PackageRecord",
     "RecordError",
+    "ReleaseArtifact",
+    "ReleaseIndexRef",
+    "ReleaseManifest",
+    "ReleasePatch",
+    "ReleaseSigningStatus",
+    "ReleaseSmoke",
+    "ReleaseTool",
+    "ReleaseUpstream",
     "SigningStatus",
     "SideFile",
     "SmokeArgsFileRun",
@@ -316,6 +331,238 @@ class PackageRecord:
         return dist_dir / f"{artifact_file}.json"
 
 
+# --- the release manifest (release.json) -------------------------------------------------------------
+#
+# Unlike the stage records above, release.json is read by installers already in users' hands, long
+# after it was written, from a download. Its classes set ``IGNORE_UNKNOWN``: the reader
+# (``ReleaseManifest.from_bytes``) skips fields it does not know instead of refusing them, so an older
+# locara-build still installs a newer release of the same schema that gained a field (the manifest is
+# signature-verified before it is read, so an unknown field is the release's, not an attacker's; it
+# drives nothing here because nothing here reads it). A change an older reader must not miss bumps
+# ``ReleaseManifest.SCHEMA``, which the reader refuses with the upgrade hint. The writer is strict all
+# the same: ``make_release`` goes through ``from_dict``, which refuses a field the classes do not declare,
+# so what we write is exactly what we read. Fields that schema-1 readers never required are optional,
+# so every schema-1 release already published reads as before.
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseUpstream:
+    """``upstream``: the llama.cpp source built (``UpstreamLock.upstream_record``). ``commit`` is "" when
+    only the tree is known; a tree-only source adds the tree fields instead."""
+
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+    OMIT_NONE: ClassVar[bool] = True
+
+    commit: str
+    source: str | None = None
+    tag: str | None = None
+    commit_date: str | None = None
+    """ISO 8601 UTC; with ``tag`` it makes the release version."""
+    release_tag: str | None = None
+    identity: str | None = None
+    tree: str | None = None
+    origin: str | None = None
+    archive_sha256: str | None = None
+    import_commit: str | None = None
+    verified_with: str | None = None
+    date_note: str | None = None
+    described: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleasePatch:
+    """One patch of the series, in order."""
+
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+
+    name: str
+    sha256: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseTool:
+    """The locara-build that made the release."""
+
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+
+    name: str
+    version: str
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseIndexRef:
+    """``artifacts[].index``: the artifact's file index in the release store (``store.write_index``)."""
+
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+
+    file: str
+    sha256: str
+    size: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseSigningStatus:
+    """``artifacts[].signing_status``: what signing really did (``signing`` stays the kind)."""
+
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+    OMIT_NONE: ClassVar[bool] = True
+
+    status: str
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseSmoke:
+    """``artifacts[].smoke``: the smoke summary (``smoke.smoke_summary`` + ``proved``, notes.py)."""
+
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+    OMIT_NONE: ClassVar[bool] = True
+
+    status: str
+    """``passed``, ``skipped`` or ``not run``."""
+    proved: str | None = None
+    """``full`` | ``cpu-fallback`` | ``built-only``."""
+    coverage: str | None = None
+    ran_on: str | None = None
+    reason: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseArtifact:
+    """One entry of ``artifacts``: a packaged archive of the release (fields in docs/releases.md)."""
+
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+    OMIT_NONE: ClassVar[bool] = True
+
+    file: str
+    name: str
+    format: str
+    os: str
+    arch: str
+    backend: str
+    flavour: str
+    size: int
+    sha256: str
+    recipe: str
+    recipe_hash: str
+    requirements: dict[str, str | int]
+    """What the user's system must provide (glibc / libstdc++ minimum, the recipe's)."""
+    system_libraries: dict[str, str] = field(default_factory=dict)
+    """Library -> what on the user's system provides it."""
+    signing: str
+    """The kind: ``none``, ``authenticode``, ``macos``."""
+    signing_status: ReleaseSigningStatus | None = None
+    provenance: str | None = None
+    """``<file>.intoto.json`` (install refuses an artifact without it)."""
+    sbom: str | None = None
+    index: ReleaseIndexRef | None = None
+    smoke: ReleaseSmoke | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReleaseManifest:
+    """``release.json``: the signed contract between ``release`` and ``install`` (docs/releases.md).
+
+    Read with :meth:`from_bytes` (VerifyError, exit 8, naming the source and the field), written with
+    :meth:`to_json_bytes`. Unknown fields are ignored, not refused (forward compatibility: see the
+    comment above ``ReleaseUpstream``); a schema other than ``SCHEMA`` is refused with the upgrade hint.
+    """
+
+    SCHEMA: ClassVar[int] = 1
+    FILE: ClassVar[str] = "release.json"
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+    OMIT_NONE: ClassVar[bool] = True
+
+    schema: int
+    product: str
+    version: str
+    created: str
+    """ISO 8601 UTC."""
+    expires: str
+    """ISO 8601 UTC; install refuses the release after it."""
+    upstream: ReleaseUpstream
+    patches: list[ReleasePatch] = field(default_factory=list)
+    patch_set_hash: str | None = None
+    tool: ReleaseTool | None = None
+    signing_key: str | None = None
+    """The minisign key id that signed it."""
+    artifacts: list[ReleaseArtifact]
+
+    @classmethod
+    def from_bytes(cls, data: bytes, source: str = "release.json") -> ReleaseManifest:
+        """Parse and check a release.json (downloaded: after its signature was verified). VerifyError
+        (exit 8) naming ``source`` and the field; RecursionError passes (the caller names it)."""
+
+        def bad(why: str) -> VerifyError:
+            return VerifyError(f"{source}: invalid release manifest: {why}.",
+                               hint="Fetch the release again; report it if it persists.")
+
+        try:
+            doc = json.loads(data)
+        except (ValueError, UnicodeDecodeError):
+            raise bad("not JSON") from None
+        if not isinstance(doc, dict):
+            raise bad("not a JSON object")
+        if doc.get("schema") != cls.SCHEMA:
+            raise VerifyError(
+                f"{source}: release manifest schema {doc.get('schema')!r}; this locara-build reads schema {cls.SCHEMA}.",
+                hint="Upgrade locara-build (`pip install -U locara-build`).",
+            )
+        if doc.get("product") != PRODUCT:
+            raise bad(f"product is {doc.get('product')!r}, not {PRODUCT}")
+        try:
+            manifest: ReleaseManifest = _decode(cls, doc, "", lenient=True)
+        except _Mismatch as exc:
+            raise bad(str(exc)) from None
+        for key in ("created", "expires"):
+            try:
+                _iso_time(getattr(manifest, key))
+            except ValueError:
+                raise bad(f"field `{key}` is not an ISO 8601 date") from None
+        if not manifest.artifacts:
+            raise bad("no artifacts")
+        seen: set[str] = set()
+        for i, a in enumerate(manifest.artifacts):
+            if not _SAFE_NAME.fullmatch(a.file) or not _SAFE_NAME.fullmatch(a.name) or a.file in seen:
+                raise bad(f"field `artifacts[{i}].file`: artifact file name {a.file!r} is unsafe or repeated")
+            if not re.fullmatch(r"[0-9a-f]{64}", a.sha256):
+                raise bad(f"field `artifacts[{i}].sha256` of artifact {a.file} is not a sha256")
+            if a.size < 0:
+                raise bad(f"field `artifacts[{i}].size` of artifact {a.file} is negative")
+            seen.add(a.file)
+        try:
+            Version.parse(manifest.version, manifest.upstream.commit_date)
+        except ConfigError as exc:
+            raise bad(f"field `version`: {exc.message.rstrip('.')}") from None
+        return manifest
+
+    def parsed_version(self) -> Version:
+        """The release's version (VerifyError when it does not parse)."""
+        try:
+            return Version.parse(self.version, self.upstream.commit_date)
+        except ConfigError as exc:
+            raise VerifyError(f"release.json: {exc.message}", hint="Fetch the release again.") from None
+
+    def artifact(self, file: str) -> ReleaseArtifact | None:
+        return next((a for a in self.artifacts if a.file == file), None)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The plain JSON object the writer writes (and dict consumers such as the store read)."""
+        out: dict[str, Any] = _plain(self)
+        return out
+
+    def to_json_bytes(self) -> bytes:
+        """The canonical bytes of release.json (what is signed)."""
+        return to_json_bytes(self)
+
+
+_SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def _iso_time(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
 R = TypeVar("R")
 
 _MAX_RECORD = 64 << 20
@@ -402,7 +649,8 @@ def _name(where: str) -> str:
     return f"field `{where}`" if where else "the record"
 
 
-def _decode(tp: Any, value: Any, where: str) -> Any:
+def _decode(tp: Any, value: Any, where: str, *, lenient: bool = False) -> Any:
+    """``lenient``: a class with ``IGNORE_UNKNOWN`` skips the fields it does not declare (release.json)."""
     origin = get_origin(tp)
     if tp is Any:
         return value
@@ -410,7 +658,7 @@ def _decode(tp: Any, value: Any, where: str) -> Any:
         errors: list[_Mismatch] = []
         for arm in get_args(tp):
             try:
-                return _decode(arm, value, where)
+                return _decode(arm, value, where, lenient=lenient)
             except _Mismatch as exc:
                 errors.append(exc)
         objects = [e for a, e in zip(get_args(tp), errors, strict=True) if dataclasses.is_dataclass(a) or get_origin(a) is dict]
@@ -427,7 +675,7 @@ def _decode(tp: Any, value: Any, where: str) -> Any:
         hints = get_type_hints(tp)
         fields = {f.name: f for f in dataclasses.fields(tp)}
         unknown = sorted(set(value) - set(fields))
-        if unknown:
+        if unknown and not (lenient and getattr(tp, "IGNORE_UNKNOWN", False)):
             raise _Mismatch(f"unknown field `{_join(where, unknown[0])}`")
         kwargs = {}
         for name, f in fields.items():
@@ -435,18 +683,18 @@ def _decode(tp: Any, value: Any, where: str) -> Any:
                 if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
                     raise _Mismatch(f"missing field `{_join(where, name)}`")
                 continue
-            kwargs[name] = _decode(hints[name], value[name], _join(where, name))
+            kwargs[name] = _decode(hints[name], value[name], _join(where, name), lenient=lenient)
         return typing.cast(Any, tp)(**kwargs)
     if origin is list:
         (item,) = get_args(tp)
         if not isinstance(value, list):
             raise _Mismatch(f"{_name(where)} is {_kind(value)}, expected a list")
-        return [_decode(item, v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_decode(item, v, f"{where}[{i}]", lenient=lenient) for i, v in enumerate(value)]
     if origin is dict:
         key_tp, val_tp = get_args(tp)
         if not isinstance(value, dict):
             raise _Mismatch(f"{_name(where)} is {_kind(value)}, expected an object")
-        return {k: _decode(val_tp, v, _join(where, k)) for k, v in value.items()}
+        return {k: _decode(val_tp, v, _join(where, k), lenient=lenient) for k, v in value.items()}
     if tp is bool:
         if not isinstance(value, bool):
             raise _Mismatch(f"{_name(where)} is {_kind(value)}, expected true or false")
@@ -516,7 +764,7 @@ def _schema(tp: Any, defs: dict[str, Any], top: bool = True) -> dict[str, Any]:
         fields = dataclasses.fields(tp)
         body: dict[str, Any] = {
             "type": "object",
-            "additionalProperties": False,
+            "additionalProperties": bool(getattr(tp, "IGNORE_UNKNOWN", False)),
             "required": [f.name for f in fields if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING],
             "properties": {f.name: _schema(hints[f.name], defs, False) for f in fields},
         }
@@ -540,6 +788,7 @@ def _schema(tp: Any, defs: dict[str, Any], top: bool = True) -> dict[str, Any]:
 SCHEMA_FILES = {
     "build-record.schema.json": BuildRecord,
     "package-record.schema.json": PackageRecord,
+    "release-manifest.schema.json": ReleaseManifest,
     "smoke-record.schema.json": SmokeRecord,
 }
 

@@ -35,7 +35,7 @@ from locara_build.core import log
 from locara_build.core.errors import BusyError, LocaraError, PatchError, SignError
 from locara_build.core.redact import redact
 from locara_build.core.workdir import Project, WorkDir
-from locara_build.pipeline.records import PackageRecord
+from locara_build.pipeline.records import PackageRecord, ReleaseManifest
 from locara_build.upstream.lock import Lock, atomic_write_bytes, read_lock, write_lock
 
 if TYPE_CHECKING:
@@ -452,7 +452,7 @@ def _release(
         report.message = _NO_KEY
         return None
     dist = work.root / "dist" / str(plan.version)
-    previous = None
+    previous: ReleaseManifest | None = None
     older = [(v, p) for v, p in release_versions(root) if v < plan.version]
     if older:
         try:
@@ -464,7 +464,7 @@ def _release(
     released_plan = _restrict(plan, [o.name for o in packaged])
     result = make_release(
         released_plan, dist, root / str(plan.version), key, expires_days=opts.expires_days,
-        notes=lambda artifacts: release_notes(plan, artifacts, previous, distance),
+        notes=lambda artifacts: release_notes(plan, artifacts, previous.to_dict() if previous else None, distance),
     )
     notes_path = result.out / "RELEASE_NOTES.md"
     report.notes = str(notes_path) if notes_path.exists() else ""
@@ -477,11 +477,11 @@ def _restrict(plan: Plan, names: list[str]) -> Plan:
     return replace(plan, recipes=tuple(rp for rp in plan.recipes if rp.name in names))
 
 
-def _distance(work: WorkDir, previous: dict[str, Any] | None, plan: Plan) -> dict[str, Any] | None:
-    if not previous:
+def _distance(work: WorkDir, previous: ReleaseManifest | None, plan: Plan) -> dict[str, Any] | None:
+    if previous is None:
         return None
-    old_up = previous.get("upstream") or {}
-    old_commit = old_up.get("import_commit") or old_up.get("commit")
+    old_up = previous.to_dict()["upstream"]  # upstream_distance reads the plain object
+    old_commit = previous.upstream.import_commit or previous.upstream.commit
     if not old_commit or old_commit == plan.lock.commit:
         return None
     from locara_build.upstream.source import ensure_commit, upstream_distance

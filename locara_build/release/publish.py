@@ -143,7 +143,7 @@ def _read_latest(to_dir: Path) -> Version | None:
 
 def publish_dir(release_dir: Path, to_dir: Path, *, force: bool = False) -> PublishResult:
     doc = verify_release_dir(release_dir)
-    version = doc["version"]
+    version = doc.version
     v = manifest_version(doc)
     to_dir.mkdir(parents=True, exist_ok=True)
     latest = _read_latest(to_dir)
@@ -167,7 +167,7 @@ def publish_dir(release_dir: Path, to_dir: Path, *, force: bool = False) -> Publ
     result = PublishResult(str(to_dir), version, url=str(dest))
     with log.step(f"publish {version} -> {to_dir}"):
         try:  # the store's blobs/deltas first, only those the mirror lacks
-            copied, there = _publish_objects_dir(release_dir, doc, to_dir)
+            copied, there = _publish_objects_dir(release_dir, doc.to_dict(), to_dir)
         except OSError as exc:
             if is_no_space(exc):
                 raise disk_full(
@@ -206,7 +206,7 @@ def publish_dir(release_dir: Path, to_dir: Path, *, force: bool = False) -> Publ
                 "schema": 1,
                 "product": PRODUCT,
                 "version": version,
-                "commit_date": doc["upstream"].get("commit_date"),
+                "commit_date": doc.upstream.commit_date,
                 "path": f"{version}/",
                 "release": f"{version}/{MANIFEST}",
                 "updated": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
@@ -422,7 +422,7 @@ def publish_github(
     release_dir: Path, repo: str, *, force: bool = False, api_url: str | None = None, client: GitHubClient | None = None
 ) -> PublishResult:
     doc = verify_release_dir(release_dir)
-    version = doc["version"]
+    version = doc.version
     v = manifest_version(doc)
     gh = client or GitHubClient(repo, _token(), api_url=api_url)
     result = PublishResult(f"github:{repo}", version)
@@ -437,15 +437,15 @@ def publish_github(
         if rel is None:
             notes = release_dir / "RELEASE_NOTES.md"
             body = notes.read_text("utf-8") if notes.is_file() else (
-                f"{PRODUCT} {version}: llama.cpp {doc['upstream'].get('tag') or doc['upstream']['commit'][:12]} "
-                f"({doc['upstream'].get('commit_date')}) with {len(doc.get('patches', []))} patch(es).\n\n"
+                f"{PRODUCT} {version}: llama.cpp {doc.upstream.tag or doc.upstream.commit[:12]} "
+                f"({doc.upstream.commit_date}) with {len(doc.patches)} patch(es).\n\n"
                 "Verify: `minisign -Vm SHA256SUMS -p locara-release.pub && sha256sum -c SHA256SUMS` (docs/releases.md)."
             )
             rel = gh.create_release(version, f"{PRODUCT} {version}", body)
             log.info(f"created draft release {version} (id {rel['id']})")
         else:
             log.info(f"reusing release {version} (id {rel['id']}, draft={rel.get('draft')})")
-        _publish_objects_github(gh, release_dir, doc, result)  # the store release's missing objects first
+        _publish_objects_github(gh, release_dir, doc.to_dict(), result)  # the store release's missing objects first
         for name in upload_order(release_dir):
             path = release_dir / name
             digest = sha256_file(path)

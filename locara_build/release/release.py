@@ -35,7 +35,7 @@ from locara_build.core.digest import sha256_file
 from locara_build.core.errors import ConfigError, LocaraError, VerifyError, disk_full, is_no_space
 from locara_build.core.version import Version
 from locara_build.pipeline import records
-from locara_build.pipeline.records import PackageRecord, SideFile
+from locara_build.pipeline.records import PackageRecord, ReleaseManifest, SideFile
 from locara_build.release import store
 from locara_build.release.provenance import make_statement, sign_envelope
 from locara_build.release.signing import minisign
@@ -60,6 +60,7 @@ __all__ = [
     "trusted_comment",
     "parse_trusted_comment",
     "parse_manifest",
+    "read_manifest",
     "manifest_version",
     "verify_release_dir",
     "verify_signed",
@@ -67,7 +68,7 @@ __all__ = [
     "fsync_dir",
 ]
 
-SCHEMA = 1
+SCHEMA = ReleaseManifest.SCHEMA
 MANIFEST = "release.json"
 SUMS = "SHA256SUMS"
 NOTES = "RELEASE_NOTES.md"
@@ -83,7 +84,7 @@ _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 class ReleaseResult:
     out: Path
     version: str
-    manifest: dict[str, Any]
+    manifest: dict[str, Any]  # release.json as written (``record`` typed); the store and tests read the dict
     files: list[str]  # every file in the release folder, sorted
     key_id: str
     already: bool = False  # the same release existed already (nothing written)
@@ -151,24 +152,7 @@ def _parse_iso(text: str) -> datetime:
 
 # --- manifest -----------------------------------------------------------------------------------
 
-_ARTIFACT_FIELDS = {
-    "file": str,
-    "name": str,
-    "os": str,
-    "arch": str,
-    "backend": str,
-    "flavour": str,
-    "format": str,
-    "size": int,
-    "sha256": str,
-    "recipe": str,
-    "recipe_hash": str,
-    "requirements": dict,
-    "signing": str,
-}
-
-
-def read_manifest(folder: Path) -> dict[str, Any]:
+def read_manifest(folder: Path) -> ReleaseManifest:
     """The release.json of a release folder on this machine, through the one reader (parse_manifest):
     OSError / VerifyError when it is missing or not a manifest this tool writes."""
     path = folder / MANIFEST
@@ -183,58 +167,15 @@ def read_manifest(folder: Path) -> dict[str, Any]:
 _MAX_LOCAL_MANIFEST = 16 << 20
 
 
-def parse_manifest(data: bytes, *, source: str = MANIFEST) -> dict[str, Any]:
-    """Parse and check the shape of a release.json (after its signature was verified)."""
-
-    def bad(why: str) -> VerifyError:
-        return VerifyError(f"{source}: invalid release manifest: {why}.", hint="Fetch the release again; report it if it persists.")
-
-    try:
-        doc = json.loads(data)
-    except (ValueError, UnicodeDecodeError):
-        raise bad("not JSON") from None
-    if not isinstance(doc, dict):
-        raise bad("not a JSON object")
-    if doc.get("schema") != SCHEMA:
-        raise VerifyError(
-            f"{source}: release manifest schema {doc.get('schema')!r}; this locara-build reads schema {SCHEMA}.",
-            hint="Upgrade locara-build (`pip install -U locara-build`).",
-        )
-    if doc.get("product") != PRODUCT:
-        raise bad(f"product is {doc.get('product')!r}, not {PRODUCT}")
-    for key in ("version", "created", "expires"):
-        if not isinstance(doc.get(key), str):
-            raise bad(f"`{key}` missing")
-    try:
-        _parse_iso(doc["created"])
-        _parse_iso(doc["expires"])
-    except ValueError:
-        raise bad("`created`/`expires` are not ISO dates") from None
-    upstream = doc.get("upstream")
-    if not isinstance(upstream, dict) or not isinstance(upstream.get("commit"), str):
-        raise bad("`upstream.commit` missing")
-    arts = doc.get("artifacts")
-    if not isinstance(arts, list) or not arts:
-        raise bad("no artifacts")
-    seen = set()
-    for a in arts:
-        if not isinstance(a, dict):
-            raise bad("an artifact entry is not an object")
-        for key, typ in _ARTIFACT_FIELDS.items():
-            if not isinstance(a.get(key), typ):
-                raise bad(f"artifact field `{key}` missing or of the wrong type")
-        if not _SAFE_NAME.match(a["file"]) or not _SAFE_NAME.match(a["name"]) or a["file"] in seen:
-            raise bad(f"artifact file name {a['file']!r} is unsafe or repeated")
-        if not isinstance(a.get("smoke", {}), dict):
-            raise bad(f"artifact {a['file']}: `smoke` is not an object")
-        if not re.fullmatch(r"[0-9a-f]{64}", a["sha256"]) or a["size"] < 0:
-            raise bad(f"artifact {a['file']} has a malformed sha256 or size")
-        seen.add(a["file"])
-    manifest_version(doc)  # parses
-    return doc
+def parse_manifest(data: bytes, *, source: str = MANIFEST) -> ReleaseManifest:
+    """Parse and check a release.json (after its signature was verified): ``ReleaseManifest.from_bytes``."""
+    return ReleaseManifest.from_bytes(data, source)
 
 
-def manifest_version(doc: dict[str, Any]) -> Version:
+def manifest_version(doc: ReleaseManifest | dict[str, Any]) -> Version:
+    """The version of a release manifest (typed, or the plain dict the store and older callers hold)."""
+    if isinstance(doc, ReleaseManifest):
+        return doc.parsed_version()
     try:
         return Version.parse(doc["version"], doc.get("upstream", {}).get("commit_date"))
     except ConfigError as exc:
@@ -277,7 +218,7 @@ def release_versions(root: Path, *, exclude: Path | None = None) -> list[tuple[V
             continue
         try:
             doc = read_manifest(child)
-            found.append((Version.parse(doc["version"], doc["upstream"].get("commit_date")), child))
+            found.append((Version.parse(doc.version, doc.upstream.commit_date), child))
         except (LocaraError, OSError):
             log.warn(f"{mf}: unreadable release manifest, ignored for version ordering")
     return sorted(found, key=lambda vp: vp[0])
@@ -383,7 +324,7 @@ def _same_release(existing: Path, artifacts: list[dict[str, Any]]) -> bool:
         doc = read_manifest(existing)
     except (OSError, LocaraError):
         return False
-    old = {(a["file"], a["sha256"]) for a in doc["artifacts"]}
+    old = {(a.file, a.sha256) for a in doc.artifacts}
     return old == {(a["file"], a["sha256"]) for a in artifacts} and all(
         (existing / n).is_file() for n in (MANIFEST, SUMS, MANIFEST + SIG_SUFFIX, SUMS + SIG_SUFFIX)
     )
@@ -457,7 +398,7 @@ def make_release(
             if _same_release(out, artifacts):
                 log.info(f"{out}: release {version} already made from these exact artifacts; nothing to do")
                 doc = read_manifest(out)
-                return ReleaseResult(out, version, doc, sorted(p.name for p in out.iterdir()), key.id_hex, True, missing)
+                return ReleaseResult(out, version, doc.to_dict(), sorted(p.name for p in out.iterdir()), key.id_hex, True, missing)
             raise VerifyError(
                 f"{out} already holds release {version} made from different artifacts.",
                 hint="A published version never changes: bump the locara revision (`weekly` does this) and release "
@@ -490,7 +431,7 @@ def make_release(
         ["artifact", "size", "sha256"],
         [(a["file"], a["size"], a["sha256"][:16] + "...") for a in artifacts],
     )
-    return ReleaseResult(out, version, manifest, files, key.id_hex, False, missing)
+    return ReleaseResult(out, version, read_manifest(out).to_dict(), files, key.id_hex, False, missing)
 
 
 def _ensure(path: Path) -> Path:
@@ -567,7 +508,8 @@ def _write_release(
         digests[NOTES] = hashlib.sha256(data).hexdigest()
     created = manifest["created"]
     version = manifest["version"]
-    body = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode()
+    # through the typed record: strict (the writer never writes a field the reader does not declare)
+    body = records.from_dict(ReleaseManifest, manifest, where=MANIFEST).to_json_bytes()
     atomic_write_bytes(staged / MANIFEST, body)
     digests[MANIFEST] = hashlib.sha256(body).hexdigest()
     sums = format_sums(digests).encode()
@@ -586,7 +528,7 @@ def _older_releases(root: Path, version: Version) -> list[tuple[Path, dict[str, 
     for v, folder in reversed(release_versions(root)):
         if v < version:
             try:
-                out.append((folder, read_manifest(folder)))
+                out.append((folder, read_manifest(folder).to_dict()))  # the store reads plain dicts
             except (OSError, LocaraError):
                 continue
     return out
@@ -606,7 +548,7 @@ def _replace_dir(staged: Path, out: Path) -> None:
 # --- checking a release folder (publish, tests, CI) --------------------------------------------------
 
 
-def verify_release_dir(release_dir: Path, keys: list[PublicKey] | None = None) -> dict[str, Any]:
+def verify_release_dir(release_dir: Path, keys: list[PublicKey] | None = None) -> ReleaseManifest:
     """Check a release folder: checksums match, nothing unlisted, every listed file present, the
     manifest agrees with SHA256SUMS; with ``keys``, both signatures verify. Returns the manifest."""
     for name in (MANIFEST, SUMS, MANIFEST + SIG_SUFFIX, SUMS + SIG_SUFFIX):
@@ -616,14 +558,14 @@ def verify_release_dir(release_dir: Path, keys: list[PublicKey] | None = None) -
     manifest_bytes = (release_dir / MANIFEST).read_bytes()
     doc = parse_manifest(manifest_bytes, source=str(release_dir / MANIFEST))
     if keys is not None:
-        verify_signed(manifest_bytes, (release_dir / (MANIFEST + SIG_SUFFIX)).read_bytes(), keys, file=MANIFEST, version=doc["version"])
-        verify_signed(sums_bytes, (release_dir / (SUMS + SIG_SUFFIX)).read_bytes(), keys, file=SUMS, version=doc["version"])
+        verify_signed(manifest_bytes, (release_dir / (MANIFEST + SIG_SUFFIX)).read_bytes(), keys, file=MANIFEST, version=doc.version)
+        verify_signed(sums_bytes, (release_dir / (SUMS + SIG_SUFFIX)).read_bytes(), keys, file=SUMS, version=doc.version)
     else:  # at least well-formed and from the key the manifest names
         for name in SIGNED_FILES:
             sig = minisign.Signature.from_text((release_dir / (name + SIG_SUFFIX)).read_text("utf-8"), source=name + SIG_SUFFIX)
-            if sig.key_id_hex != doc.get("signing_key"):
+            if sig.key_id_hex != doc.signing_key:
                 raise VerifyError(
-                    f"{release_dir / (name + SIG_SUFFIX)}: signed by key {sig.key_id_hex}, but release.json names {doc.get('signing_key')}.",
+                    f"{release_dir / (name + SIG_SUFFIX)}: signed by key {sig.key_id_hex}, but release.json names {doc.signing_key}.",
                     hint="Run `locara-build release` again with one key.",
                 )
     sums = parse_sums(sums_bytes.decode("utf-8", "replace"), source=str(release_dir / SUMS))
@@ -643,9 +585,9 @@ def verify_release_dir(release_dir: Path, keys: list[PublicKey] | None = None) -
             raise VerifyError(f"{path}: sha256 does not match SHA256SUMS.", hint="The file changed after release; release again.")
     if sums.get(MANIFEST) != hashlib.sha256(manifest_bytes).hexdigest():
         raise VerifyError(f"{release_dir}: release.json is not the one SHA256SUMS lists.", hint="Release again.")
-    for a in doc["artifacts"]:
-        if sums.get(a["file"]) != a["sha256"]:
+    for a in doc.artifacts:
+        if sums.get(a.file) != a.sha256:
             raise VerifyError(
-                f"{release_dir}: {a['file']} has a different sha256 in release.json and SHA256SUMS.", hint="Release again."
+                f"{release_dir}: {a.file} has a different sha256 in release.json and SHA256SUMS.", hint="Release again."
             )
     return doc
