@@ -1299,12 +1299,19 @@ def cmd_update(args: argparse.Namespace) -> None:
 
 
 def cmd_delta(args: argparse.Namespace) -> None:
-    """Every file that changed between two releases' indexes: zstd patch-from vs bsdiff4 (size and
-    time to make and apply), against the file's zstd blob."""
+    """Every file that changed between two releases' indexes: zstd patch-from vs bsdiff4 vs bsdiff4-xz
+    (size and time to make and apply), against the file's zstd blob."""
     import bsdiff4
 
     sys.path.insert(0, str(REPO))
-    from locara_build.release.store import Index, Store, apply_delta, make_delta_zstd
+    from locara_build.release.store import (
+        Index,
+        Store,
+        apply_delta,
+        bsdiff_blocks,
+        make_delta_bsdiff_xz,
+        make_delta_zstd,
+    )
 
     releases = Path(args.releases).resolve()
     store = Store(releases)
@@ -1317,7 +1324,8 @@ def cmd_delta(args: argparse.Namespace) -> None:
     old, new = index(args.old), index(args.new)
     olds = {f.path: f for f in old.files}
     rows, totals = [], {"blob": 0, "zstd": 0, "bsdiff": 0, "size": 0, "zstd_make": 0.0, "bsdiff_make": 0.0,
-                        "zstd_apply": 0.0, "bsdiff_apply": 0.0, "changed": 0, "same": 0, "same_bytes": 0}
+                        "zstd_apply": 0.0, "bsdiff_apply": 0.0, "changed": 0, "same": 0, "same_bytes": 0,
+                        "bsdiff_xz": 0, "bsdiff_xz_make": 0.0, "bsdiff_xz_apply": 0.0, "smallest": 0}
     for f in new.files:
         o = olds.get(f.path)
         if o is not None and o.sha256 == f.sha256:
@@ -1340,13 +1348,24 @@ def cmd_delta(args: argparse.Namespace) -> None:
         t = time.perf_counter()
         assert bsdiff4.patch(base, bd) == target
         tba = time.perf_counter() - t
+        t = time.perf_counter()
+        bx = make_delta_bsdiff_xz(base, target, bsdiff_blocks(base, target))
+        tx = time.perf_counter() - t
+        t = time.perf_counter()
+        assert apply_delta("bsdiff4-xz", base, bx, f.size, what=f.path) == target
+        txa = time.perf_counter() - t
+        best = min(len(z), len(bd), len(bx))
         rows.append({"path": f.path, "size": f.size, "blob": f.blob_size, "zstd": len(z), "bsdiff": len(bd),
-                     "zstd_make_s": tz, "bsdiff_make_s": tb, "zstd_apply_s": tza, "bsdiff_apply_s": tba})
+                     "bsdiff_xz": len(bx), "smallest": best,
+                     "zstd_make_s": tz, "bsdiff_make_s": tb, "zstd_apply_s": tza, "bsdiff_apply_s": tba,
+                     "bsdiff_xz_make_s": tx, "bsdiff_xz_apply_s": txa})
         totals["changed"] += 1
         for k, v in (("size", f.size), ("blob", f.blob_size), ("zstd", len(z)), ("bsdiff", len(bd)), ("zstd_make", tz),
-                     ("bsdiff_make", tb), ("zstd_apply", tza), ("bsdiff_apply", tba)):
+                     ("bsdiff_make", tb), ("zstd_apply", tza), ("bsdiff_apply", tba), ("bsdiff_xz", len(bx)),
+                     ("bsdiff_xz_make", tx), ("bsdiff_xz_apply", txa), ("smallest", best)):
             totals[k] += v
-        print(f"  {f.path}: {f.size} B, blob {f.blob_size}, zstd patch-from {len(z)} ({tz:.2f}s), bsdiff {len(bd)} ({tb:.2f}s)", flush=True)
+        print(f"  {f.path}: {f.size} B, blob {f.blob_size}, zstd patch-from {len(z)} ({tz:.2f}s), bsdiff {len(bd)} ({tb:.2f}s), "
+              f"bsdiff4-xz {len(bx)} ({tx:.2f}s)", flush=True)
     doc = {"old": args.old, "new": args.new, "backend": args.backend, "rows": rows, "totals": totals,
            "reproduce": f"python bench/run.py delta --releases {args.releases} --old {args.old} --new {args.new} --backend {args.backend}"}
     out = RESULTS / f"delta-{args.backend}.json"

@@ -130,8 +130,8 @@ def test_github_store_release_holds_each_object_once(github_stand_in: GitHubStan
     assert publish_github(w2.out, "locara/locara-build", client=client).store["uploaded"] == []
 
 
-def test_delta_method_is_the_smaller_of_zstd_and_bsdiff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from locara_build.release.store import make_delta_bsdiff, make_delta_zstd
+def test_delta_method_is_the_smallest_of_zstd_and_both_bsdiffs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from locara_build.release.store import make_delta_bsdiff, make_delta_bsdiff_xz, make_delta_zstd
 
     keys = make_keys(tmp_path / "keys")
     releases = tmp_path / "releases"
@@ -144,5 +144,74 @@ def test_delta_method_is_the_smaller_of_zstd_and_bsdiff(tmp_path: Path, monkeypa
 
             b = zstandard.ZstdDecompressor().decompress(base.read_bytes())
             t = zstandard.ZstdDecompressor().decompress((releases / f.blob).read_bytes())
-            sizes = {"zstd-patch": len(make_delta_zstd(b, t)), "bsdiff4": len(make_delta_bsdiff(b, t))}
+            sizes = {"zstd-patch": len(make_delta_zstd(b, t)), "bsdiff4": len(make_delta_bsdiff(b, t)),
+                     "bsdiff4-xz": len(make_delta_bsdiff_xz(b, t))}
             assert d.method == min(sizes, key=sizes.__getitem__) and d.size == sizes[d.method]
+
+
+# --- bsdiff4-xz: the delta is checked against the signed index first, and still parsed defensively ----
+
+
+def _xz_pair() -> tuple[bytes, bytes]:
+    import random
+
+    rng = random.Random(7)
+    base = bytes(rng.getrandbits(8) for _ in range(200_000))
+    # code-like change: an insertion shifts everything after it, a few 4-byte "addresses" move by one
+    target = bytearray(base[:50_000] + b"inserted function body" * 40 + base[50_000:])
+    for at in range(60_000, 200_000, 9_973):
+        target[at:at + 4] = (int.from_bytes(target[at:at + 4], "little") + 1 & 0xFFFFFFFF).to_bytes(4, "little")
+    return base, bytes(target)
+
+
+def test_bsdiff_xz_round_trip() -> None:
+    """Both bsdiff encodings rebuild the target from the same blocks (which of them is smaller on real
+    libraries is measured in bench/, docs/performance.md; on tiny deltas xz's headers lose)."""
+    from locara_build.release.store import apply_delta, bsdiff_blocks, make_delta_bsdiff, make_delta_bsdiff_xz
+
+    base, target = _xz_pair()
+    blocks = bsdiff_blocks(base, target)
+    xz, bz = make_delta_bsdiff_xz(base, target, blocks), make_delta_bsdiff(base, target, blocks)
+    assert apply_delta("bsdiff4-xz", base, xz, len(target), what="d") == target
+    assert apply_delta("bsdiff4", base, bz, len(target), what="d") == target
+    assert len(xz) < len(target) // 20 and len(bz) < len(target) // 20
+
+
+def _xz_header(delta: bytes) -> tuple[int, list[int]]:
+    import struct
+
+    target, *lengths = struct.unpack_from("<4Q", delta, 8)
+    return target, lengths
+
+
+@pytest.mark.parametrize("attack", ["magic", "short", "size", "lengths", "trailing", "garbage-stream", "bomb",
+                                    "control-not-triples"])
+def test_bsdiff_xz_hostile_delta_refused(attack: str) -> None:
+    import lzma
+    import struct
+
+    from locara_build.release.store import BSDIFF_XZ_MAGIC, apply_delta, make_delta_bsdiff_xz
+
+    base, target = _xz_pair()
+    good = make_delta_bsdiff_xz(base, target)
+    size, lengths = _xz_header(good)
+    body = good[40:]
+    streams = [body[:lengths[0]], body[lengths[0]:lengths[0] + lengths[1]], body[lengths[0] + lengths[1]:]]
+
+    def build(streams: list[bytes], size: int = size) -> bytes:
+        return BSDIFF_XZ_MAGIC + struct.pack("<4Q", size, *(len(x) for x in streams)) + b"".join(streams)
+
+    bad = {
+        "magic": b"BSDIFF40" + good[8:],
+        "short": good[:30],
+        "size": build(streams, size + 1),
+        "lengths": good[:-1],
+        "trailing": build([streams[0], streams[1], streams[2] + b"\0" * 8]),
+        "garbage-stream": build([streams[0], b"\xfd7zXZ\0" + b"x" * 64, streams[2]]),
+        # a diff block that would inflate far past the file it claims to make
+        "bomb": build([streams[0], lzma.compress(b"\0" * (size * 4)), streams[2]]),
+        "control-not-triples": build([lzma.compress(b"\0" * 25), streams[1], streams[2]]),
+    }[attack]
+    with pytest.raises(VerifyError) as exc:
+        apply_delta("bsdiff4-xz", base, bad, size, what="deltas/sha256/x/y.bsdiff4-xz")
+    assert "deltas/sha256/x/y.bsdiff4-xz" in str(exc.value)

@@ -117,13 +117,14 @@ def test_store_on_mirror_is_deduplicated(two_weeks) -> None:
     assert res.store["uploaded"] == [] and len(res.store["skipped"]) > 0
 
 
-def test_bsdiff_deltas_apply(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Deltas forced to bsdiff4 at release time are applied by the installer like zstd ones."""
-    monkeypatch.setenv("LOCARA_DELTA_METHOD", "bsdiff4")
+@pytest.mark.parametrize("method", ["bsdiff4", "bsdiff4-xz"])
+def test_bsdiff_deltas_apply(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatch, method: str) -> None:
+    """Deltas forced to a bsdiff encoding at release time are applied by the installer like zstd ones."""
+    monkeypatch.setenv("LOCARA_DELTA_METHOD", method)
     keys = make_keys(tmp_path / "keys")
     releases = tmp_path / "releases"
     w1, w2 = (make_week(tmp_path, releases, keys, n) for n in (1, 2))
-    assert {d.method for f in _index(w2).files for d in f.deltas} == {"bsdiff4"}
+    assert {d.method for f in _index(w2).files for d in f.deltas} == {method}
     site = tmp_path / "site"
     publish_dir(w1.out, site)
     publish_dir(w2.out, site)
@@ -133,7 +134,7 @@ def test_bsdiff_deltas_apply(tmp_path: Path, cli, monkeypatch: pytest.MonkeyPatc
         srv.requests.clear()
         res = _install(cli, srv, prefix, keys.pub)
         assert res.returncode == 0, res.stderr
-        assert any(p.endswith(".bsdiff4") for p in _gets(srv))
+        assert any(p.endswith(f".{method}") for p in _gets(srv))
     lib = next(f for f in _index(w2).files if f.path == "bin/llama-server.bin")
     assert hashlib.sha256((prefix / "current" / lib.path).read_bytes()).hexdigest() == lib.sha256
 
@@ -266,6 +267,7 @@ def test_sigkill_mid_update_leaves_current_intact(two_weeks, tmp_path: Path, cli
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2 * 3600)  # two real llama.cpp builds (cold: ~15 min each on 2 cores)
 def test_update_between_two_real_weekly_releases(tmp_path: Path, cli) -> None:
     """`weekly` for llama-cpp-python 0.3.35 then 0.3.36 (linux-x86_64-cpu-ci, real builds into one
     releases root), published, then `install` 0.3.35 and update to 0.3.36 over loopback HTTP: only
