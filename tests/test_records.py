@@ -328,3 +328,101 @@ def test_release_manifest_ignores_unknown_fields_but_the_writer_refuses_them(mad
     assert records.ReleaseManifest.from_bytes(json.dumps(doc).encode()) == records.ReleaseManifest.from_bytes(data)
     with pytest.raises(RecordError, match="unknown field `mirrors`"):
         records.from_dict(records.ReleaseManifest, doc, where="release.json")
+
+
+# --- the install state (state.json, .locara-install.json in an end user's prefix) -------------------------
+
+# What the first installer (commit bc90996) wrote: no `current`, no `commit_date` in the entries.
+OLD_STATE = b"""{
+  "highest_seen": {
+    "commit_date": "2026-09-24T08:00:00Z",
+    "version": "2026.09.24-b6600-r1"
+  },
+  "installed": {
+    "2026.09.17-b6500-r1": {
+      "artifact": "locara-server-2026.09.17-b6500-r1-linux-x86_64-cpu.tar.gz",
+      "backend": "cpu",
+      "installed": "2026-09-18T10:00:00Z",
+      "sha256": "1111111111111111111111111111111111111111111111111111111111111111",
+      "version": "2026.09.17-b6500-r1"
+    },
+    "2026.09.24-b6600-r1": {
+      "artifact": "locara-server-2026.09.24-b6600-r1-linux-x86_64-cpu.tar.gz",
+      "backend": "cpu",
+      "installed": "2026-09-25T10:00:00Z",
+      "sha256": "2222222222222222222222222222222222222222222222222222222222222222",
+      "version": "2026.09.24-b6600-r1"
+    }
+  },
+  "previous": "2026.09.17-b6500-r1",
+  "schema": 1
+}
+"""
+
+
+def test_install_state_of_the_first_installer_still_reads(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(OLD_STATE)
+    state = records.InstallState.read(path)
+    assert state.current is None and state.previous == "2026.09.17-b6500-r1"
+    assert state.highest_seen is not None and str(state.highest_seen.parsed()) == "2026.09.24-b6600-r1"
+    assert state.installed["2026.09.24-b6600-r1"].commit_date is None
+    assert state.installed["2026.09.17-b6500-r1"].installed == "2026-09-18T10:00:00Z"
+    jsonschema.validate(json.loads(OLD_STATE), records.schema_of(records.InstallState))
+
+
+def test_install_state_round_trip_is_byte_stable_and_what_the_installer_always_wrote(tmp_path: Path) -> None:
+    path = tmp_path / "state.json"
+    path.write_bytes(OLD_STATE)
+    doc = json.loads(OLD_STATE)
+    doc["current"] = "2026.09.24-b6600-r1"
+    for entry in doc["installed"].values():
+        entry["commit_date"] = None
+    legacy = (json.dumps(doc, indent=2, sort_keys=True) + "\n").encode()  # the installer's own json.dumps
+    path.write_bytes(legacy)
+    state = records.InstallState.read(path)
+    assert state.to_json_bytes() == legacy
+    fresh = records.InstallState.empty().to_json_bytes()
+    assert json.loads(fresh) == {"schema": 1, "highest_seen": None, "previous": None, "current": None, "installed": {}}
+    assert records.InstallState.read(tmp_path / "none.json") == records.InstallState.empty()
+    jsonschema.validate(json.loads(legacy), records.schema_of(records.InstallState))
+
+
+STATE_CASES = [
+    (b"[" * 200_000, "not JSON"),
+    (b'{"schema": 2}', "schema 2, not 1"),
+    (b'{"schema": 1, "installed": []}', "field `installed` is a list, expected an object"),
+    (b'{"schema": 1, "previous": 5}', "field `previous` is an integer"),
+    (b'{"schema": 1, "highest_seen": {"version": "x\\n"}}', "version"),
+    (b'{"schema": 1, "installed": {"a": {"version": "2026.09.24-b6600-r1"}}}', "missing field `installed.a.artifact`"),
+    (b'{"schema": 1, "extra": true}', "unknown field `extra`"),
+]
+
+
+@pytest.mark.parametrize("content,why", STATE_CASES, ids=[w for _, w in STATE_CASES])
+def test_install_state_reader_refuses_naming_the_file_and_the_next_step(tmp_path: Path, content: bytes, why: str) -> None:
+    from locara_build.core.errors import ConfigError
+
+    path = tmp_path / "state.json"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError) as info:
+        records.InstallState.read(path)
+    assert info.value.message.startswith(f"{path}: unreadable install state (") and why in info.value.message
+    assert "remove it" in (info.value.hint or "") and info.value.exit_code == 2
+
+
+def test_install_record_reads_old_and_newer_records_and_nothing_else(tmp_path: Path) -> None:
+    old = {"version": "2026.09.24-b6600-r1", "artifact": "a.tar.gz", "sha256": "2" * 64, "backend": "cpu",
+           "source": "https://example.org/locara", "key": "0123456789ABCDEF", "installed": "2026-09-25T10:00:00Z"}
+    (tmp_path / ".locara-install.json").write_text(json.dumps(old, indent=2, sort_keys=True) + "\n")
+    record = records.InstallRecord.read(tmp_path)
+    assert record is not None and record.commit_date is None and record.sha256 == "2" * 64
+    new = records.InstallRecord(**{**old, "commit_date": "2026-09-24T08:00:00Z"})
+    assert new.to_json_bytes() == (json.dumps({**old, "commit_date": "2026-09-24T08:00:00Z"}, indent=2, sort_keys=True) + "\n").encode()
+    jsonschema.validate(json.loads(new.to_json_bytes()), records.schema_of(records.InstallRecord))
+    (tmp_path / ".locara-install.json").write_text(json.dumps({**old, "signed_by": "a newer locara-build"}))
+    assert records.InstallRecord.read(tmp_path) == record  # a newer tool's field is skipped
+    for bad in ("{", "[]", json.dumps({**old, "sha256": 5}), json.dumps({k: v for k, v in old.items() if k != "sha256"})):
+        (tmp_path / ".locara-install.json").write_text(bad)
+        assert records.InstallRecord.read(tmp_path) is None
+    assert records.InstallRecord.read(tmp_path / "missing") is None

@@ -42,7 +42,7 @@ import os
 import re
 import shutil
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,7 +55,13 @@ from locara_build.core.extract import safe_extract
 from locara_build.core.filelock import file_lock
 from locara_build.core.version import Version, parse_utc
 from locara_build.install import update
-from locara_build.pipeline.records import ReleaseManifest
+from locara_build.pipeline.records import (
+    InstalledVersion,
+    InstallRecord,
+    InstallState,
+    ReleaseManifest,
+    SeenVersion,
+)
 from locara_build.release.provenance import verify_envelope
 from locara_build.release.release import (
     MANIFEST,
@@ -85,9 +91,8 @@ __all__ = [
     "STATE_FILE",
 ]
 
-STATE_FILE = "state.json"
-RECORD_FILE = ".locara-install.json"
-STATE_SCHEMA = 1
+STATE_FILE = InstallState.FILE
+RECORD_FILE = InstallRecord.FILE
 SOURCE_ENV = "LOCARA_INSTALL_FROM"
 MAX_DOC = 4 << 20  # release.json, provenance: small documents
 #: what each document of a release may weigh at most (a mirror sending more is refused, exit 8)
@@ -354,72 +359,45 @@ def fetch_release(
 # --- prefix state ------------------------------------------------------------------------------
 
 
-def read_state(prefix: Path) -> dict[str, Any]:
-    path = prefix / STATE_FILE
-    if not path.exists():
-        return {"schema": STATE_SCHEMA, "highest_seen": None, "previous": None, "current": None, "installed": {}}
-    try:
-        doc = json.loads(path.read_text("utf-8"))
-        if not isinstance(doc, dict) or doc.get("schema") != STATE_SCHEMA:
-            raise ValueError
-        doc.setdefault("installed", {})
-        if not isinstance(doc["installed"], dict) or not all(isinstance(v, dict) for v in doc["installed"].values()):
-            raise ValueError
-        for key in ("previous", "current"):
-            if not isinstance(doc.get(key), str | None):
-                raise ValueError
-        _highest(doc)
-        return doc
-    except (ValueError, OSError, RecursionError, TypeError, KeyError, ConfigError):
-        raise ConfigError(
-            f"{path}: unreadable install state.",
-            hint="Restore it from a backup or remove it (the downgrade protection then restarts from the next install).",
-        ) from None
+def read_state(prefix: Path) -> InstallState:
+    """The prefix's ``state.json`` (records.InstallState; ConfigError, exit 2, when it is not one we wrote)."""
+    return InstallState.read(prefix / STATE_FILE)
 
 
-def _write_state(prefix: Path, state: dict[str, Any]) -> None:
+def _write_state(prefix: Path, state: InstallState) -> InstallState:
     _checkpoint("write state.json")
-    atomic_write_bytes(prefix / STATE_FILE, (json.dumps(state, indent=2, sort_keys=True) + "\n").encode())
+    atomic_write_bytes(prefix / STATE_FILE, state.to_json_bytes())
     _checkpoint("state.json written")
+    return state
 
 
-def _highest(state: dict[str, Any]) -> Version | None:
-    h = state.get("highest_seen")
-    if not h:
-        return None
-    return Version.parse(h["version"], h.get("commit_date"))
+def _highest(state: InstallState) -> Version | None:
+    return state.highest_seen.parsed() if state.highest_seen is not None else None
 
 
-def _read_record(folder: Path) -> dict[str, Any] | None:
+def _read_record(folder: Path) -> InstallRecord | None:
     """The ``.locara-install.json`` of a finished ``versions/<dir>`` (None: not a finished install)."""
-    path = folder / RECORD_FILE
-    try:
-        if not path.is_file() or path.is_symlink() or path.stat().st_size > 64 << 10:
-            return None
-        doc = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError, RecursionError):
-        return None
-    return doc if isinstance(doc, dict) and isinstance(doc.get("sha256"), str) else None
+    return InstallRecord.read(folder)
 
 
-def _reconcile(prefix: Path, state: dict[str, Any]) -> dict[str, Any]:
+def _reconcile(prefix: Path, state: InstallState) -> InstallState:
     """Bring the state in line with ``current`` after a crash between the switch and its record (in
     memory; written with the next change). The version the state called current becomes previous."""
     cur = _current(prefix)
-    recorded = state.get("current")
+    recorded = state.current
     if cur is not None and recorded != cur:
         if recorded and recorded != cur and (prefix / "versions" / recorded).is_dir():
-            state["previous"] = recorded
-        state["current"] = cur
+            state = replace(state, previous=recorded)
+        state = replace(state, current=cur)
     if cur is not None:
-        entry = state["installed"].get(cur) or _read_record(prefix / "versions" / cur) or {}
+        entry = state.installed.get(cur) or _read_record(prefix / "versions" / cur)
         try:
-            seen = Version.parse(entry["version"], entry.get("commit_date"))
-        except (KeyError, TypeError, ConfigError):
+            seen = Version.parse(entry.version, entry.commit_date) if entry is not None else None
+        except ConfigError:
             seen = None
         highest = _highest(state)
-        if seen is not None and (highest is None or seen > highest):
-            state["highest_seen"] = {"version": entry["version"], "commit_date": entry.get("commit_date")}
+        if seen is not None and entry is not None and (highest is None or seen > highest):
+            state = replace(state, highest_seen=SeenVersion(version=entry.version, commit_date=entry.commit_date))
     return state
 
 
@@ -545,7 +523,7 @@ def download(opts: InstallOptions, dest_dir: Path) -> tuple[Path, dict[str, Any]
 # --- install / rollback -------------------------------------------------------------------------
 
 
-def _dirname_for(prefix: Path, state: dict[str, Any], version: str, art: dict[str, Any]) -> str:
+def _dirname_for(prefix: Path, version: str, art: dict[str, Any]) -> str:
     """``<version>``, unless that folder holds another artifact of the same version (another backend).
     A folder that already holds this very artifact (recorded, or finished by a run that was killed
     before it could record it) is returned as is: it is adopted, never unpacked twice."""
@@ -554,7 +532,7 @@ def _dirname_for(prefix: Path, state: dict[str, Any], version: str, art: dict[st
         if not os.path.lexists(path):
             return name
         record = _read_record(path) if path.is_dir() and not path.is_symlink() else None
-        if record is not None and record.get("sha256") == art["sha256"]:
+        if record is not None and record.sha256 == art["sha256"]:
             return name
     raise ConfigError(f"{prefix}/versions holds conflicting folders for {version}.", hint="Remove the unused ones.")
 
@@ -583,22 +561,22 @@ def install(opts: InstallOptions) -> InstallResult:
         art, why = _pick(rel, opts)
         _check_provenance(rel, art, keys, opts.timeout)
         previous = _current(prefix)
-        dirname = _dirname_for(prefix, state, version, art)
+        dirname = _dirname_for(prefix, version, art)
         target = prefix / "versions" / dirname
         if target.is_dir():  # finished earlier (recorded, or adopted after a crash)
-            adopted = dirname not in state["installed"]
+            adopted = dirname not in state.installed
             changed = previous != dirname
             if adopted:
                 log.info(f"{version}: adopting versions/{dirname}, unpacked by an earlier run that was interrupted")
             if adopted or changed:
-                _record_installed(prefix, state, rel, art, dirname)
+                state = _record_installed(prefix, state, rel, art, dirname)
             if changed:
                 _switch_current(prefix, dirname)
                 log.info(f"{version} was already installed; `current` now points to it")
-                _record_current(prefix, state, dirname, previous)
+                state = _record_current(prefix, state, dirname, previous)
             else:
                 if state != read_state(prefix):  # reconciled after a crash between a switch and its record
-                    _record_current(prefix, state, dirname, None)
+                    state = _record_current(prefix, state, dirname, None)
                 log.info(f"{version} ({art['backend']}) is already installed and current")
             _prune(prefix, state, opts.keep)  # (finishes a prune an earlier run was killed in)
             return InstallResult(prefix, version, art["file"], art["backend"], why, target, previous, changed)
@@ -643,9 +621,9 @@ def install(opts: InstallOptions) -> InstallResult:
                 fsync_dir(target.parent)
             finally:
                 shutil.rmtree(tmp_root, ignore_errors=True)
-        _record_installed(prefix, state, rel, art, dirname)  # highest_seen before `current` moves
+        state = _record_installed(prefix, state, rel, art, dirname)  # highest_seen before `current` moves
         _switch_current(prefix, dirname)
-        _record_current(prefix, state, dirname, previous)
+        state = _record_current(prefix, state, dirname, previous)
         _checkpoint("remove the downloaded archive")
         archive.unlink(missing_ok=True)
         with contextlib.suppress(OSError):
@@ -666,54 +644,45 @@ def _write_install_record(top: Path, rel: VerifiedRelease, art: dict[str, Any]) 
             f"{art['file']}: the archive carries its own {RECORD_FILE} (the install record's name); refusing it.",
             hint="Report the release; do not install it.", details={"member": f"{art['name']}/{RECORD_FILE}"},
         )
-    record = {
-        "version": rel.record.version,
-        "commit_date": rel.record.upstream.commit_date,
-        "artifact": art["file"],
-        "sha256": art["sha256"],
-        "backend": art["backend"],
-        "source": _show(rel.base),
-        "key": rel.key.id_hex,
-        "installed": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    atomic_write_bytes(record_path, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+    record = InstallRecord(**asdict(_installed_entry(rel, art)), source=_show(rel.base), key=rel.key.id_hex)
+    atomic_write_bytes(record_path, record.to_json_bytes())
 
 
-def _record_installed(prefix: Path, state: dict[str, Any], rel: VerifiedRelease, art: dict[str, Any], dirname: str) -> None:
+def _installed_entry(rel: VerifiedRelease, art: dict[str, Any]) -> InstalledVersion:
+    """What the state and the folder's own record say about an installed version (installed now)."""
+    return InstalledVersion(
+        version=rel.record.version,
+        commit_date=rel.record.upstream.commit_date,
+        artifact=art["file"],
+        sha256=art["sha256"],
+        backend=art["backend"],
+        installed=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+    )
+
+
+def _record_installed(prefix: Path, state: InstallState, rel: VerifiedRelease, art: dict[str, Any], dirname: str) -> InstallState:
     """Before the switch: the version is installed, and the highest seen (so no replay goes below it)."""
     highest = _highest(state)
     if highest is None or rel.version > highest:
-        state["highest_seen"] = {
-            "version": rel.record.version,
-            "commit_date": rel.record.upstream.commit_date,
-        }
-    state["installed"][dirname] = {
-        "version": rel.record.version,
-        "commit_date": rel.record.upstream.commit_date,
-        "artifact": art["file"],
-        "sha256": art["sha256"],
-        "backend": art["backend"],
-        "installed": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-    }
-    _write_state(prefix, state)
+        state = replace(state, highest_seen=SeenVersion(version=rel.record.version, commit_date=rel.record.upstream.commit_date))
+    return _write_state(prefix, replace(state, installed={**state.installed, dirname: _installed_entry(rel, art)}))
 
 
-def _record_current(prefix: Path, state: dict[str, Any], dirname: str, previous: str | None) -> None:
+def _record_current(prefix: Path, state: InstallState, dirname: str, previous: str | None) -> InstallState:
     """After the switch: what `current` is, and what it was."""
     if previous and previous != dirname:
-        state["previous"] = previous
-    state["current"] = dirname
-    _write_state(prefix, state)
+        state = replace(state, previous=previous)
+    return _write_state(prefix, replace(state, current=dirname))
 
 
-def _prune(prefix: Path, state: dict[str, Any], keep: int) -> None:
+def _prune(prefix: Path, state: InstallState, keep: int) -> None:
     """Keep ``current``, ``previous`` and the newest installs up to ``keep`` folders. A pruned version
     leaves the state first, then is renamed to ``versions/.trash-*`` and removed: a crash midway never
     leaves a recorded, half-deleted version."""
     keep = max(keep, 2)
     current = _current(prefix)
-    protected = {current, state.get("previous")}
-    entries = sorted(state["installed"].items(), key=lambda kv: kv[1].get("installed", ""), reverse=True)
+    protected = {current, state.previous}
+    entries = sorted(state.installed.items(), key=lambda kv: kv[1].installed, reverse=True)
     kept = [name for name, _ in entries if name in protected]
     removed = []
     for name, _ in entries:
@@ -723,13 +692,11 @@ def _prune(prefix: Path, state: dict[str, Any], keep: int) -> None:
             kept.append(name)
             continue
         removed.append(name)
-    for name in removed:
-        state["installed"].pop(name, None)
     if removed:
-        _write_state(prefix, state)
+        state = _write_state(prefix, replace(state, installed={k: v for k, v in state.installed.items() if k not in removed}))
     # finished folders no record names (a prune or an install killed midway): not versions any more
     versions = prefix / "versions"
-    removed += [p.name for p in sorted(versions.iterdir()) if not p.name.startswith(".") and p.name not in state["installed"]
+    removed += [p.name for p in sorted(versions.iterdir()) if not p.name.startswith(".") and p.name not in state.installed
                 and p.name not in protected and p.name not in removed and p.is_dir() and not p.is_symlink()] \
         if versions.is_dir() else []
     if not removed:
@@ -745,10 +712,10 @@ def _prune(prefix: Path, state: dict[str, Any], keep: int) -> None:
     log.info(f"removed old versions: {', '.join(removed)}")
 
 
-def _rollback_target(prefix: Path, state: dict[str, Any], current: str | None) -> str | None:
+def _rollback_target(prefix: Path, state: InstallState, current: str | None) -> str | None:
     """``previous`` if it is a different, complete version; else the newest other complete one."""
-    others = sorted(state["installed"].items(), key=lambda kv: kv[1].get("installed", ""), reverse=True)
-    for name in [state.get("previous"), *(n for n, _ in others)]:
+    others = sorted(state.installed.items(), key=lambda kv: kv[1].installed, reverse=True)
+    for name in [state.previous, *(n for n, _ in others)]:
         if not name or name == current or "/" in name or name.startswith("."):
             continue
         folder = prefix / "versions" / name
@@ -771,10 +738,10 @@ def rollback(prefix: Path) -> InstallResult:
                 hint="Install a specific version with `locara-build install --version V` instead.",
             )
         _switch_current(prefix, previous)
-        _record_current(prefix, state, previous, current)
-        entry = state["installed"].get(previous, {})
+        state = _record_current(prefix, state, previous, current)
+        entry = state.installed.get(previous)
         log.info(f"rolled back: current -> {previous} (was {current})")
         return InstallResult(
-            prefix, entry.get("version", previous), entry.get("artifact", ""), entry.get("backend", ""), "--rollback",
+            prefix, entry.version if entry else previous, entry.artifact if entry else "", entry.backend if entry else "", "--rollback",
             prefix / "versions" / previous, current, True,
         )

@@ -54,6 +54,7 @@ from locara_build.release.store import (
 
 if TYPE_CHECKING:
     from locara_build.install.install import VerifiedRelease
+    from locara_build.pipeline.records import InstallState
 
 __all__ = ["UpdatePlan", "build_from_store", "fetch_index", "plan_update", "select_files", "store_url", "LOCAL_INDEX"]
 
@@ -168,11 +169,11 @@ class _Local:
     """Files already in ``versions/*``, found by sha256 (from each version's saved index, or hashed),
     each confirmed by hashing it before it is used."""
 
-    def __init__(self, prefix: Path, state: dict[str, Any]):
+    def __init__(self, prefix: Path, state: InstallState):
         self.candidates: dict[str, list[Path]] = {}
         self._confirmed: dict[str, Path | None] = {}
         versions = prefix / "versions"
-        names = [n for n in state.get("installed", {}) if (versions / n).is_dir()]
+        names = [n for n in state.installed if (versions / n).is_dir()]
         for name in names:
             folder = versions / name
             saved = folder / LOCAL_INDEX
@@ -254,7 +255,7 @@ def _place_local(src: Path, dest: Path, f: FileEntry) -> bool:
 
 
 def build_from_store(
-    rel: VerifiedRelease, art: dict[str, Any], prefix: Path, state: dict[str, Any], *, backend: str, timeout: float,
+    rel: VerifiedRelease, art: dict[str, Any], prefix: Path, state: InstallState, *, backend: str, timeout: float,
     force: bool = False,
 ) -> Path | None:
     """The new version's folder, built and verified under ``versions/.extract-*`` (see module doc);

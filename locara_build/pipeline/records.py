@@ -18,6 +18,8 @@ attacker, and must not drive a build, a package or a release.
     ReleaseManifest <releases>/<version>/release.json                written by release, read by
                                                                      install, update, publish, weekly
                                                                      (downloaded: see its docstring)
+    InstallState   <prefix>/state.json                               written and read by install (the
+    InstallRecord  <prefix>/versions/<dir>/.locara-install.json      end user's prefix: see their comment)
 
 ``schema_of(cls)`` gives the JSON schema of a record (tests keep ``docs/schemas/*.json`` in sync).
 
@@ -48,6 +50,9 @@ __all__ = [
     "BuildFile",
     "BuildRecord",
     "FileEntry",
+    "InstallRecord",
+    "InstallState",
+    "InstalledVersion",
     "PackageRecord",
     "RecordError",
     "ReleaseArtifact",
@@ -58,6 +63,7 @@ __all__ = [
     "ReleaseSmoke",
     "ReleaseTool",
     "ReleaseUpstream",
+    "SeenVersion",
     "SigningStatus",
     "SideFile",
     "SmokeArgsFileRun",
@@ -558,6 +564,124 @@ class ReleaseManifest:
 
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
+# --- the install state (an end user's prefix: locara_build.install.install) ---------------------------
+#
+# Not a stage's record but the installer's own files in the user's prefix, kept here so that one
+# reader, one writer and one schema rule covers every JSON document locara-build writes. The bytes are
+# what the installer always wrote (sorted keys, two-space indent, every field, null included), so a
+# prefix installed by an earlier locara-build reads as before: fields that earlier versions did not
+# write (``current``, ``commit_date``) are optional.
+
+
+@dataclass(frozen=True, kw_only=True)
+class SeenVersion:
+    """``highest_seen``: the newest version this prefix has installed (no release below it installs)."""
+
+    version: str
+    commit_date: str | None = None
+
+    def parsed(self) -> Version:
+        return Version.parse(self.version, self.commit_date)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstalledVersion:
+    """``installed[<dir>]``: a finished ``versions/<dir>`` the state records."""
+
+    version: str
+    commit_date: str | None = None
+    """Null: the release had none, or the entry was written before commit dates were recorded."""
+    artifact: str
+    sha256: str
+    backend: str
+    installed: str
+    """When it was installed (UTC, ISO 8601 ``Z``): the newest are kept by prune."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallState:
+    """``<prefix>/state.json``: the downgrade floor, ``current`` and ``previous``, what is installed.
+
+    Read with :meth:`read` (ConfigError, exit 2, naming the file and what to do), written with
+    :meth:`to_json_bytes` (the installer writes it atomically between its crash checkpoints)."""
+
+    FILE: ClassVar[str] = "state.json"
+    SCHEMA: ClassVar[int] = 1
+
+    schema: int
+    highest_seen: SeenVersion | None = None
+    previous: str | None = None
+    current: str | None = None
+    installed: dict[str, InstalledVersion] = field(default_factory=dict)
+
+    @classmethod
+    def empty(cls) -> InstallState:
+        return cls(schema=cls.SCHEMA)
+
+    @classmethod
+    def read(cls, path: Path) -> InstallState:
+        """The state at ``path``; an empty one when there is none."""
+        if not path.exists():
+            return cls.empty()
+        try:
+            doc = json.loads(path.read_text("utf-8"))
+            if not isinstance(doc, dict) or doc.get("schema") != cls.SCHEMA:
+                raise _Mismatch(f"schema {doc.get('schema') if isinstance(doc, dict) else None!r}, not {cls.SCHEMA}")
+            state: InstallState = _decode(cls, doc, "")
+            if state.highest_seen is not None:
+                state.highest_seen.parsed()
+        except (OSError, ValueError, RecursionError, _Mismatch, ConfigError) as exc:
+            why = (exc.message if isinstance(exc, ConfigError) else str(exc) if isinstance(exc, _Mismatch)
+                   else f"cannot read it: {exc.strerror or exc}" if isinstance(exc, OSError) else "not JSON")
+            raise ConfigError(
+                f"{path}: unreadable install state ({why.rstrip('.')}).",
+                hint="Restore it from a backup or remove it (the downgrade protection then restarts from the next install).",
+            ) from None
+        return state
+
+    def to_json_bytes(self) -> bytes:
+        return to_json_bytes(self)
+
+
+@dataclass(frozen=True, kw_only=True)
+class InstallRecord:
+    """``versions/<dir>/.locara-install.json``: what a finished version folder holds (written inside
+    the folder before it is renamed into place, so its presence means the folder is complete).
+
+    It travels with the folder and is read by whichever locara-build runs later, older or newer, so it
+    ignores fields it does not know (``IGNORE_UNKNOWN``), like release.json; :meth:`read` returns None
+    for anything that is not a record (the folder is then not a finished install)."""
+
+    FILE: ClassVar[str] = ".locara-install.json"
+    IGNORE_UNKNOWN: ClassVar[bool] = True
+    MAX_SIZE: ClassVar[int] = 64 << 10
+
+    version: str
+    commit_date: str | None = None
+    artifact: str
+    sha256: str
+    backend: str
+    source: str
+    """Where it was installed from (no credentials, no query values)."""
+    key: str
+    """The minisign key id that signed the release."""
+    installed: str
+
+    @classmethod
+    def read(cls, folder: Path) -> InstallRecord | None:
+        path = folder / cls.FILE
+        try:
+            if not path.is_file() or path.is_symlink() or path.stat().st_size > cls.MAX_SIZE:
+                return None
+            record: InstallRecord = _decode(cls, json.loads(path.read_text("utf-8")), "", lenient=True)
+        except (OSError, ValueError, RecursionError, _Mismatch):
+            return None
+        return record
+
+    def to_json_bytes(self) -> bytes:
+        return to_json_bytes(self)
+
+
 
 def _iso_time(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
@@ -787,6 +911,8 @@ def _schema(tp: Any, defs: dict[str, Any], top: bool = True) -> dict[str, Any]:
 
 SCHEMA_FILES = {
     "build-record.schema.json": BuildRecord,
+    "install-record.schema.json": InstallRecord,
+    "install-state.schema.json": InstallState,
     "package-record.schema.json": PackageRecord,
     "release-manifest.schema.json": ReleaseManifest,
     "smoke-record.schema.json": SmokeRecord,
