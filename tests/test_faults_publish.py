@@ -30,6 +30,7 @@ from support.faults import (
 from support.release_kit import NEW, make_keys, make_lock, release_for
 
 from locara_build.release.publish import upload_order
+from locara_build.release.release import read_manifest
 from locara_build.release.store import GITHUB_STORE_TAG, release_objects
 
 TOKEN = "ghs_faultsuite_0123456789abcdef0123"
@@ -92,7 +93,7 @@ def test_dir_mirror_killed_midway_then_retried(released: tuple[StandInEnv, Path]
     mirror = tmp_path / "mirror"
     # paused inside the 2nd copy of a release file (the store's objects go first): its temp file is
     # open (empty), then SIGKILL: no cleanup at all
-    objects = len(release_objects(release, json.loads((release / "release.json").read_text())))
+    objects = len(release_objects(release, read_manifest(release)))
     run = start_cli(*env.base(), "publish", "--to", str(mirror), str(release), failpoint=f"shutil:copyfileobj@{objects + 2}")
     run.wait_for(r"^FAILPOINT ")
     run.signal_group(signal.SIGKILL)

@@ -356,9 +356,13 @@ def test_notes_list_the_release_recipes_this_host_did_not_build(tmp_path: Path) 
                 commit="0c1e57098bba43ac29e6e3b677cdceebdd22334f", tag="", commit_date="2026-10-01T02:11:48Z",
                 synced_at="2026-10-02T09:00:00Z")
     plan = make_plan(Project(REPO), WorkDir(tmp_path), ["linux-arm64-cpu-ci"], lock=lock)
-    art = {"file": "locara-server-x-linux-arm64-cpu-ci.tar.gz", "recipe": "linux-arm64-cpu", "os": "linux",
-           "arch": "arm64", "backend": "cpu", "flavour": "release", "size": 1000, "sha256": "0" * 64,
-           "smoke": {"status": "passed", "coverage": "full", "ran_on": "CPU"}}
+    from locara_build.pipeline.records import ReleaseArtifact, from_dict
+
+    art = from_dict(ReleaseArtifact, {
+        "file": "locara-server-x-linux-arm64-cpu-ci.tar.gz", "name": "locara-server-x", "format": "tar.gz",
+        "recipe": "linux-arm64-cpu", "recipe_hash": "0" * 16, "os": "linux", "arch": "arm64", "backend": "cpu",
+        "flavour": "release", "size": 1000, "sha256": "0" * 64, "requirements": {}, "signing": "none",
+        "smoke": {"status": "passed", "coverage": "full", "ran_on": "CPU"}})
     missing = {m["recipe"]: m for m in not_built(plan, [art])}
     assert "linux-arm64-cpu" not in missing and "linux-arm64-cpu-ci" not in missing  # ci flavours never ship
     assert missing["macos-x86_64-cpu"]["where"] == "its CI runner (macos-15-intel)"

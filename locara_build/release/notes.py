@@ -8,16 +8,23 @@ covered (the device it ran on; "CPU only" where the build host lacked the GPU th
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from locara_build.build.plan import PRODUCT, Plan
+from locara_build.pipeline.records import ReleaseArtifact, ReleaseManifest
 
 __all__ = ["release_notes", "artifact_key", "smoke_cell", "proved", "with_proof", "not_built", "PROOFS"]
 
 
-def artifact_key(entry: Mapping[str, Any]) -> tuple[str, str, str, str]:
-    return (str(entry.get("os")), str(entry.get("arch")), str(entry.get("backend")), str(entry.get("flavour", "release")))
+def artifact_key(entry: ReleaseArtifact) -> tuple[str, str, str, str]:
+    return (entry.os, entry.arch, entry.backend, entry.flavour)
+
+
+def _plain(record: Any) -> dict[str, Any]:
+    """A part of the typed manifest as the summary dict it was made from (no None fields)."""
+    return {k: v for k, v in dataclasses.asdict(record).items() if v is not None} if record is not None else {}
 
 
 def _ident(upstream: Mapping[str, Any]) -> str:
@@ -76,7 +83,10 @@ def with_proof(smoke: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def smoke_cell(entry: Mapping[str, Any]) -> str:
     """One table cell: what the artifact's smoke test covered."""
-    smoke = entry.get("smoke") or {}
+    return _smoke_text(entry.get("smoke") or {})
+
+
+def _smoke_text(smoke: Mapping[str, Any]) -> str:
     status = str(smoke.get("status") or "not run")
     if status == "skipped":
         text = f"skipped: {smoke.get('reason') or 'by the recipe'}"
@@ -91,11 +101,11 @@ def smoke_cell(entry: Mapping[str, Any]) -> str:
 
 def release_notes(
     plan: Plan,
-    artifacts: Sequence[Mapping[str, Any]],
-    previous: Mapping[str, Any] | None,
+    artifacts: Sequence[ReleaseArtifact],
+    previous: ReleaseManifest | None,
     distance: Mapping[str, Any] | None,
 ) -> str:
-    """``artifacts``: release.json-style entries (file, os, arch, backend, flavour, size, sha256);
+    """``artifacts``: the entries release.json will carry;
     ``previous``: the previous release.json (None for the first release); ``distance``: the
     upstream distance from the previous release's commit (``source.Distance.to_dict()``)."""
     lock = plan.lock
@@ -106,7 +116,7 @@ def release_notes(
     if previous is None:
         lines.append(f"- First release: {_ident(new_upstream)} from {lock.commit_date} (`{lock.source}`).")
     else:
-        old = previous.get("upstream", {})
+        old = _plain(previous.upstream)
         if _same_upstream(old, new_upstream):
             lines.append(f"- Unchanged: {_ident(new_upstream)} from {lock.commit_date}; this release changes locara-build inputs only.")
         else:
@@ -126,7 +136,7 @@ def release_notes(
 
     lines += ["## Patches", ""]
     new_patches = {p.name: p.sha256 for p in plan.patches}
-    old_patches = {p["name"]: p["sha256"] for p in (previous or {}).get("patches", [])}
+    old_patches = {p.name: p.sha256 for p in previous.patches} if previous is not None else {}
     for p in plan.patches:
         if previous is None or p.name not in old_patches:
             state = "added" if previous is not None else "applied"
@@ -142,12 +152,12 @@ def release_notes(
     lines.append("")
 
     lines += ["## Artifacts", "", "| artifact | size | change | sha256 | proved | smoke test |", "|---|---|---|---|---|---|"]
-    old_sizes = {artifact_key(a): int(a["size"]) for a in (previous or {}).get("artifacts", [])}
-    for entry in sorted(artifacts, key=lambda a: str(a["file"])):
-        size = int(entry["size"])
+    old_sizes = {artifact_key(a): a.size for a in previous.artifacts} if previous is not None else {}
+    for entry in sorted(artifacts, key=lambda a: a.file):
+        smoke = _plain(entry.smoke)
         lines.append(
-            f"| `{entry['file']}` | {_size(size)} | {_delta(size, old_sizes.get(artifact_key(entry)))} "
-            f"| `{str(entry['sha256'])[:16]}…` | {proved(entry.get('smoke'))} | {smoke_cell(entry)} |"
+            f"| `{entry.file}` | {_size(entry.size)} | {_delta(entry.size, old_sizes.get(artifact_key(entry)))} "
+            f"| `{entry.sha256[:16]}…` | {proved(smoke)} | {_smoke_text(smoke)} |"
         )
     lines += [
         "",
@@ -164,7 +174,7 @@ def release_notes(
     return "\n".join(lines)
 
 
-def not_built(plan: Plan, artifacts: Sequence[Mapping[str, Any]]) -> list[dict[str, str]]:
+def not_built(plan: Plan, artifacts: Sequence[ReleaseArtifact]) -> list[dict[str, str]]:
     """Release recipes of the project that have no artifact in ``artifacts`` (e.g. the macOS and
     Windows-MSVC recipes on a Linux host), with the CI runner that builds them."""
     from locara_build.build.recipe import load_recipes
@@ -174,7 +184,7 @@ def not_built(plan: Plan, artifacts: Sequence[Mapping[str, Any]]) -> list[dict[s
         recipes = load_recipes(Project(plan.project_root))
     except Exception:  # noqa: BLE001 - the notes never fail a release over this list
         return []
-    have = {str(a.get("recipe", "")) for a in artifacts}
+    have = {a.recipe for a in artifacts}
     return [
         {"recipe": r.name, "os": r.os, "arch": r.arch, "backend": r.backend,
          "where": f"its CI runner ({r.runner})" if r.runner else "another host"}

@@ -40,6 +40,7 @@ from locara_build.core.digest import sha256_file
 from locara_build.core.errors import ConfigError, NetworkError, VerifyError, disk_full, is_no_space
 from locara_build.core.redact import secret_env
 from locara_build.core.version import Version
+from locara_build.pipeline.records import ReleaseManifest
 from locara_build.release import store
 from locara_build.release.release import (
     MANIFEST,
@@ -167,7 +168,7 @@ def publish_dir(release_dir: Path, to_dir: Path, *, force: bool = False) -> Publ
     result = PublishResult(str(to_dir), version, url=str(dest))
     with log.step(f"publish {version} -> {to_dir}"):
         try:  # the store's blobs/deltas first, only those the mirror lacks
-            copied, there = _publish_objects_dir(release_dir, doc.to_dict(), to_dir)
+            copied, there = _publish_objects_dir(release_dir, doc, to_dir)
         except OSError as exc:
             if is_no_space(exc):
                 raise disk_full(
@@ -445,7 +446,7 @@ def publish_github(
             log.info(f"created draft release {version} (id {rel['id']})")
         else:
             log.info(f"reusing release {version} (id {rel['id']}, draft={rel.get('draft')})")
-        _publish_objects_github(gh, release_dir, doc.to_dict(), result)  # the store release's missing objects first
+        _publish_objects_github(gh, release_dir, doc, result)  # the store release's missing objects first
         for name in upload_order(release_dir):
             path = release_dir / name
             digest = sha256_file(path)
@@ -501,7 +502,7 @@ def _upload_one(gh: GitHubClient, rel: dict[str, Any], path: Path, digest: str, 
 # --- the release store's objects (locara_build.release.store) --------------------------------------------
 
 
-def _publish_objects_dir(release_dir: Path, doc: dict[str, Any], to_dir: Path) -> tuple[list[str], list[str]]:
+def _publish_objects_dir(release_dir: Path, doc: ReleaseManifest, to_dir: Path) -> tuple[list[str], list[str]]:
     """Copy the store objects the release names into the mirror ``to_dir`` (before its release.json):
     only those the mirror lacks. Returns (copied, already there)."""
     copied, skipped = [], []
@@ -519,7 +520,7 @@ def _publish_objects_dir(release_dir: Path, doc: dict[str, Any], to_dir: Path) -
     return copied, skipped
 
 
-def _publish_objects_github(gh: GitHubClient, release_dir: Path, doc: dict[str, Any], result: Any) -> None:
+def _publish_objects_github(gh: GitHubClient, release_dir: Path, doc: ReleaseManifest, result: Any) -> None:
     """Upload the release's store objects the GitHub store release (tag :data:`store.GITHUB_STORE_TAG`)
     lacks, as flat asset names; the store release is never marked latest."""
     import tempfile

@@ -35,7 +35,7 @@ from locara_build.core.digest import sha256_file
 from locara_build.core.errors import ConfigError, LocaraError, VerifyError, disk_full, is_no_space
 from locara_build.core.version import Version
 from locara_build.pipeline import records
-from locara_build.pipeline.records import PackageRecord, ReleaseManifest, SideFile
+from locara_build.pipeline.records import PackageRecord, ReleaseArtifact, ReleaseManifest, SideFile
 from locara_build.release import store
 from locara_build.release.provenance import make_statement, sign_envelope
 from locara_build.release.signing import minisign
@@ -360,7 +360,7 @@ def make_release(
     force: bool = False,
     require_all: bool = False,
     now: datetime | None = None,
-    notes: Callable[[list[dict[str, Any]]], str] | None = None,
+    notes: Callable[[list[ReleaseArtifact]], str] | None = None,
 ) -> ReleaseResult:
     """Build the signed release folder ``out`` from the artifacts of ``plan`` packaged in ``dist_dir``.
     ``notes`` renders RELEASE_NOTES.md from the artifact entries release.json will carry.
@@ -415,7 +415,7 @@ def make_release(
         try:
             staged = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=_ensure(out.parent)))
             try:
-                _write_release(plan, present, manifest, staged, key, now, notes(artifacts) if notes else None)
+                _write_release(plan, present, manifest, staged, key, now, _notes(notes, artifacts))
                 _replace_dir(staged, out)
             except BaseException:
                 shutil.rmtree(staged, ignore_errors=True)
@@ -432,6 +432,11 @@ def make_release(
         [(a["file"], a["size"], a["sha256"][:16] + "...") for a in artifacts],
     )
     return ReleaseResult(out, version, read_manifest(out).to_dict(), files, key.id_hex, False, missing)
+
+
+def _notes(notes: Callable[[list[ReleaseArtifact]], str] | None, artifacts: list[dict[str, Any]]) -> str | None:
+    """RELEASE_NOTES.md from the artifact entries as release.json will read them (typed)."""
+    return notes([records.from_dict(ReleaseArtifact, a, where=MANIFEST) for a in artifacts]) if notes else None
 
 
 def _ensure(path: Path) -> Path:
@@ -522,13 +527,13 @@ def _write_release(
     os.chmod(staged, 0o755)
 
 
-def _older_releases(root: Path, version: Version) -> list[tuple[Path, dict[str, Any]]]:
+def _older_releases(root: Path, version: Version) -> list[tuple[Path, ReleaseManifest]]:
     """The releases in ``root`` older than ``version``, newest first, with their release.json."""
     out = []
     for v, folder in reversed(release_versions(root)):
         if v < version:
             try:
-                out.append((folder, read_manifest(folder).to_dict()))  # the store reads plain dicts
+                out.append((folder, read_manifest(folder)))
             except (OSError, LocaraError):
                 continue
     return out

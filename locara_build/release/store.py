@@ -38,11 +38,14 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from locara_build.core import hostos, log
 from locara_build.core.errors import VerifyError
 from locara_build.core.extract import DEFAULT_LIMITS, _Checker, _open_members
+
+if TYPE_CHECKING:
+    from locara_build.pipeline.records import ReleaseManifest
 
 __all__ = [
     "INDEX_SCHEMA",
@@ -436,7 +439,7 @@ def _delta_depth() -> int:
     return int(raw) if raw.isdigit() else DEFAULT_DELTA_DEPTH
 
 
-def _previous_indexes(older: list[tuple[Path, dict[str, Any]]], entry: dict[str, Any], depth: int) -> list[Index]:
+def _previous_indexes(older: list[tuple[Path, ReleaseManifest]], entry: dict[str, Any], depth: int) -> list[Index]:
     """The same artifact (os, arch, backend, flavour) in the ``depth`` newest of ``older`` (release
     folders with their parsed release.json, newest first, all older than the release being made)."""
     if depth <= 0:
@@ -445,9 +448,10 @@ def _previous_indexes(older: list[tuple[Path, dict[str, Any]]], entry: dict[str,
     for folder, doc in older:
         if len(found) >= depth:
             break
-        for a in doc.get("artifacts", []):
-            if all(a.get(k) == entry[k] for k in ("os", "arch", "backend", "flavour")) and isinstance(a.get("index"), dict):
-                p = folder / a["index"]["file"]
+        for a in doc.artifacts:
+            if (a.os, a.arch, a.backend, a.flavour) == tuple(entry[k] for k in ("os", "arch", "backend", "flavour")) \
+                    and a.index is not None:
+                p = folder / a.index.file
                 try:
                     found.append(Index.parse(p.read_bytes(), source=str(p)))
                 except (OSError, VerifyError) as exc:
@@ -484,7 +488,7 @@ def build_index(archive: Path, entry: dict[str, Any], store: Store, *, version: 
 
 
 def write_index(archive: Path, entry: dict[str, Any], staged: Path, manifest: dict[str, Any],
-                older: list[tuple[Path, dict[str, Any]]]) -> dict[str, str]:
+                older: list[tuple[Path, ReleaseManifest]]) -> dict[str, str]:
     """The release hook: store ``archive``'s files in the store beside the release folder (``staged``
     is a temp folder inside the releases root), write ``<artifact>.files.json`` into ``staged``, name
     it in ``entry`` (release.json's artifact entry, signed) and return {file name: sha256} for SHA256SUMS.
@@ -520,14 +524,13 @@ def objects_of(index: Index) -> list[tuple[str, int, str]]:
     return sorted(out.values())
 
 
-def release_objects(release_dir: Path, doc: dict[str, Any]) -> list[tuple[str, int, str]]:
+def release_objects(release_dir: Path, doc: ReleaseManifest) -> list[tuple[str, int, str]]:
     """Every store object the release in ``release_dir`` names (its indexes, read strictly)."""
     out: dict[str, tuple[str, int, str]] = {}
-    for a in doc["artifacts"]:
-        meta = a.get("index")
-        if not isinstance(meta, dict):
+    for a in doc.artifacts:
+        if a.index is None:
             continue
-        p = release_dir / meta["file"]
+        p = release_dir / a.index.file
         for obj in objects_of(Index.parse(p.read_bytes(), source=str(p))):
             out[obj[0]] = obj
     return sorted(out.values())
