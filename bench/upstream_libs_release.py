@@ -39,7 +39,7 @@ def main(old: str, new: str, out: str) -> None:
         write_tar(path, members)
         write_package_record(plan, rp, path, members)
         r = make_release(plan, dist, t / "releases" / str(plan.version), keys.secret)
-        print(r.version, r.manifest["artifacts"][0]["size"])
+        print(r.version, r.record.artifacts[0].size)
 
 
 if __name__ == "__main__":

@@ -110,8 +110,8 @@ CASES = [(w, k, "dir") for w, k in LOCAL_CASES] + [
 def test_local_mirror_special_files_refused(releases, local_base, tmp_path: Path, which: str, kind: str, scheme: str) -> None:
     _tmp, keys, old, new = releases
     site, prefix = _local_mirror(local_base, tmp_path)
-    art = new.manifest["artifacts"][0]
-    name = {"artifact": art["file"], "provenance": art["provenance"]}.get(which, which)
+    art = new.record.artifacts[0]
+    name = {"artifact": art.file, "provenance": art.provenance}.get(which, which)
     target = site / name if which == "latest.json" else site / new.version / name
     _plant(target, kind)
     before = _prefix_state(prefix)
@@ -138,8 +138,8 @@ def test_local_artifact_padded_or_grown_is_read_no_further_than_signed(releases,
     would otherwise be copied into .downloads first); nothing partial left."""
     _tmp, keys, old, new = releases
     site, prefix = _local_mirror(local_base, tmp_path)
-    art = new.manifest["artifacts"][0]
-    path = site / new.version / art["file"]
+    art = new.record.artifacts[0]
+    path = site / new.version / art.file
     with open(path, "r+b") as fh:  # sparse: 2 GiB apparent size, no disk used
         fh.truncate(2 << 30)
     before = _prefix_state(prefix)
@@ -253,16 +253,16 @@ def test_install_one_byte_a_second_server_cut_at_deadline(releases, tmp_path: Pa
     _tmp, keys, old, new = releases
     site = tmp_path / "site"
     publish_dir(new.out, site)
-    art = new.manifest["artifacts"][0]
+    art = new.record.artifacts[0]
     prefix = tmp_path / "prefix"
-    with dribble_server(site, f"/{new.version}/{art['file']}", headers=headers) as url:
+    with dribble_server(site, f"/{new.version}/{art.file}", headers=headers) as url:
         start = time.monotonic()
         res = _install(url, prefix, keys.pub, timeout=120)
         took = time.monotonic() - start
     _clean(res)
     assert res.returncode == 9, res.stderr
     err = error_of(res.stderr)
-    assert "deadline" in err and url.split("//")[1] in err and art["file"] in err, err
+    assert "deadline" in err and url.split("//")[1] in err and art.file in err, err
     # connect 10 s + read 2 s + ~100 KiB at 32 KiB/s: about 15 s, then the socket is shut
     assert took < 45, f"a 1 byte/s server kept install alive {took:.0f}s"
     assert not (prefix / "current").exists()
@@ -273,8 +273,8 @@ def test_install_deadline_scales_with_min_rate_env(releases, tmp_path: Path) -> 
     _tmp, keys, old, new = releases
     site = tmp_path / "site"
     publish_dir(new.out, site)
-    art = new.manifest["artifacts"][0]
-    with dribble_server(site, f"/{new.version}/{art['file']}") as url:
+    art = new.record.artifacts[0]
+    with dribble_server(site, f"/{new.version}/{art.file}") as url:
         start = time.monotonic()
         res = _install(url, tmp_path / "prefix", keys.pub, "--timeout", "1", env={"LOCARA_MIN_RATE": str(1 << 30)})
         took = time.monotonic() - start
@@ -414,14 +414,14 @@ def test_install_partial_from_another_mirror_starts_over(releases, tmp_path: Pat
     _tmp, keys, old, new = releases
     site = tmp_path / "site"
     publish_dir(new.out, site)
-    art = new.manifest["artifacts"][0]
-    path = f"/{new.version}/{art['file']}"
+    art = new.record.artifacts[0]
+    path = f"/{new.version}/{art.file}"
     prefix = tmp_path / "prefix"
     with LoopbackServer(site) as a:
         a.faults.truncate_at[path] = 80_000  # past the first 64 KiB block, which reaches the disk
         res = _install(a.base_url, prefix, keys.pub)
         assert res.returncode == 9
-    assert (prefix / ".downloads" / (art["file"] + ".part")).stat().st_size > 0
+    assert (prefix / ".downloads" / (art.file + ".part")).stat().st_size > 0
     with LoopbackServer(site) as b:  # same files, same ETags, another origin
         res = _install(b.base_url, prefix, keys.pub)
         assert res.returncode == 0, res.stderr

@@ -284,12 +284,12 @@ def test_provenance_non_ascii_key_id(env, tmp_path: Path) -> None:
     """The DSSE envelope's keyid in full-width digits (hmac.compare_digest raised TypeError: a traceback)."""
     tmp, keys, *_rest, new = env
     prefix = _prefix(env, tmp_path)
-    art = new.manifest["artifacts"][0]
-    envelope = json.loads((new.out / art["provenance"]).read_text())
+    art = new.record.artifacts[0]
+    envelope = json.loads((new.out / art.provenance).read_text())
     for sig in envelope["signatures"]:
         sig["keyid"] = "\uff21\uff22" + sig["keyid"][2:]
     before = _state(prefix)
-    srv, _folder = _serve_new(env, tmp_path, files={art["provenance"]: json.dumps(envelope).encode()})
+    srv, _folder = _serve_new(env, tmp_path, files={art.provenance: json.dumps(envelope).encode()})
     with srv:
         res = _install(srv.base_url, prefix, keys.pub)
     _refused(res, 8, "keyid")
@@ -302,13 +302,13 @@ def test_provenance_payload_of_wrong_types(env, tmp_path: Path) -> None:
 
     tmp, keys, *_rest, new = env
     prefix = _prefix(env, tmp_path)
-    art = new.manifest["artifacts"][0]
-    envelope = json.loads((new.out / art["provenance"]).read_text())
+    art = new.record.artifacts[0]
+    envelope = json.loads((new.out / art.provenance).read_text())
     statement = json.loads(base64.b64decode(envelope["payload"]))
     statement["subject"] = "not a list"
     data = json.dumps(sign_envelope(statement, keys.secret)).encode()
     before = _state(prefix)
-    srv, _folder = _serve_new(env, tmp_path, files={art["provenance"]: data})
+    srv, _folder = _serve_new(env, tmp_path, files={art.provenance: data})
     with srv:
         res = _install(srv.base_url, prefix, keys.pub)
     _refused(res, 8, "provenance")

@@ -6,21 +6,17 @@ from __future__ import annotations
 import dataclasses
 
 import pytest
+from support.records_kit import release_artifact
 
 from locara_build.build import backends, hostdetect
 from locara_build.build.hostdetect import HostInfo, VulkanDevice, choose_artifact
-
-
-def _art(backend: str) -> dict[str, object]:
-    return {"os": "linux", "arch": "x86_64", "flavour": "release", "backend": backend, "requirements": {}}
-
 
 # a host on which cuda, rocm, vulkan, universal and cpu would all fit
 EVERYTHING = HostInfo(
     os="linux", arch="x86_64", cuda_driver="580.95.05", gpus=("NVIDIA H100",), amd_gpus=("gfx1100",),
     vulkan_devices=(VulkanDevice("NVIDIA H100", "PHYSICAL_DEVICE_TYPE_DISCRETE_GPU"),),
 )
-ARTS = [_art(b) for b in ("cpu", "universal", "vulkan", "rocm", "cuda")]
+ARTS = [release_artifact(backend=b) for b in ("cpu", "universal", "vulkan", "rocm", "cuda")]
 
 
 def test_every_backend_declares_a_distinct_auto_rank_and_hostdetect_can_judge_each() -> None:
@@ -36,15 +32,15 @@ def test_every_backend_declares_a_distinct_auto_rank_and_hostdetect_can_judge_ea
 
 
 def test_the_auto_pick_follows_the_registry_ranks(monkeypatch: pytest.MonkeyPatch) -> None:
-    assert choose_artifact(ARTS, EVERYTHING)[0]["backend"] == "cuda"
+    assert choose_artifact(ARTS, EVERYTHING)[0].backend == "cuda"
     # vulkan ranked above cuda: vulkan wins on the same host
     monkeypatch.setitem(backends.REGISTRY, "vulkan", dataclasses.replace(backends.REGISTRY["vulkan"], auto_rank=1))  # type: ignore[type-var]
     assert backends.auto_order()[0] == "vulkan"
     art, why = choose_artifact(ARTS, EVERYTHING)
-    assert art["backend"] == "vulkan" and why.startswith("Vulkan: NVIDIA H100")
+    assert art.backend == "vulkan" and why.startswith("Vulkan: NVIDIA H100")
     # cuda never picked automatically (rank None) -- but still when asked for
     monkeypatch.setitem(backends.REGISTRY, "vulkan", dataclasses.replace(backends.REGISTRY["vulkan"], auto_rank=None))  # type: ignore[type-var]
     monkeypatch.setitem(backends.REGISTRY, "cuda", dataclasses.replace(backends.REGISTRY["cuda"], auto_rank=None))  # type: ignore[type-var]
     assert "cuda" not in backends.auto_order()
-    assert choose_artifact(ARTS, EVERYTHING)[0]["backend"] == "rocm"
-    assert choose_artifact(ARTS, EVERYTHING, backend="cuda")[0]["backend"] == "cuda"
+    assert choose_artifact(ARTS, EVERYTHING)[0].backend == "rocm"
+    assert choose_artifact(ARTS, EVERYTHING, backend="cuda")[0].backend == "cuda"

@@ -41,8 +41,8 @@ def mirror(tmp_path: Path):
         assert os.readlink(prefix / "current") == f"versions/{old.version}"
         new = release_for(tmp_path / "new", make_lock(**NEW), keys, recipes=["linux-x86_64-cpu"], payload=2 << 20)
         publish_dir(new.out, site)
-        art = new.manifest["artifacts"][0]
-        yield srv, site, keys, prefix, old, new, f"/{new.version}/{art['file']}"
+        art = new.record.artifacts[0]
+        yield srv, site, keys, prefix, old, new, f"/{new.version}/{art.file}"
 
 
 def _install(srv: LoopbackServer, prefix: Path, pub: Path, timeout: str = "3"):

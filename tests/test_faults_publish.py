@@ -111,7 +111,7 @@ def test_dir_mirror_killed_midway_then_retried(released: tuple[StandInEnv, Path]
 def test_github_publish_killed_mid_upload_then_retried(tmp_path: Path) -> None:
     keys = make_keys(tmp_path / "keys")
     rel = release_for(tmp_path / "r", make_lock(**NEW), keys, recipes=["linux-x86_64-cpu"], payload=24 << 20)
-    artifact = rel.manifest["artifacts"][0]["file"]
+    artifact = rel.record.artifacts[0].file
     with GitHubStandIn(TOKEN) as gh:
         env = {"GITHUB_TOKEN": TOKEN, "LOCARA_GITHUB_API_URL": gh.base}
         gh.state.pause_upload = artifact

@@ -185,13 +185,13 @@ def test_truncated_download_resumes_with_range(mirror, tmp_path: Path, cli) -> N
     keys, site, srv = mirror
     rel = release_for(tmp_path / "r", make_lock(**NEW), keys, recipes=["linux-x86_64-cpu"], payload=3 << 20)
     publish_dir(rel.out, site)
-    art = rel.manifest["artifacts"][0]
-    path = f"/{rel.version}/{art['file']}"
-    cut = art["size"] // 2
+    art = rel.record.artifacts[0]
+    path = f"/{rel.version}/{art.file}"
+    cut = art.size // 2
     srv.faults.truncate_at[path] = cut
     prefix = tmp_path / "prefix"
     res = _install(cli, srv.base_url, prefix, keys.pub)
-    part = prefix / ".downloads" / (art["file"] + ".part")
+    part = prefix / ".downloads" / (art.file + ".part")
     have = part.stat().st_size  # what reached the disk (httpfetch writes in 1 MiB chunks)
     assert 0 < have <= cut
     assert res.returncode == 9 and f"after {have} bytes" in res.stderr and "resumes" in res.stderr
@@ -200,7 +200,7 @@ def test_truncated_download_resumes_with_range(mirror, tmp_path: Path, cli) -> N
     srv.requests.clear()
     res = _install(cli, srv.base_url, prefix, keys.pub)
     assert res.returncode == 0, res.stderr
-    assert f"resumed {art['file']} from byte {have}" in res.stderr
+    assert f"resumed {art.file} from byte {have}" in res.stderr
     gets = [h for (m, p, h) in srv.requests if m == "GET" and p == path]
     assert len(gets) == 1
     assert gets[0].get("Range") == f"bytes={have}-" and gets[0].get("If-Range", "").startswith('"')
@@ -211,8 +211,8 @@ def test_stalled_server_times_out(mirror, tmp_path: Path, cli) -> None:
     keys, site, srv = mirror
     rel = release_for(tmp_path / "r", make_lock(**NEW), keys, recipes=["linux-x86_64-cpu"], payload=1 << 20)
     publish_dir(rel.out, site)
-    art = rel.manifest["artifacts"][0]
-    srv.faults.stall_after[f"/{rel.version}/{art['file']}"] = 4096
+    art = rel.record.artifacts[0]
+    srv.faults.stall_after[f"/{rel.version}/{art.file}"] = 4096
     srv.faults.stall_seconds = 60
     start = time.monotonic()
     res = _install(cli, srv.base_url, tmp_path / "prefix", keys.pub, timeout=60)
@@ -320,14 +320,14 @@ def test_install_killed_during_download_or_extraction_keeps_previous(mirror, tmp
     old_version = json.loads((prefix / "state.json").read_text())["highest_seen"]["version"]
     new = release_for(tmp_path / "new", make_lock(**NEW), keys, recipes=["linux-x86_64-cpu"], payload=48 << 20)
     publish_dir(new.out, site)
-    art = new.manifest["artifacts"][0]
-    path = f"/{new.version}/{art['file']}"
+    art = new.record.artifacts[0]
+    path = f"/{new.version}/{art.file}"
 
     # 1. during the download (the server stalls after 1 MiB)
     srv.faults.stall_after[path] = 1 << 20
     srv.faults.stall_seconds = 60
     proc = _spawn_install(srv.base_url, prefix, keys.pub)
-    part = prefix / ".downloads" / (art["file"] + ".part")
+    part = prefix / ".downloads" / (art.file + ".part")
     _wait_for(lambda: part.exists() and part.stat().st_size >= 1 << 20, proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()

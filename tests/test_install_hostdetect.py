@@ -3,23 +3,24 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
 import pytest
+from support.records_kit import release_artifact
 
 from locara_build.build import hostdetect
 from locara_build.build.hostdetect import HostInfo, VulkanDevice, choose_artifact
 from locara_build.core.errors import ConfigError
 
 ARTS = [
-    {"os": "linux", "arch": "x86_64", "flavour": "release", "backend": "cpu", "requirements": {}},
-    {"os": "linux", "arch": "x86_64", "flavour": "release", "backend": "vulkan", "requirements": {}},
-    {"os": "linux", "arch": "x86_64", "flavour": "release", "backend": "cuda",
-     "requirements": {"min_cuda_driver": "580.65.06"}},
-    {"os": "linux", "arch": "x86_64", "flavour": "ci", "backend": "cpu", "requirements": {}},
-    {"os": "macos", "arch": "arm64", "flavour": "release", "backend": "metal", "requirements": {}},
-    {"os": "windows", "arch": "x86_64", "flavour": "release", "backend": "cpu", "requirements": {}},
+    release_artifact(os="linux", arch="x86_64", backend="cpu"),
+    release_artifact(os="linux", arch="x86_64", backend="vulkan"),
+    release_artifact(os="linux", arch="x86_64", backend="cuda", requirements={"min_cuda_driver": "580.65.06"}),
+    release_artifact(os="linux", arch="x86_64", flavour="ci", backend="cpu"),
+    release_artifact(os="macos", arch="arm64", backend="metal"),
+    release_artifact(os="windows", arch="x86_64", backend="cpu"),
 ]
 
 
@@ -38,7 +39,7 @@ def test_real_vulkaninfo_lavapipe_is_a_cpu_device(monkeypatch: pytest.MonkeyPatc
     assert host.vulkan_devices, "mesa-vulkan-drivers provide lavapipe here"
     assert all(d.is_cpu for d in host.vulkan_devices)
     art, why = choose_artifact(ARTS, host)
-    assert art["backend"] == "cpu" and art["flavour"] == "release"
+    assert art.backend == "cpu" and art.flavour == "release"
     assert "CPU implementations" in why and "llvmpipe" in why
 
 
@@ -48,7 +49,7 @@ def test_stand_in_nvidia_smi_driver_new_enough_picks_cuda(tmp_path: Path, monkey
     host = hostdetect.detect()
     assert host.cuda_driver == "580.95.05" and host.gpus == ("NVIDIA H100 80GB HBM3",)
     art, why = choose_artifact(ARTS, host)
-    assert art["backend"] == "cuda" and "H100" in why and "580.95.05" in why
+    assert art.backend == "cuda" and "H100" in why and "580.95.05" in why
 
 
 def test_stand_in_nvidia_smi_old_driver_falls_back_and_says_why(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -59,10 +60,10 @@ def test_stand_in_nvidia_smi_old_driver_falls_back_and_says_why(tmp_path: Path, 
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}:/usr/bin:/bin")
     host = hostdetect.detect()
     art, why = choose_artifact(ARTS, host)
-    assert art["backend"] == "vulkan" and "Tesla T4" in why and "discrete_gpu" in why
-    no_vulkan_art = [a for a in ARTS if a["backend"] != "vulkan"]
+    assert art.backend == "vulkan" and "Tesla T4" in why and "discrete_gpu" in why
+    no_vulkan_art = [a for a in ARTS if a.backend != "vulkan"]
     art, why = choose_artifact(no_vulkan_art, host)
-    assert art["backend"] == "cpu" and "535.129.03 is older than the 580.65.06" in why
+    assert art.backend == "cpu" and "535.129.03 is older than the 580.65.06" in why
 
 
 def test_stand_in_broken_nvidia_smi_means_no_driver(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,9 +90,9 @@ def test_parsers_and_other_hosts() -> None:
         choose_artifact(ARTS, mac, backend="tpu")  # rocm and universal are backends now (issue 22)
 
 
-WIN_V3 = {"os": "windows", "arch": "x86_64", "flavour": "release", "backend": "cpu",
-          "requirements": {"cpu": "x86-64-v3: AVX2, FMA, F16C (Intel Haswell 2013+, AMD Zen / Excavator and newer)"}}
-LINUX_V3_VULKAN = {**ARTS[1], "requirements": {"cpu": "x86-64-v3"}}
+WIN_V3 = release_artifact(os="windows", arch="x86_64", backend="cpu",
+                          requirements={"cpu": "x86-64-v3: AVX2, FMA, F16C (Intel Haswell 2013+, AMD Zen / Excavator and newer)"})
+LINUX_V3_VULKAN = dataclasses.replace(ARTS[1], requirements={"cpu": "x86-64-v3"})
 
 
 def test_real_cpu_flags_of_this_host_and_the_x86_64_levels() -> None:

@@ -100,7 +100,7 @@ def test_github_stand_in_upload_fails_midway_then_retried_no_duplicate_or_partia
     srv = github_stand_in
     keys = make_keys(tmp_path / "keys")
     rel = release_for(tmp_path / "r", make_lock(**NEW), keys, recipes=["linux-x86_64-cpu"], payload=2 << 20)
-    artifact = rel.manifest["artifacts"][0]["file"]
+    artifact = rel.record.artifacts[0].file
     client = GitHubClient("locara/locara-build", TOKEN, api_url=srv.base, attempts=3, backoff=0.01)
 
     # 1. within one run: the release is created but the reply is lost, the artifact upload dies

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 import yaml
+from support.records_kit import release_artifact
 
 from locara_build.build import backends, doctor, hostdetect, platforms, toolchain
 from locara_build.build.hostdetect import HostInfo, VulkanDevice, choose_artifact
@@ -246,21 +247,21 @@ def test_a_native_windows_recipe_without_msvc_is_refused(project: Path) -> None:
 # --- install: the artifact for this host ---------------------------------------------------------
 
 ARTS = [
-    {"os": "linux", "arch": "x86_64", "flavour": "release", "backend": "cpu", "requirements": {"cpu": "x86-64-v2: SSE4.2"}},
-    {"os": "linux", "arch": "x86_64", "flavour": "release", "backend": "vulkan", "requirements": {}},
-    {"os": "linux", "arch": "x86_64", "flavour": "release", "backend": "rocm", "requirements": {}},
-    {"os": "linux", "arch": "x86_64", "flavour": "release", "backend": "universal",
-     "requirements": {"min_cuda_driver": "580.65.06"}},
-    {"os": "linux", "arch": "arm64", "flavour": "release", "backend": "cpu",
-     "requirements": {"cpu": "arm64 (ARMv8.0-A or newer); the best of 8 CPU variants"}},
-    {"os": "linux", "arch": "arm64", "flavour": "release", "backend": "vulkan", "requirements": {}},
-    {"os": "linux", "arch": "arm64", "flavour": "ci", "backend": "cpu",
-     "requirements": {"cpu": "armv8.2-a+dotprod+fp16: ARMv8.2-A with dot product and FP16"}},
-    {"os": "windows", "arch": "x86_64", "flavour": "release", "backend": "cpu", "requirements": {"cpu": "x86-64-v3: AVX2"}},
-    {"os": "windows", "arch": "x86_64", "flavour": "release", "backend": "vulkan", "requirements": {"cpu": "x86-64-v3: AVX2"}},
-    {"os": "windows", "arch": "x86_64", "flavour": "release", "backend": "cuda", "requirements": {"min_cuda_driver": "528.33"}},
-    {"os": "macos", "arch": "x86_64", "flavour": "release", "backend": "cpu", "requirements": {}},
-    {"os": "macos", "arch": "arm64", "flavour": "release", "backend": "metal", "requirements": {}},
+    release_artifact(os="linux", arch="x86_64", backend="cpu", requirements={"cpu": "x86-64-v2: SSE4.2"}),
+    release_artifact(os="linux", arch="x86_64", backend="vulkan"),
+    release_artifact(os="linux", arch="x86_64", backend="rocm"),
+    release_artifact(os="linux", arch="x86_64", backend="universal",
+                     requirements={"min_cuda_driver": "580.65.06"}),
+    release_artifact(os="linux", arch="arm64", backend="cpu",
+                     requirements={"cpu": "arm64 (ARMv8.0-A or newer); the best of 8 CPU variants"}),
+    release_artifact(os="linux", arch="arm64", backend="vulkan"),
+    release_artifact(os="linux", arch="arm64", flavour="ci", backend="cpu",
+                     requirements={"cpu": "armv8.2-a+dotprod+fp16: ARMv8.2-A with dot product and FP16"}),
+    release_artifact(os="windows", arch="x86_64", backend="cpu", requirements={"cpu": "x86-64-v3: AVX2"}),
+    release_artifact(os="windows", arch="x86_64", backend="vulkan", requirements={"cpu": "x86-64-v3: AVX2"}),
+    release_artifact(os="windows", arch="x86_64", backend="cuda", requirements={"min_cuda_driver": "528.33"}),
+    release_artifact(os="macos", arch="x86_64", backend="cpu"),
+    release_artifact(os="macos", arch="arm64", backend="metal"),
 ]
 X86_V3 = frozenset("cx16 lahf_lm popcnt sse4_1 sse4_2 ssse3 abm avx avx2 bmi1 bmi2 f16c fma movbe xsave".split())
 PI5 = frozenset("fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp".split())
@@ -271,11 +272,11 @@ LAVAPIPE = VulkanDevice("llvmpipe (LLVM 15.0.6, 256 bits)", "PHYSICAL_DEVICE_TYP
 
 def test_an_arm64_board_gets_an_arm64_build_never_an_x86_one() -> None:
     art, why = choose_artifact(ARTS, HostInfo(os="linux", arch="arm64", cpu_flags=PI4))
-    assert (art["arch"], art["backend"]) == ("arm64", "cpu") and why.startswith("CPU")
+    assert (art.arch, art.backend) == ("arm64", "cpu") and why.startswith("CPU")
     art, _ = choose_artifact(ARTS, HostInfo(os="linux", arch="x86_64", cpu_flags=X86_V3))
-    assert art["arch"] == "x86_64"
+    assert art.arch == "x86_64"
     art, why = choose_artifact(ARTS, HostInfo(os="linux", arch="arm64", vulkan_devices=(RTX,), cpu_flags=PI5))
-    assert (art["arch"], art["backend"]) == ("arm64", "vulkan") and "RTX 3060" in why
+    assert (art.arch, art.backend) == ("arm64", "vulkan") and "RTX 3060" in why
 
 
 def test_arm64_cpu_features_gate_the_one_variant_build() -> None:
@@ -283,7 +284,7 @@ def test_arm64_cpu_features_gate_the_one_variant_build() -> None:
     assert hostdetect.missing_cpu_features("armv8.2-a+dotprod+fp16: ...", PI5) == []
     assert hostdetect.missing_cpu_features("armv8.2-a+dotprod+fp16: ...", PI4) == ["asimddp", "asimdhp", "fphp"]
     art, _ = choose_artifact(ARTS, HostInfo(os="linux", arch="arm64", cpu_flags=PI5), flavour="ci")
-    assert art["flavour"] == "ci"
+    assert art.flavour == "ci"
     with pytest.raises(ConfigError, match="asimddp"):
         choose_artifact(ARTS, HostInfo(os="linux", arch="arm64", cpu_flags=PI4), flavour="ci")
     # /proc/cpuinfo of arm64 names them `Features`
@@ -293,35 +294,35 @@ def test_arm64_cpu_features_gate_the_one_variant_build() -> None:
 def test_windows_gpu_vs_cpu() -> None:
     art, why = choose_artifact(ARTS, HostInfo(os="windows", arch="x86_64", cuda_driver="566.36",
                                               gpus=("NVIDIA GeForce GTX 1080",), cpu_flags=None))
-    assert art["backend"] == "cuda" and "GTX 1080" in why  # a Pascal card on a pre-580 driver: CUDA 12 runs it
+    assert art.backend == "cuda" and "GTX 1080" in why  # a Pascal card on a pre-580 driver: CUDA 12 runs it
     art, why = choose_artifact(ARTS, HostInfo(os="windows", arch="x86_64", cuda_driver="472.12", gpus=("GTX 970",),
                                               vulkan_devices=(RTX,)))
-    assert art["backend"] == "vulkan" and "RTX 3060" in why  # driver 472 < 528.33: not the CUDA 12 build
+    assert art.backend == "vulkan" and "RTX 3060" in why  # driver 472 < 528.33: not the CUDA 12 build
     art, why = choose_artifact(ARTS, HostInfo(os="windows", arch="x86_64", vulkan_devices=(LAVAPIPE,)))
-    assert art["backend"] == "cpu" and "CPU implementations" in why
+    assert art.backend == "cpu" and "CPU implementations" in why
     art, _ = choose_artifact(ARTS, HostInfo(os="windows", arch="x86_64"), backend="vulkan")
-    assert art["backend"] == "vulkan"
+    assert art.backend == "vulkan"
 
 
 def test_rocm_and_universal_choices() -> None:
     art, why = choose_artifact(ARTS, HostInfo(os="linux", arch="x86_64", amd_gpus=("gfx1100",), cpu_flags=X86_V3))
-    assert art["backend"] == "rocm" and "gfx1100" in why
+    assert art.backend == "rocm" and "gfx1100" in why
     # an NVIDIA GPU and no CUDA-only artifact in this release: the universal one carries the CUDA plugin
     art, why = choose_artifact(ARTS, HostInfo(os="linux", arch="x86_64", cuda_driver="580.95.05", gpus=("L4",),
                                               cpu_flags=X86_V3))
-    assert art["backend"] == "universal" and "plugins" in why
+    assert art.backend == "universal" and "plugins" in why
     art, _ = choose_artifact(ARTS, HostInfo(os="linux", arch="x86_64", cpu_flags=X86_V3))
-    assert art["backend"] == "cpu"
+    assert art.backend == "cpu"
     art, _ = choose_artifact(ARTS, HostInfo(os="linux", arch="x86_64", cpu_flags=X86_V3), backend="universal")
-    assert art["backend"] == "universal"
+    assert art.backend == "universal"
     assert hostdetect.parse_rocminfo("  Name:                    gfx1100\n  Name:  gfx1100\n  Name: gfx1030\n") == ("gfx1100", "gfx1030")
 
 
 def test_macos_intel_gets_the_intel_build() -> None:
     art, _ = choose_artifact(ARTS, HostInfo(os="macos", arch="x86_64"))
-    assert (art["arch"], art["backend"]) == ("x86_64", "cpu")
+    assert (art.arch, art.backend) == ("x86_64", "cpu")
     art, why = choose_artifact(ARTS, HostInfo(os="macos", arch="arm64"))
-    assert art["backend"] == "metal"
+    assert art.backend == "metal"
 
 
 def test_smoke_devices_of_another_architecture_are_never_found() -> None:

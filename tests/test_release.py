@@ -228,8 +228,24 @@ def test_verify_release_dir_catches_extra_and_altered_files(tmp_path: Path) -> N
         verify_release_dir(rel, [other.secret.public_key])
 
 
+def test_the_json_summary_lists_release_json_s_artifacts(tmp_path: Path) -> None:
+    """`release --json` (ReleaseResult.to_dict, from the typed record) has the bytes it had when it was
+    built from release.json's dict: these fields of each artifact as written, nothing else."""
+    keys = make_keys(tmp_path / "keys")
+    res = release_for(tmp_path, make_lock(**NEW), keys, recipes=["linux-x86_64-cpu", "windows-x86_64-cpu"])
+    doc = json.loads((res.out / "release.json").read_text())
+    fields = ("file", "os", "arch", "backend", "flavour", "size", "sha256")
+    expected = {
+        "out": str(res.out), "version": doc["version"], "key_id": keys.secret.id_hex, "already_released": False,
+        "files": sorted(p.name for p in res.out.iterdir()), "missing": [],
+        "artifacts": [{k: a[k] for k in fields} for a in doc["artifacts"]],
+    }
+    assert len(expected["artifacts"]) == 2
+    assert json.dumps(res.to_dict(), indent=2, sort_keys=True) == json.dumps(expected, indent=2, sort_keys=True)
+
+
 def test_expiry_is_recorded_from_now(tmp_path: Path) -> None:
     keys = make_keys(tmp_path / "keys")
     now = datetime(2026, 10, 2, 12, 0, tzinfo=UTC)
     res = release_for(tmp_path, make_lock(**NEW), keys, recipes=["linux-x86_64-cpu"], now=now, expires_days=7)
-    assert res.manifest["created"] == "2026-10-02T12:00:00Z" and res.manifest["expires"] == "2026-10-09T12:00:00Z"
+    assert res.record.created == "2026-10-02T12:00:00Z" and res.record.expires == "2026-10-09T12:00:00Z"

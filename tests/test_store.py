@@ -21,18 +21,18 @@ from locara_build.release.store import GITHUB_STORE_TAG, Index, flat_name, relea
 
 
 def _index(rel) -> Index:
-    art = rel.manifest["artifacts"][0]
-    return Index.parse((rel.out / art["index"]["file"]).read_bytes(), source="index")
+    art = rel.record.artifacts[0]
+    return Index.parse((rel.out / art.index.file).read_bytes(), source="index")
 
 
 def test_index_is_signed_and_names_every_file(tmp_path: Path) -> None:
     keys = make_keys(tmp_path / "keys")
     rel = make_week(tmp_path, tmp_path / "releases", keys, 1)
-    art = rel.manifest["artifacts"][0]
-    data = (rel.out / art["index"]["file"]).read_bytes()
-    assert art["index"]["sha256"] == hashlib.sha256(data).hexdigest()
+    art = rel.record.artifacts[0]
+    data = (rel.out / art.index.file).read_bytes()
+    assert art.index.sha256 == hashlib.sha256(data).hexdigest()
     sums = (rel.out / "SHA256SUMS").read_text()
-    assert f"{art['index']['sha256']}  {art['index']['file']}" in sums
+    assert f"{art.index.sha256}  {art.index.file}" in sums
     idx = Index.parse(data, source="x")
     assert {f.path for f in idx.files} >= {"bin/llama-server.bin", "run.sh", "ui/index.html"}
     assert {f.mode for f in idx.files if f.path in ("run.sh", "bin/llama-server")} == {0o755}
@@ -57,7 +57,7 @@ def test_index_is_signed_and_names_every_file(tmp_path: Path) -> None:
 def test_hostile_index_refused(tmp_path: Path, change, why: str) -> None:
     keys = make_keys(tmp_path / "keys")
     rel = make_week(tmp_path, tmp_path / "releases", keys, 1)
-    doc = json.loads((rel.out / rel.manifest["artifacts"][0]["index"]["file"]).read_bytes())
+    doc = json.loads((rel.out / rel.record.artifacts[0].index.file).read_bytes())
     change(doc)
     with pytest.raises(VerifyError) as err:
         Index.parse(json.dumps(doc).encode(), source="mirror/x.files.json")

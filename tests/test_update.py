@@ -21,6 +21,7 @@ from support.store_kit import make_week
 from locara_build.build import hostdetect
 from locara_build.core.extract import safe_extract
 from locara_build.install.update import select_files
+from locara_build.pipeline.records import ReleaseArtifact
 from locara_build.release.publish import publish_dir
 from locara_build.release.store import Index
 
@@ -47,20 +48,20 @@ def _gets(srv: LoopbackServer) -> list[str]:
     return [p for (m, p, _h) in srv.requests if m == "GET"]
 
 
-def _expected_tree(release_out: Path, art: dict, tmp: Path, skipped: set[str]) -> dict[str, str]:
-    top = safe_extract(release_out / art["file"], tmp, top=art["name"])
+def _expected_tree(release_out: Path, art: ReleaseArtifact, tmp: Path, skipped: set[str]) -> dict[str, str]:
+    top = safe_extract(release_out / art.file, tmp, top=art.name)
     snap = snapshot(top)
     return {k: v for k, v in snap.items() if k not in skipped}
 
 
 def _index(rel) -> Index:
-    art = rel.manifest["artifacts"][0]
-    return Index.parse((rel.out / art["index"]["file"]).read_bytes(), source="index")
+    art = rel.record.artifacts[0]
+    return Index.parse((rel.out / art.index.file).read_bytes(), source="index")
 
 
 def test_update_fetches_only_changed_files_as_deltas(two_weeks, tmp_path: Path, cli) -> None:
     keys, w1, w2, site, srv = two_weeks
-    art1, art2 = w1.manifest["artifacts"][0], w2.manifest["artifacts"][0]
+    art1, art2 = w1.record.artifacts[0], w2.record.artifacts[0]
     idx2 = _index(w2)
     changed = {"bin/llama-server", "bin/llama-server.bin", "bin/libggml-base.so", "BUILDINFO.json"}
     assert {f.path for f in idx2.files if f.deltas} >= {"bin/llama-server.bin", "bin/libggml-base.so"}
@@ -78,7 +79,7 @@ def test_update_fetches_only_changed_files_as_deltas(two_weeks, tmp_path: Path, 
     assert res.returncode == 0, res.stderr
     assert os.readlink(prefix / "current") == f"versions/{w2.version}"
     gets = _gets(srv)
-    assert f"/{w2.version}/{art2['file']}" not in gets, "the update must not download the archive"
+    assert f"/{w2.version}/{art2.file}" not in gets, "the update must not download the archive"
     fetched = [p for p in gets if p.startswith(("/blobs/", "/deltas/"))]
     by_path = {f.path: f for f in idx2.files}
     # only the changed files travel, the big ones as deltas
@@ -86,7 +87,7 @@ def test_update_fetches_only_changed_files_as_deltas(two_weeks, tmp_path: Path, 
     assert delta_targets >= {by_path["bin/llama-server.bin"].sha256, by_path["bin/libggml-base.so"].sha256}
     assert delta_targets <= {by_path[c].sha256 for c in changed}
     sent = sum((site / p.lstrip("/")).stat().st_size for p in fetched)
-    assert sent < 0.02 * art2["size"], f"update fetched {sent} bytes of a {art2['size']}-byte archive"
+    assert sent < 0.02 * art2.size, f"update fetched {sent} bytes of a {art2.size}-byte archive"
     unchanged = [f for f in idx2.files if f.path not in changed and f.path not in skipped_paths]
     assert not any(f"/blobs/sha256/{f.sha256}" in gets for f in unchanged)
     # the result is byte-identical to the archive (less the CPU variants this CPU cannot run)
@@ -98,7 +99,7 @@ def test_update_fetches_only_changed_files_as_deltas(two_weeks, tmp_path: Path, 
     assert old.stat().st_ino == (prefix / "current" / "ui" / "index.html").stat().st_ino
     assert "reuse" in res.stderr and "verified against the signed index" in res.stderr
     # a first install of week 1 took the whole archive or the blobs, never both
-    assert (f"/{w1.version}/{art1['file']}" in first_gets) != any(p.startswith("/blobs/") for p in first_gets)
+    assert (f"/{w1.version}/{art1.file}" in first_gets) != any(p.startswith("/blobs/") for p in first_gets)
 
 
 def test_store_on_mirror_is_deduplicated(two_weeks) -> None:
@@ -145,9 +146,9 @@ def test_tampered_store_object_refused_nothing_switched(two_weeks, tmp_path: Pat
     prefix = tmp_path / "prefix"
     assert _install(cli, srv, prefix, keys.pub, "--version", w1.version).returncode == 0
     idx2 = _index(w2)
-    art2 = w2.manifest["artifacts"][0]
+    art2 = w2.record.artifacts[0]
     if what == "index":
-        victim = site / w2.version / art2["index"]["file"]
+        victim = site / w2.version / art2.index.file
     elif what == "delta":
         victim = site / next(f for f in idx2.files if f.path == "bin/llama-server.bin").deltas[0].path
     else:
@@ -186,12 +187,12 @@ def test_mirror_without_store_falls_back_to_archive(two_weeks, tmp_path: Path, c
     keys, w1, w2, site, srv = two_weeks
     prefix = tmp_path / "prefix"
     assert _install(cli, srv, prefix, keys.pub, "--version", w1.version).returncode == 0
-    art2 = w2.manifest["artifacts"][0]
-    (site / w2.version / art2["index"]["file"]).unlink()  # an older mirror: no index, no store
+    art2 = w2.record.artifacts[0]
+    (site / w2.version / art2.index.file).unlink()  # an older mirror: no index, no store
     srv.requests.clear()
     res = _install(cli, srv, prefix, keys.pub)
     assert res.returncode == 0, res.stderr
-    assert f"/{w2.version}/{art2['file']}" in _gets(srv)
+    assert f"/{w2.version}/{art2.file}" in _gets(srv)
     assert "installing from the archive" in res.stderr
     assert os.readlink(prefix / "current") == f"versions/{w2.version}"
 
@@ -200,12 +201,12 @@ def test_store_object_missing_falls_back_to_archive_and_no_store_flag(two_weeks,
     keys, w1, w2, site, srv = two_weeks
     prefix = tmp_path / "prefix"
     assert _install(cli, srv, prefix, keys.pub, "--version", w1.version).returncode == 0
-    art2 = w2.manifest["artifacts"][0]
+    art2 = w2.record.artifacts[0]
     srv.faults.status[f"/{next(f for f in _index(w2).files if f.path == 'BUILDINFO.json').blob}"] = 404
     srv.requests.clear()
     res = _install(cli, srv, prefix, keys.pub)
     assert res.returncode == 0, res.stderr
-    assert "store on this mirror is incomplete" in res.stderr and f"/{w2.version}/{art2['file']}" in _gets(srv)
+    assert "store on this mirror is incomplete" in res.stderr and f"/{w2.version}/{art2.file}" in _gets(srv)
     # --no-store: the archive, whatever the mirror has
     prefix2 = tmp_path / "prefix2"
     srv.requests.clear()

@@ -25,15 +25,18 @@ Every decision carries a one-line reason the installer prints. Detection program
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from locara_build.build import backends
 from locara_build.build.platforms import host as platforms
 from locara_build.core.errors import ConfigError, LocaraError
 from locara_build.core.run import run, which
+
+if TYPE_CHECKING:  # the artifacts are release.json's typed entries (pipeline/records.py)
+    from locara_build.pipeline.records import ReleaseArtifact
 
 __all__ = [
     "VulkanDevice",
@@ -262,11 +265,8 @@ def _version_tuple(text: str) -> tuple[int, ...]:
     return tuple(int(p) for p in re.findall(r"\d+", text))
 
 
-_Art = dict[str, Any]  # one artifact of a release manifest
-
-
-def _auto_cuda(art: _Art, host: HostInfo, by_backend: dict[str, _Art], notes: list[str]) -> str | None:
-    need = art.get("requirements", {}).get("min_cuda_driver", "")
+def _auto_cuda(art: ReleaseArtifact, host: HostInfo, by_backend: dict[str, ReleaseArtifact], notes: list[str]) -> str | None:
+    need = str(art.requirements.get("min_cuda_driver", ""))
     if host.cuda_driver is None:
         notes.append("no NVIDIA driver found (nvidia-smi)")
     elif need and _version_tuple(host.cuda_driver) < _version_tuple(need):
@@ -277,14 +277,14 @@ def _auto_cuda(art: _Art, host: HostInfo, by_backend: dict[str, _Art], notes: li
     return None
 
 
-def _auto_rocm(art: _Art, host: HostInfo, by_backend: dict[str, _Art], notes: list[str]) -> str | None:
+def _auto_rocm(art: ReleaseArtifact, host: HostInfo, by_backend: dict[str, ReleaseArtifact], notes: list[str]) -> str | None:
     if host.amd_gpus:
         return f"ROCm: AMD {host.amd_gpus[0]} (rocminfo)"
     notes.append("no AMD GPU with ROCm found (rocminfo)")
     return None
 
 
-def _auto_vulkan(art: _Art, host: HostInfo, by_backend: dict[str, _Art], notes: list[str]) -> str | None:
+def _auto_vulkan(art: ReleaseArtifact, host: HostInfo, by_backend: dict[str, ReleaseArtifact], notes: list[str]) -> str | None:
     gpus = host.vulkan_gpus
     if gpus:
         return f"Vulkan: {gpus[0].name} ({gpus[0].device_type.replace('PHYSICAL_DEVICE_TYPE_', '').lower()})"
@@ -295,11 +295,11 @@ def _auto_vulkan(art: _Art, host: HostInfo, by_backend: dict[str, _Art], notes: 
     return None
 
 
-def _auto_metal(art: _Art, host: HostInfo, by_backend: dict[str, _Art], notes: list[str]) -> str | None:
+def _auto_metal(art: ReleaseArtifact, host: HostInfo, by_backend: dict[str, ReleaseArtifact], notes: list[str]) -> str | None:
     return "Metal: Apple silicon" if host.apple_silicon else None
 
 
-def _auto_universal(art: _Art, host: HostInfo, by_backend: dict[str, _Art], notes: list[str]) -> str | None:
+def _auto_universal(art: ReleaseArtifact, host: HostInfo, by_backend: dict[str, ReleaseArtifact], notes: list[str]) -> str | None:
     gpu_here = host.vulkan_gpus or host.amd_gpus or host.cuda_driver
     if not (gpu_here or "cpu" not in by_backend):
         return None
@@ -308,13 +308,13 @@ def _auto_universal(art: _Art, host: HostInfo, by_backend: dict[str, _Art], note
         ": " + "; ".join(notes) if notes else "")
 
 
-def _auto_cpu(art: _Art, host: HostInfo, by_backend: dict[str, _Art], notes: list[str]) -> str | None:
+def _auto_cpu(art: ReleaseArtifact, host: HostInfo, by_backend: dict[str, ReleaseArtifact], notes: list[str]) -> str | None:
     return "CPU" + (": " + "; ".join(notes) if notes else "")
 
 
 # What ``--backend auto`` asks of the host for each backend's artifact: the reason it fits, or None
 # (after noting why not in ``notes``). The ORDER they are tried in is the backends' ``auto_rank``.
-_AutoFit = Callable[[_Art, HostInfo, dict[str, _Art], list[str]], str | None]
+_AutoFit = Callable[["ReleaseArtifact", HostInfo, dict[str, "ReleaseArtifact"], list[str]], str | None]
 _AUTO_FITS: dict[str, _AutoFit] = {
     "cuda": _auto_cuda,
     "rocm": _auto_rocm,
@@ -326,25 +326,26 @@ _AUTO_FITS: dict[str, _AutoFit] = {
 
 
 def choose_artifact(
-    artifacts: list[dict[str, Any]], host: HostInfo, *, backend: str = "auto", flavour: str = "release"
-) -> tuple[dict[str, Any], str]:
-    """The artifact for ``host`` and why. Only ``flavour`` artifacts are candidates (default: release)."""
+    artifacts: Sequence[ReleaseArtifact], host: HostInfo, *, backend: str = "auto", flavour: str = "release"
+) -> tuple[ReleaseArtifact, str]:
+    """The artifact for ``host`` and why (one of ``artifacts``, a release manifest's ``artifacts``).
+    Only ``flavour`` artifacts are candidates (default: release)."""
     if backend not in BACKENDS:
         raise ConfigError(f"--backend {backend}: unknown backend.", hint=f"Use one of: {', '.join(BACKENDS)}.")
-    mine = [a for a in artifacts if a["os"] == host.os and a["arch"] == host.arch and a["flavour"] == flavour]
+    mine = [a for a in artifacts if a.os == host.os and a.arch == host.arch and a.flavour == flavour]
     if not mine:
-        offered = ", ".join(sorted(f"{a['os']}-{a['arch']}-{a['backend']} ({a['flavour']})" for a in artifacts))
+        offered = ", ".join(sorted(f"{a.os}-{a.arch}-{a.backend} ({a.flavour})" for a in artifacts))
         raise ConfigError(
             f"this release has no {flavour} artifact for {host.os}/{host.arch} (it offers: {offered}).",
             hint="Pick another release, or pass --flavour if you want a ci/dev build.",
         )
     unfit: dict[str, str] = {}  # backend -> why this CPU cannot run it (it would die of SIGILL)
     for a in mine:
-        cpu = str(a.get("requirements", {}).get("cpu", ""))
+        cpu = str(a.requirements.get("cpu", ""))
         missing = missing_cpu_features(cpu, host.cpu_flags)
         if missing:
-            unfit[a["backend"]] = f"the {a['backend']} build needs {cpu.split(':')[0]}; this CPU lacks {', '.join(missing)}"
-    if unfit and all(a["backend"] in unfit for a in mine):
+            unfit[a.backend] = f"the {a.backend} build needs {cpu.split(':')[0]}; this CPU lacks {', '.join(missing)}"
+    if unfit and all(a.backend in unfit for a in mine):
         raise ConfigError(
             f"no artifact of this release runs on this CPU: {'; '.join(unfit.values())}.",
             hint="Use an older release built for a lower CPU baseline (x86-64 level / ARMv8 version), or build "
@@ -353,7 +354,7 @@ def choose_artifact(
     if backend in unfit:
         raise ConfigError(f"--backend {backend}: {unfit[backend]}.", hint="Use --backend auto to pick one this CPU runs.")
     notes = list(unfit.values())
-    by_backend = {a["backend"]: a for a in mine if a["backend"] not in unfit}
+    by_backend = {a.backend: a for a in mine if a.backend not in unfit}
     if backend != "auto":
         if backend not in by_backend:
             raise ConfigError(

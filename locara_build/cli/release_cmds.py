@@ -249,6 +249,6 @@ def download_cmd(
                        trust=list(trust or []), builtin_keys=not no_builtin_keys, timeout=timeout),
         dest,
     )
-    if output(json_, {"ok": True, "path": str(path), "sha256": art["sha256"], "backend": art["backend"], "reason": why}):
+    if output(json_, {"ok": True, "path": str(path), "sha256": art.sha256, "backend": art.backend, "reason": why}):
         return
-    log.info(f"verified: {path} (sha256 {art['sha256']})")
+    log.info(f"verified: {path} (sha256 {art.sha256})")

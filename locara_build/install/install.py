@@ -59,6 +59,7 @@ from locara_build.pipeline.records import (
     InstalledVersion,
     InstallRecord,
     InstallState,
+    ReleaseArtifact,
     ReleaseManifest,
     SeenVersion,
 )
@@ -125,12 +126,10 @@ class InstallOptions:
 @dataclass
 class VerifiedRelease:
     base: str  # where the release's files are (URL or directory)
-    manifest: dict[str, Any]  # release.json as read (``record``'s plain form: artifact choice and the store read it)
-    manifest_bytes: bytes
     sums: dict[str, str]
     key: PublicKey
     version: Version
-    record: ReleaseManifest
+    record: ReleaseManifest  # release.json, signature-verified and read through its one reader
 
     def url(self, name: str) -> str:
         return _join(self.base, name)
@@ -353,7 +352,7 @@ def fetch_release(
             raise VerifyError(
                 f"{a.file}: release.json and SHA256SUMS disagree on its sha256.", hint="Report the release; do not install it."
             )
-    return VerifiedRelease(base, doc.to_dict(), manifest_bytes, sums, key, rel_version, doc)
+    return VerifiedRelease(base, sums, key, rel_version, doc)
 
 
 # --- prefix state ------------------------------------------------------------------------------
@@ -467,12 +466,12 @@ def _progress_download(url: str, dest: Path, *, sha256: str, size: int, timeout:
     return result
 
 
-def _check_provenance(rel: VerifiedRelease, art: dict[str, Any], keys: list[PublicKey], timeout: float) -> None:
+def _check_provenance(rel: VerifiedRelease, art: ReleaseArtifact, keys: list[PublicKey], timeout: float) -> None:
     """The artifact's signed provenance names it. Never skipped: ``_check_manifest`` made sure the
     field names ``<file>.intoto.json`` (no empty value, no path, no other file of the mirror)."""
-    name = art.get("provenance")
-    if name != art["file"] + PROVENANCE_SUFFIX:  # (fetch_release checked it; a caller may not have)
-        raise VerifyError(f"{art['file']}: field `provenance` must name {art['file'] + PROVENANCE_SUFFIX}, not {name!r:.80}.",
+    name = art.provenance
+    if name is None or name != art.file + PROVENANCE_SUFFIX:  # (fetch_release checked it; a caller may not have)
+        raise VerifyError(f"{art.file}: field `provenance` must name {art.file + PROVENANCE_SUFFIX}, not {name!r:.80}.",
                           hint="Report the release; do not install it.", details={"field": "provenance"})
     where = _show(rel.url(name))
     if name not in rel.sums:
@@ -492,19 +491,19 @@ def _check_provenance(rel: VerifiedRelease, art: dict[str, Any], keys: list[Publ
         subjects = {(s.get("name"), s.get("digest", {}).get("sha256")) for s in statement.get("subject", [])}
     except (TypeError, AttributeError, RecursionError):
         raise VerifyError(f"{where}: malformed provenance statement.", hint="Report the release; do not install it.") from None
-    if (art["file"], art["sha256"]) not in subjects:
-        raise VerifyError(f"{where}: the provenance is not about {art['file']}.", hint="Report the release.")
+    if (art.file, art.sha256) not in subjects:
+        raise VerifyError(f"{where}: the provenance is not about {art.file}.", hint="Report the release.")
 
 
-def _pick(rel: VerifiedRelease, opts: InstallOptions) -> tuple[dict[str, Any], str]:
+def _pick(rel: VerifiedRelease, opts: InstallOptions) -> tuple[ReleaseArtifact, str]:
     backend = "auto" if opts.backend == "all" else opts.backend  # all: auto's artifact, every file of it (update.py)
     host = hostdetect.detect(gpus=backend == "auto")  # a named backend needs no GPU probe
-    art, why = hostdetect.choose_artifact(rel.manifest["artifacts"], host, backend=backend, flavour=opts.flavour)
-    log.info(f"picked {art['file']} ({why})")
+    art, why = hostdetect.choose_artifact(rel.record.artifacts, host, backend=backend, flavour=opts.flavour)
+    log.info(f"picked {art.file} ({why})")
     return art, why
 
 
-def download(opts: InstallOptions, dest_dir: Path) -> tuple[Path, dict[str, Any], str]:
+def download(opts: InstallOptions, dest_dir: Path) -> tuple[Path, ReleaseArtifact, str]:
     """Fetch and verify the artifact for this host into ``dest_dir`` (no install)."""
     keys = trusted_keys(opts.trust, builtin=opts.builtin_keys)
     source = resolve_source(opts.source)
@@ -515,24 +514,24 @@ def download(opts: InstallOptions, dest_dir: Path) -> tuple[Path, dict[str, Any]
     art, why = _pick(rel, opts)
     _check_provenance(rel, art, keys, opts.timeout)
     dest_dir.mkdir(parents=True, exist_ok=True)
-    with log.step(f"download {art['file']}"):
-        _progress_download(rel.url(art["file"]), dest_dir / art["file"], sha256=art["sha256"], size=art["size"], timeout=opts.timeout)
-    return dest_dir / art["file"], art, why
+    with log.step(f"download {art.file}"):
+        _progress_download(rel.url(art.file), dest_dir / art.file, sha256=art.sha256, size=art.size, timeout=opts.timeout)
+    return dest_dir / art.file, art, why
 
 
 # --- install / rollback -------------------------------------------------------------------------
 
 
-def _dirname_for(prefix: Path, version: str, art: dict[str, Any]) -> str:
+def _dirname_for(prefix: Path, version: str, art: ReleaseArtifact) -> str:
     """``<version>``, unless that folder holds another artifact of the same version (another backend).
     A folder that already holds this very artifact (recorded, or finished by a run that was killed
     before it could record it) is returned as is: it is adopted, never unpacked twice."""
-    for name in (version, f"{version}+{art['backend']}", f"{version}+{art['backend']}-{art['flavour']}"):
+    for name in (version, f"{version}+{art.backend}", f"{version}+{art.backend}-{art.flavour}"):
         path = prefix / "versions" / name
         if not os.path.lexists(path):
             return name
         record = _read_record(path) if path.is_dir() and not path.is_symlink() else None
-        if record is not None and record.sha256 == art["sha256"]:
+        if record is not None and record.sha256 == art.sha256:
             return name
     raise ConfigError(f"{prefix}/versions holds conflicting folders for {version}.", hint="Remove the unused ones.")
 
@@ -577,29 +576,29 @@ def install(opts: InstallOptions) -> InstallResult:
             else:
                 if state != read_state(prefix):  # reconciled after a crash between a switch and its record
                     state = _record_current(prefix, state, dirname, None)
-                log.info(f"{version} ({art['backend']}) is already installed and current")
+                log.info(f"{version} ({art.backend}) is already installed and current")
             _prune(prefix, state, opts.keep)  # (finishes a prune an earlier run was killed in)
-            return InstallResult(prefix, version, art["file"], art["backend"], why, target, previous, changed)
+            return InstallResult(prefix, version, art.file, art.backend, why, target, previous, changed)
         downloads = prefix / ".downloads"
         staged = None  # the new version built from the installed one + the release store, when the mirror has it
         if opts.store:
-            with log.step(f"update from the store ({art['file']})"):
+            with log.step(f"update from the store ({art.file})"):
                 staged = update.build_from_store(rel, art, prefix, state, backend=opts.backend, timeout=opts.timeout)
-        with log.step(f"download {art['file']}" if staged is None else "verified against the signed file index"):
+        with log.step(f"download {art.file}" if staged is None else "verified against the signed file index"):
             try:
                 if staged is None:
                     _progress_download(
-                        rel.url(art["file"]), downloads / art["file"], sha256=art["sha256"], size=art["size"], timeout=opts.timeout
+                        rel.url(art.file), downloads / art.file, sha256=art.sha256, size=art.size, timeout=opts.timeout
                     )
             except BaseException:
                 with contextlib.suppress(OSError):
                     downloads.rmdir()  # only when empty: a partial download stays for the next run
                 raise
-        archive = downloads / art["file"]
+        archive = downloads / art.file
         with log.step(f"unpack into {target}"):
             _checkpoint("extract")
             try:
-                top = staged or safe_extract(archive, prefix / "versions", top=art["name"], windows=art["os"] == "windows")
+                top = staged or safe_extract(archive, prefix / "versions", top=art.name, windows=art.os == "windows")
             except BaseException:
                 archive.unlink(missing_ok=True)
                 with contextlib.suppress(OSError):
@@ -632,35 +631,35 @@ def install(opts: InstallOptions) -> InstallResult:
     log.summary(
         "installed",
         ["version", "backend", "path", "previous"],
-        [(version, art["backend"], str(prefix / "current"), previous or "-")],
+        [(version, art.backend, str(prefix / "current"), previous or "-")],
     )
-    return InstallResult(prefix, version, art["file"], art["backend"], why, target, previous, True)
+    return InstallResult(prefix, version, art.file, art.backend, why, target, previous, True)
 
 
-def _write_install_record(top: Path, rel: VerifiedRelease, art: dict[str, Any]) -> None:
+def _write_install_record(top: Path, rel: VerifiedRelease, art: ReleaseArtifact) -> None:
     record_path = top / RECORD_FILE
     if os.path.lexists(record_path):
         raise VerifyError(
-            f"{art['file']}: the archive carries its own {RECORD_FILE} (the install record's name); refusing it.",
-            hint="Report the release; do not install it.", details={"member": f"{art['name']}/{RECORD_FILE}"},
+            f"{art.file}: the archive carries its own {RECORD_FILE} (the install record's name); refusing it.",
+            hint="Report the release; do not install it.", details={"member": f"{art.name}/{RECORD_FILE}"},
         )
     record = InstallRecord(**asdict(_installed_entry(rel, art)), source=_show(rel.base), key=rel.key.id_hex)
     atomic_write_bytes(record_path, record.to_json_bytes())
 
 
-def _installed_entry(rel: VerifiedRelease, art: dict[str, Any]) -> InstalledVersion:
+def _installed_entry(rel: VerifiedRelease, art: ReleaseArtifact) -> InstalledVersion:
     """What the state and the folder's own record say about an installed version (installed now)."""
     return InstalledVersion(
         version=rel.record.version,
         commit_date=rel.record.upstream.commit_date,
-        artifact=art["file"],
-        sha256=art["sha256"],
-        backend=art["backend"],
+        artifact=art.file,
+        sha256=art.sha256,
+        backend=art.backend,
         installed=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
     )
 
 
-def _record_installed(prefix: Path, state: InstallState, rel: VerifiedRelease, art: dict[str, Any], dirname: str) -> InstallState:
+def _record_installed(prefix: Path, state: InstallState, rel: VerifiedRelease, art: ReleaseArtifact, dirname: str) -> InstallState:
     """Before the switch: the version is installed, and the highest seen (so no replay goes below it)."""
     highest = _highest(state)
     if highest is None or rel.version > highest:

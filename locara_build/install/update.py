@@ -54,7 +54,7 @@ from locara_build.release.store import (
 
 if TYPE_CHECKING:
     from locara_build.install.install import VerifiedRelease
-    from locara_build.pipeline.records import InstallState
+    from locara_build.pipeline.records import InstallState, ReleaseArtifact
 
 __all__ = ["UpdatePlan", "build_from_store", "fetch_index", "plan_update", "select_files", "store_url", "LOCAL_INDEX"]
 
@@ -113,27 +113,27 @@ def store_url(base: str, path: str) -> str:
     return str(Path(base).parent.joinpath(*path.split("/")))
 
 
-def fetch_index(rel: VerifiedRelease, art: dict[str, Any], *, timeout: float) -> Index | None:
+def fetch_index(rel: VerifiedRelease, art: ReleaseArtifact, *, timeout: float) -> Index | None:
     """The artifact's signed file index, or None when the release or the mirror has none."""
-    meta = art.get("index")
-    if not isinstance(meta, dict) or not isinstance(meta.get("file"), str) or not isinstance(meta.get("sha256"), str):
+    meta = art.index
+    if meta is None:
         return None
-    url = rel.url(meta["file"])
+    url = rel.url(meta.file)
     try:
         data = httpfetch.fetch_bytes(url, timeout=(httpfetch.DEFAULT_TIMEOUT[0], timeout), max_size=MAX_INDEX)
     except NetworkError as exc:
         log.warn(f"no file index on this mirror ({exc.message}); installing from the archive")
         return None
     digest = hashlib.sha256(data).hexdigest()
-    if digest != meta["sha256"] or rel.sums.get(meta["file"], digest) != digest:
+    if digest != meta.sha256 or rel.sums.get(meta.file, digest) != digest:
         raise VerifyError(
-            f"{url}: sha256 {digest} is not the one the signed release.json names ({meta['sha256']}): the file index "
+            f"{url}: sha256 {digest} is not the one the signed release.json names ({meta.sha256}): the file index "
             "was tampered with or corrupted; nothing was installed.",
             hint="Report the mirror; `--no-store` installs from the archive.",
         )
-    index = Index.parse(data, source=url, windows=art.get("os") == "windows")  # Windows name rules for a Windows artifact
-    if index.artifact != art["file"] or index.name != art["name"] or index.version != rel.record.version:
-        raise VerifyError(f"{url}: the index is about {index.artifact} {index.version}, not {art['file']}.", hint="Report the mirror.")
+    index = Index.parse(data, source=url, windows=art.os == "windows")  # Windows name rules for a Windows artifact
+    if index.artifact != art.file or index.name != art.name or index.version != rel.record.version:
+        raise VerifyError(f"{url}: the index is about {index.artifact} {index.version}, not {art.file}.", hint="Report the mirror.")
     return index
 
 
@@ -255,7 +255,7 @@ def _place_local(src: Path, dest: Path, f: FileEntry) -> bool:
 
 
 def build_from_store(
-    rel: VerifiedRelease, art: dict[str, Any], prefix: Path, state: InstallState, *, backend: str, timeout: float,
+    rel: VerifiedRelease, art: ReleaseArtifact, prefix: Path, state: InstallState, *, backend: str, timeout: float,
     force: bool = False,
 ) -> Path | None:
     """The new version's folder, built and verified under ``versions/.extract-*`` (see module doc);
@@ -268,12 +268,12 @@ def build_from_store(
     plan = plan_update(index, wanted, skipped, _Local(prefix, state))
     fetch, reuse = plan.fetch_bytes, plan.reuse_bytes
     worth = STORE_WORTH if plan.reuse or plan.deltas else FIRST_INSTALL_WORTH
-    if not force and fetch > worth * art["size"]:
-        log.info(f"store: {_mib(fetch)} to fetch is not much less than the {_mib(art['size'])} archive; using the archive")
+    if not force and fetch > worth * art.size:
+        log.info(f"store: {_mib(fetch)} to fetch is not much less than the {_mib(art.size)} archive; using the archive")
         return None
     log.info(
         f"update from the store: {len(wanted)} files; fetch {_mib(fetch)} ({len(plan.blobs)} blobs, {len(plan.deltas)} deltas), "
-        f"reuse {_mib(reuse)} ({len(plan.reuse)} files already installed); the archive is {_mib(art['size'])}"
+        f"reuse {_mib(reuse)} ({len(plan.reuse)} files already installed); the archive is {_mib(art.size)}"
         + (f"; left out {len(skipped)} CPU variant(s) this CPU cannot run" if skipped else "")
     )
     versions = prefix / "versions"

@@ -80,11 +80,14 @@ SIGNED_FILES = (MANIFEST, SUMS)
 _SAFE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
 
+_SUMMARY_FIELDS = ("file", "os", "arch", "backend", "flavour", "size", "sha256")  # each artifact in ``release --json``
+
+
 @dataclass
 class ReleaseResult:
     out: Path
     version: str
-    manifest: dict[str, Any]  # release.json as written (``record`` typed); the store and tests read the dict
+    record: ReleaseManifest  # release.json as written, read back through its one reader
     files: list[str]  # every file in the release folder, sorted
     key_id: str
     already: bool = False  # the same release existed already (nothing written)
@@ -98,10 +101,7 @@ class ReleaseResult:
             "already_released": self.already,
             "files": self.files,
             "missing": self.missing,
-            "artifacts": [
-                {k: a[k] for k in ("file", "os", "arch", "backend", "flavour", "size", "sha256")}
-                for a in self.manifest["artifacts"]
-            ],
+            "artifacts": [{k: getattr(a, k) for k in _SUMMARY_FIELDS} for a in self.record.artifacts],
         }
 
 
@@ -172,14 +172,9 @@ def parse_manifest(data: bytes, *, source: str = MANIFEST) -> ReleaseManifest:
     return ReleaseManifest.from_bytes(data, source)
 
 
-def manifest_version(doc: ReleaseManifest | dict[str, Any]) -> Version:
-    """The version of a release manifest (typed, or the plain dict the store and older callers hold)."""
-    if isinstance(doc, ReleaseManifest):
-        return doc.parsed_version()
-    try:
-        return Version.parse(doc["version"], doc.get("upstream", {}).get("commit_date"))
-    except ConfigError as exc:
-        raise VerifyError(f"release.json: {exc.message}", hint="Fetch the release again.") from None
+def manifest_version(doc: ReleaseManifest) -> Version:
+    """The version of a release manifest (VerifyError when it does not parse)."""
+    return doc.parsed_version()
 
 
 def verify_signed(
@@ -398,7 +393,7 @@ def make_release(
             if _same_release(out, artifacts):
                 log.info(f"{out}: release {version} already made from these exact artifacts; nothing to do")
                 doc = read_manifest(out)
-                return ReleaseResult(out, version, doc.to_dict(), sorted(p.name for p in out.iterdir()), key.id_hex, True, missing)
+                return ReleaseResult(out, version, doc, sorted(p.name for p in out.iterdir()), key.id_hex, True, missing)
             raise VerifyError(
                 f"{out} already holds release {version} made from different artifacts.",
                 hint="A published version never changes: bump the locara revision (`weekly` does this) and release "
@@ -431,7 +426,7 @@ def make_release(
         ["artifact", "size", "sha256"],
         [(a["file"], a["size"], a["sha256"][:16] + "...") for a in artifacts],
     )
-    return ReleaseResult(out, version, read_manifest(out).to_dict(), files, key.id_hex, False, missing)
+    return ReleaseResult(out, version, read_manifest(out), files, key.id_hex, False, missing)
 
 
 def _notes(notes: Callable[[list[ReleaseArtifact]], str] | None, artifacts: list[dict[str, Any]]) -> str | None:

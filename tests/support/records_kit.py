@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from locara_build.pipeline import records
-from locara_build.pipeline.records import BuildFile, BuildRecord
+from locara_build.pipeline.records import BuildFile, BuildRecord, ReleaseArtifact
 
 
 def write_build_record(out: Path, *, recipe: str, build_key: str = "stand-in", version: str = "test",
@@ -32,3 +32,18 @@ def write_build_record(out: Path, *, recipe: str, build_key: str = "stand-in", v
     record = BuildRecord(**fields)
     records.write(record, BuildRecord.path(out))
     return record
+
+
+def release_artifact(*, os: str = "linux", arch: str = "x86_64", backend: str = "cpu", flavour: str = "release",
+                     requirements: dict[str, str | int] | None = None, **changes: Any) -> ReleaseArtifact:
+    """One ``release.json`` artifact entry (typed) for tests of what reads it (artifact choice, install):
+    the fields a test does not name are plausible stand-ins, the file name follows the platform."""
+    name = f"locara-server-test-{os}-{arch}-{backend}" + ("" if flavour == "release" else f"-{flavour}")
+    ext = ".zip" if os == "windows" else ".tar.gz"
+    fields: dict[str, Any] = dict(
+        file=name + ext, name=name, format=ext.lstrip("."), os=os, arch=arch, backend=backend, flavour=flavour,
+        size=1, sha256="0" * 64, recipe=f"{os}-{arch}-{backend}", recipe_hash="0" * 64,
+        requirements=requirements or {}, signing="none", provenance=name + ext + ".intoto.json",
+    )
+    fields.update(changes)
+    return ReleaseArtifact(**fields)
