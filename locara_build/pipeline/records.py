@@ -553,7 +553,7 @@ class ReleaseManifest:
         return next((a for a in self.artifacts if a.file == file), None)
 
     def to_dict(self) -> dict[str, Any]:
-        """The plain JSON object the writer writes (and dict consumers such as the store read)."""
+        """The plain JSON object the writer writes (for tests and tools; the package reads attributes)."""
         out: dict[str, Any] = _plain(self)
         return out
 
