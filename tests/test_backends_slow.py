@@ -57,16 +57,15 @@ def _pipeline(recipe: str) -> Pipeline:
         pytest.fail(str(exc))
 
 
-def _package(p: Pipeline) -> Path | None:
-    """`locara-build package` when the packaging stage exists; the archive path."""
-    res = p.cli("package", "-r", p.recipe, "--json", timeout=1800)
+def _package(p: Pipeline, *options: str) -> Path | None:
+    """`locara-build package` (+ ``options``, e.g. --models, --out) when the packaging stage exists; the archive path."""
+    res = p.cli("package", "-r", p.recipe, *options, "--json", timeout=1800)
     if res.returncode == 2 and "No such command" in res.stderr:
         return None
     assert res.returncode == 0, res.stderr[-4000:]
-    artifact = p.recipe_plan["artifact"]["file"]
-    found = sorted(p.work.rglob(artifact))
-    assert found, f"no {artifact} under {p.work}"
-    return found[-1]
+    artifact = Path(json.loads(res.stdout)["packages"][0]["artifact"])
+    assert artifact.is_file() and artifact.name == p.recipe_plan["artifact"]["file"], artifact
+    return artifact
 
 
 def _names(archive: Path) -> list[str]:
