@@ -270,7 +270,8 @@ def test_sigkill_mid_update_leaves_current_intact(two_weeks, tmp_path: Path, cli
 @pytest.mark.slow
 @pytest.mark.timeout(2 * 3600)  # two real llama.cpp builds (cold: ~15 min each on 2 cores)
 def test_update_between_two_real_weekly_releases(tmp_path: Path, cli) -> None:
-    """`weekly` for llama-cpp-python 0.3.35 then 0.3.36 (linux-x86_64-cpu-ci, real builds into one
+    """`weekly` for llama-cpp-python 0.3.35 then 0.3.36 (linux-x86_64-cpu, the release recipe with every
+    CPU variant, the artifact issue 21's 40 % goal is about; real builds into one
     releases root), published, then `install` 0.3.35 and update to 0.3.36 over loopback HTTP: only
     what changed travels, and the updated llama-server runs. ``LOCARA_TEST_REAL_RELEASES=DIR`` (a
     releases root holding both, signed by DIR/../keys/test.pub) reuses releases made earlier."""
@@ -289,7 +290,7 @@ def test_update_between_two_real_weekly_releases(tmp_path: Path, cli) -> None:
         for v in ("0.3.35", "0.3.36"):
             env = {"CCACHE_DIR": str(shared_ccache_dir()), "LOCARA_PYPI_SDISTS": str(sdist_tarball(v).parent)}
             res = cli("--project", str(project), "--work-dir", str(work), "weekly", "--upstream",
-                      f"pypi:llama-cpp-python=={v}", "-r", "linux-x86_64-cpu-ci", "--key", str(keys.key_file),
+                      f"pypi:llama-cpp-python=={v}", "-r", "linux-x86_64-cpu", "--key", str(keys.key_file),
                       env=env, timeout=7200)
             assert res.returncode == 0, res.stderr[-4000:]
     versions = sorted((p for p in releases.iterdir() if (p / "release.json").is_file()),
@@ -302,7 +303,7 @@ def test_update_between_two_real_weekly_releases(tmp_path: Path, cli) -> None:
     art = doc["artifacts"][0]
     with LoopbackServer(site) as srv:
         prefix = tmp_path / "prefix"
-        args = ("--flavour", "ci", "--backend", "cpu")
+        args = ("--flavour", art["flavour"], "--backend", art["backend"])  # the CI recipe, or the release recipe given
         assert _install(cli, srv, prefix, pub, "--version", old.name, *args).returncode == 0
         srv.requests.clear()
         res = _install(cli, srv, prefix, pub, *args)
@@ -311,6 +312,7 @@ def test_update_between_two_real_weekly_releases(tmp_path: Path, cli) -> None:
         sent = sum((site / p.lstrip("/")).stat().st_size for p in fetched)
         assert f"/{new.name}/{art['file']}" not in _gets(srv)
         assert sent <= 0.4 * art["size"], f"update fetched {sent} of a {art['size']}-byte archive"
+        print(f"update {old.name} -> {new.name}: {sent} of a {art['size']}-byte archive ({sent / art['size']:.1%})")
     out = subprocess.run([str(prefix / "current" / "bin" / "llama-server"), "--version"], capture_output=True, text=True,
                          timeout=60, env={**os.environ, "LD_LIBRARY_PATH": str(prefix / "current" / "bin")})
     assert doc["upstream"]["commit"][:7] in out.stdout + out.stderr or "version" in (out.stdout + out.stderr)
