@@ -53,10 +53,17 @@ REQUIRE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}\s*(?:(?:[<>=!~]=?|===)\s
 EMULATOR = re.compile(r"wine|wine64|box64|qemu-[a-z0-9_]+(?:-static)?")
 
 #: Environment variables a recipe may not set for the build or the server under test: they make
-#: every child process load or run code of their choosing, or they are our credentials.
+#: every child process load or run code of their choosing (the loader's and shells' hooks; which
+#: program a name runs: PATH; the compiler, its launcher or the programs gcc runs: CC/CXX/CUDACXX/
+#: HIPCXX, CCACHE_PREFIX/CCACHE_COMPILER, COMPILER_PATH/GCC_EXEC_PREFIX; the CMake settings CMake
+#: reads from the environment: CMAKE_*, e.g. CMAKE_TOOLCHAIN_FILE, CMAKE_C_COMPILER_LAUNCHER;
+#: wine's loader and DLL overrides: WINE* but WINEDEBUG, its log switch; qemu-user's QEMU_*), or
+#: they are our credentials. Compilers and launchers belong in the reviewed toolchain file.
 ENV_DENIED = re.compile(
     r"LD_[A-Z_]*|DYLD_[A-Z_]*|BASH_ENV|ENV|SHELLOPTS|BASHOPTS|PS4|PROMPT_COMMAND|IFS|PYTHON(STARTUP|PATH|HOME|INSPECT)|"
-    r"PERL5OPT|PERL5LIB|RUBYOPT|NODE_OPTIONS|GIT_.*|LOCARA_.*|GITHUB_TOKEN|.*(TOKEN|PASSWORD|SECRET).*",
+    r"PERL5OPT|PERL5LIB|RUBYOPT|NODE_OPTIONS|GIT_.*|LOCARA_.*|GITHUB_TOKEN|.*(TOKEN|PASSWORD|SECRET).*|"
+    r"PATH|CC|CXX|CUDACXX|HIPCXX|OBJC|OBJCXX|FC|ASM[A-Z_]*|CCACHE_(PREFIX|COMPILER|COMPILERCHECK|PATH)|COMPILER_PATH|"
+    r"GCC_EXEC_PREFIX|CMAKE_.*|WINE(?!DEBUG\Z)[A-Z_]*|QEMU_.*",
     re.I,
 )
 
