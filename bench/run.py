@@ -1131,7 +1131,7 @@ def cmd_install(args: argparse.Namespace) -> None:
     release = Path(args.release).resolve()
     manifest = json.loads((release / "release.json").read_text())
     version = manifest["version"]
-    art = next(a for a in manifest["artifacts"] if a["backend"] == "cpu" and a["os"] == "linux"
+    art = next(a for a in manifest["artifacts"] if a["backend"] == args.backend and a["os"] == "linux"
                and (args.flavour is None or a.get("flavour", "release") == args.flavour))
     flavour = art.get("flavour", "release")
     root = bench_dir(args) / "install"
@@ -1141,7 +1141,7 @@ def cmd_install(args: argparse.Namespace) -> None:
         base = srv.base_url
         url = srv.url(f"{version}/{art['file']}")
         env = {"NO_PROXY": "*", "no_proxy": "*"}
-        install_argv = [*tool(), "install", "--from", base, "--version", version, "--backend", "cpu",
+        install_argv = [*tool(), "install", "--from", base, "--version", version, "--backend", args.backend,
                         "--flavour", flavour, "--trust", str(Path(args.pub).resolve()), "--no-builtin-keys"]
 
         def ours(i: int) -> float:
@@ -1167,9 +1167,11 @@ def cmd_install(args: argparse.Namespace) -> None:
         ours(-1)
         by_hand(-1)
         interleaved(a, b, args.runs)
-    save("install", pair_result(a, b, title=f"install ({art['file'].split(version + '-')[-1]}, "
+    name = "install" if args.backend == "cpu" and flavour != "release" else f"install-{art['recipe']}"
+    save(name, pair_result(a, b, title=f"install ({art['file'].split(version + '-')[-1]}, "
                                 f"{art['size'] / (1 << 20):.1f} MiB, loopback HTTP)", unit="s", goal=("<=", 1.2),
-                                reproduce=f"python bench/run.py install --release {args.release} --pub {args.pub} --runs {args.runs}",
+                                reproduce=(f"python bench/run.py install --release {args.release} --pub {args.pub} --backend {args.backend}"
+                                           f"{' --flavour ' + args.flavour if args.flavour else ''} --runs {args.runs}"),
                                 notes={"artifact": art["file"], "size": art["size"]}))
 
 
@@ -1419,7 +1421,8 @@ def main(argv: list[str] | None = None) -> None:
     sp = add("install", cmd_install, runs=7)
     sp.add_argument("--release", required=True, help="a release dir (release.json, SHA256SUMS, artifacts)")
     sp.add_argument("--pub", required=True, help="the minisign public key that signed it")
-    sp.add_argument("--flavour", help="artifact flavour to pick (default: the first Linux CPU one)")
+    sp.add_argument("--flavour", help="artifact flavour to pick (default: the first Linux one of --backend)")
+    sp.add_argument("--backend", default="cpu", help="the artifact's backend (default cpu; e.g. cuda for a large artifact)")
     sp = add("extract", cmd_extract, runs=7)
     sp.add_argument("--archive", action="append", required=True, help="a release .tar.gz (repeatable)")
     sp.add_argument("--before", default="HEAD", help="git ref of the code to compare with (default HEAD)")
