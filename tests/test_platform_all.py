@@ -21,6 +21,7 @@ import pytest
 from support.pipeline import Pipeline, PipelineError, llama_pipeline
 from test_backends_slow import slow_root
 
+from locara_build.build import hostdetect
 from locara_build.smoke import smoke as smoke_mod
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(4 * 3600)]
@@ -92,6 +93,12 @@ def test_windows_vulkan_cross_build_imports_only_system_dlls_and_runs_under_wine
     rec = p.smoke_record
     assert rec["status"] == "passed", rec
     assert rec["server"]["completion"]["tokens"] == 16 and rec["args_file"]["completion"]["tokens"] == 16
+    from locara_build.build.toolchains import wine
+
+    if hostdetect.find_device("vulkan") and wine.display_prefix() is not None:
+        # wine's Vulkan through xvfb-run reaches lavapipe: every layer on Vulkan0, per the server's log
+        assert rec["coverage"] == "full" and rec["ran_on"].startswith("Vulkan0"), rec
+        assert rec["server"]["argv"][0] in ("xvfb-run", "wine"), rec["server"]["argv"]
     print(f"\nwindows vulkan under wine: ran on {rec['ran_on']}, coverage {rec['coverage']}, "
           f"{rec['server']['completion']['tokens_per_second']} tok/s; build {p.seconds['build']:.0f}s")
     archive = _package(p)

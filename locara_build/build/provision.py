@@ -21,7 +21,7 @@ from locara_build.build.tooltypes import HostSetup, Tool
 if TYPE_CHECKING:
     from locara_build.build.recipe import Recipe
 
-__all__ = ["host_setup", "plan_cmake_defines", "plan_env", "prepare", "runtime_dirs", "smoke_emulator", "smoke_env"]
+__all__ = ["host_setup", "plan_cmake_defines", "plan_env", "prepare", "runtime_dirs", "smoke_device_gap", "smoke_emulator", "smoke_env", "smoke_wrapper"]
 
 
 def _providers(recipe: Recipe) -> list[Any]:
@@ -62,6 +62,27 @@ def smoke_emulator(recipe: Recipe) -> list[str]:
             if found:
                 return list(found)
     return []
+
+
+def smoke_wrapper(recipe: Recipe) -> list[str]:
+    """What runs before the emulator (the recipe's or the host's): e.g. ``xvfb-run -a`` for a
+    Vulkan .exe under wine on a host without a display. Empty for most recipes."""
+    out: list[str] = []
+    for provider in _providers(recipe):
+        fn = getattr(provider, "smoke_wrapper", None)
+        if fn is not None:
+            out += fn(recipe)
+    return out
+
+
+def smoke_device_gap(recipe: Recipe) -> str | None:
+    """Why the recipe's smoke device, though this host has it, cannot be reached by the build's
+    emulator here (None: nothing in the way)."""
+    for provider in _providers(recipe):
+        fn = getattr(provider, "smoke_device_gap", None)
+        if fn is not None and (why := fn(recipe)):
+            return str(why)
+    return None
 
 
 def prepare(recipe: Recipe) -> None:

@@ -103,8 +103,9 @@ class SmokeOptions:
             args=tuple(s.args),
             # host hooks first (e.g. a private WINEPREFIX for wine), the recipe's smoke.env wins
             env={**provision.smoke_env(recipe), **s.env},
-            # the recipe's, else the host's (qemu-aarch64-static for arm64 on x86-64)
-            emulator=tuple(s.emulator) or tuple(provision.smoke_emulator(recipe)),
+            # the recipe's, else the host's (qemu-aarch64-static for arm64 on x86-64); before it what
+            # the host needs around it (xvfb-run for a Vulkan .exe under wine without a display)
+            emulator=(*provision.smoke_wrapper(recipe), *(tuple(s.emulator) or provision.smoke_emulator(recipe))),
             expect=tuple(s.expect),
         )
         return replace(base, **{k: v for k, v in overrides.items() if v is not None})

@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from locara_build.build import hostdetect
+from locara_build.build import hostdetect, provision
 from locara_build.build.recipe import Recipe
 from locara_build.pipeline import records
 from locara_build.pipeline.records import SmokeRecord
@@ -50,9 +50,12 @@ def device_plan(recipe: Recipe) -> tuple[str | None, str, str]:
     if not kind:
         return None, "full", ""
     found = hostdetect.find_device(kind, arch=recipe.arch)  # an emulated build reaches no driver
-    if found:
+    gap = provision.smoke_device_gap(recipe) if found else None  # e.g. wine's Vulkan without a display
+    if found and not gap:
         return found, "full", ""
     needs = hostdetect.SMOKE_DEVICES[kind]
+    if gap:  # the build starts without the device (ggml-vulkan reports none) and serves on the CPU
+        return None, "cpu-fallback", f"served on the CPU: this host has {found}, but {gap}"
     if _backend_dl(recipe):
         return None, "cpu-fallback", (
             f"the smoke-test host had no {kind}: served on the CPU backends the build ships; "

@@ -115,6 +115,29 @@ class Windows:
             return {}
         return wine.smoke_env()
 
+    def smoke_wrapper(self, recipe: object) -> list[str]:
+        """Before the emulator: a virtual X display when a Vulkan build runs under wine with none."""
+        from locara_build.build.toolchains import wine
+
+        if not self._wine_vulkan(recipe):
+            return []
+        return wine.display_prefix() or []
+
+    def smoke_device_gap(self, recipe: object) -> str | None:
+        """Why the Vulkan device this host has is out of the .exe's reach under wine, or None."""
+        from locara_build.build.toolchains import wine
+
+        if self._wine_vulkan(recipe) and wine.display_prefix() is None:
+            return ("under wine, Vulkan needs an X display (wine's graphics driver) and this host has "
+                    "neither $DISPLAY nor xvfb-run (Debian: apt-get install xvfb)")
+        return None
+
+    @staticmethod
+    def _wine_vulkan(recipe: object) -> bool:
+        import locara_build.build.platforms.host as platforms
+
+        return getattr(recipe, "backend", "") == "vulkan" and platforms.host_os() != "windows"
+
     def inspect_binary(self, path: Path) -> BinaryInfo:
         return read_pe(path)
 

@@ -3,16 +3,23 @@
 Debian's ``wine64`` is enough for x86_64 PE files (the "wine32 is missing" note it prints is
 harmless). The smoke test uses a private prefix in the work dir, never ``~/.wine``, with Mono and
 Gecko disabled so a fresh prefix never waits for an installer dialog.
+
+Vulkan under wine: wine's ``vulkan-1.dll`` forwards to the host's Vulkan loader (lavapipe here)
+only through a graphics driver (winex11); with no X display it says "Failed to load Wine graphics
+driver supporting Vulkan" and ggml-vulkan finds no device. A smoke test that wants the Vulkan device
+therefore runs under ``xvfb-run -a`` (a private virtual X server, gone with the process group) when
+the host has no display of its own.
 """
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from locara_build.build.toolchains._common import toolchains_dir
 from locara_build.core import run as _run
 
-__all__ = ["find", "prefix_dir", "smoke_env"]
+__all__ = ["display_prefix", "find", "prefix_dir", "smoke_env"]
 
 
 def find() -> tuple[Path, str] | None:
@@ -35,3 +42,16 @@ def smoke_env() -> dict[str, str]:
         "WINEDLLOVERRIDES": "mscoree,mshtml=",  # no Mono/Gecko install prompts in a fresh prefix
         "WINEARCH": "win64",
     }
+
+
+#: Xvfb on a free display number, no TCP listener; a small screen is enough for winex11's Vulkan.
+XVFB_RUN = ("xvfb-run", "-a", "-s", "-screen 0 64x64x24 -nolisten tcp")
+
+
+def display_prefix() -> list[str] | None:
+    """What to put before ``wine`` so that wine's Vulkan reaches the host's driver: nothing when
+    this session has an X display, ``xvfb-run -a ...`` when xvfb-run is installed, else None (wine
+    can run the .exe, but not on the Vulkan device)."""
+    if os.environ.get("DISPLAY"):
+        return []
+    return list(XVFB_RUN) if _run.which("xvfb-run") else None

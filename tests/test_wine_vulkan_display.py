@@ -1,0 +1,70 @@
+"""A Vulkan .exe under wine needs an X display to reach the host's Vulkan driver (wine's vulkan-1
+forwards through winex11). The smoke test puts ``xvfb-run -a`` before ``wine`` when the host has no
+display, reports cpu-fallback when it has neither, and leaves every other recipe's command alone.
+The real run (the cross-built .exe on lavapipe, `using device Vulkan0`) is the slow test
+tests/test_platform_all.py::test_windows_vulkan_cross_build_imports_only_system_dlls_and_runs_under_wine;
+here: the decisions (which command runs, which coverage is claimed, the smoke key)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from locara_build.build import hostdetect
+from locara_build.build.recipe import load_recipes
+from locara_build.build.toolchains import wine
+from locara_build.core import run as _run
+from locara_build.core.workdir import Project
+from locara_build.smoke import smokeplan
+from locara_build.smoke.smoke import SmokeOptions
+
+REPO = Path(__file__).resolve().parents[1]
+LAVAPIPE = "llvmpipe (LLVM 15.0.6, 256 bits) (CPU)"
+
+
+def _recipe(name: str):  # type: ignore[no-untyped-def]
+    return load_recipes(Project(REPO), [name])[name]
+
+
+def _no_display(monkeypatch: pytest.MonkeyPatch, *, xvfb: bool) -> None:
+    monkeypatch.delenv("DISPLAY", raising=False)
+    real = _run.which
+    monkeypatch.setattr(_run, "which", lambda name: ("/usr/bin/xvfb-run" if xvfb else None) if name == "xvfb-run" else real(name))
+
+
+def test_display_prefix_follows_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert wine.display_prefix() == []
+    _no_display(monkeypatch, xvfb=True)
+    assert wine.display_prefix() == list(wine.XVFB_RUN)
+    _no_display(monkeypatch, xvfb=False)
+    assert wine.display_prefix() is None
+
+
+def test_only_a_vulkan_exe_runs_under_xvfb_run(monkeypatch: pytest.MonkeyPatch) -> None:
+    _no_display(monkeypatch, xvfb=True)
+    vk = SmokeOptions.from_recipe(_recipe("windows-x86_64-vulkan"))
+    assert vk.emulator == (*wine.XVFB_RUN, "wine")
+    assert vk.env["GGML_VK_VISIBLE_DEVICES"] == "0" and vk.args == ("-ngl", "99", "-lv", "4")
+    assert SmokeOptions.from_recipe(_recipe("windows-x86_64-cpu")).emulator == ("wine",)
+    assert SmokeOptions.from_recipe(_recipe("linux-x86_64-vulkan")).emulator == ()
+    monkeypatch.setenv("DISPLAY", ":7")  # a display of its own: wine uses it, nothing is wrapped
+    assert SmokeOptions.from_recipe(_recipe("windows-x86_64-vulkan")).emulator == ("wine",)
+
+
+def test_device_plan_full_with_a_display_cpu_fallback_without(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hostdetect, "find_device", lambda kind, arch=None: LAVAPIPE if kind == "vulkan" else None)
+    recipe = _recipe("windows-x86_64-vulkan")
+    _no_display(monkeypatch, xvfb=True)
+    assert smokeplan.device_plan(recipe) == (LAVAPIPE, "full", "")
+    _no_display(monkeypatch, xvfb=False)
+    found, coverage, note = smokeplan.device_plan(recipe)
+    assert (found, coverage) == (None, "cpu-fallback")
+    assert "xvfb" in note and LAVAPIPE in note
+    # a different device situation is a different smoke key: installing xvfb re-runs the smoke test
+    assert smokeplan.smoke_key(recipe, found) != smokeplan.smoke_key(recipe, LAVAPIPE)
+    # the host without the device at all: nothing about displays
+    monkeypatch.setattr(hostdetect, "find_device", lambda kind, arch=None: None)
+    assert "xvfb" not in smokeplan.device_plan(recipe)[2]
+
