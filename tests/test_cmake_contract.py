@@ -350,6 +350,9 @@ EXPECTED: dict[str, list[str]] = {
         '-DCMAKE_BUILD_TYPE=Release',
         '-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON',
         '-DCMAKE_CUDA_ARCHITECTURES=75-virtual;80-virtual;86-real;89-real;90-virtual;120a-real;121a-real',
+        # the CUDA objects get the same maps as in linux-x86_64-cuda (no build path in libggml-cuda.so,
+        # and one ccache entry for both recipes' CUDA objects: build.CCACHE_IGNORE_OPTIONS)
+        '-DCMAKE_CUDA_FLAGS=-Xcompiler=-ffile-prefix-map=<work>/src/llama.cpp=llama.cpp -Xcompiler=-ffile-prefix-map=<work>/cmake/linux-x86_64-all=build',
         '-DCMAKE_CXX_FLAGS=-ffile-prefix-map=<work>/src/llama.cpp=llama.cpp -ffile-prefix-map=<work>/cmake/linux-x86_64-all=build',
         '-DCMAKE_C_FLAGS=-ffile-prefix-map=<work>/src/llama.cpp=llama.cpp -ffile-prefix-map=<work>/cmake/linux-x86_64-all=build',
         '-DCMAKE_INSTALL_RPATH=$ORIGIN',
@@ -415,6 +418,8 @@ EXPECTED: dict[str, list[str]] = {
         '-DCMAKE_BUILD_WITH_INSTALL_RPATH=ON',
         '-DCMAKE_CXX_FLAGS=-ffile-prefix-map=<work>/src/llama.cpp=llama.cpp -ffile-prefix-map=<work>/cmake/linux-x86_64-rocm=build',
         '-DCMAKE_C_FLAGS=-ffile-prefix-map=<work>/src/llama.cpp=llama.cpp -ffile-prefix-map=<work>/cmake/linux-x86_64-rocm=build',
+        # ROCm's clang: the same maps, so no build path ends up in libggml-hip.so
+        '-DCMAKE_HIP_FLAGS=-ffile-prefix-map=<work>/src/llama.cpp=llama.cpp -ffile-prefix-map=<work>/cmake/linux-x86_64-rocm=build',
         '-DCMAKE_INSTALL_RPATH=$ORIGIN',
         '-DGGML_BACKEND_DL=ON',
         '-DGGML_CCACHE=ON',

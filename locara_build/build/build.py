@@ -154,12 +154,7 @@ class _Builder:
     def build_env(self) -> dict[str, str]:
         env = {**self.configure_env(), "NINJA_STATUS": "[%f/%t] "}
         if self.ccache_on:
-            env.update(
-                CCACHE_DIR=str(self.work.ensure(self.work.ccache)),
-                CCACHE_BASEDIR=str(self.work.root),
-                CCACHE_NOHASHDIR="1",
-                CCACHE_STATSLOG=str(self.stats_path),
-            )
+            env.update(ccache_env(self.work.ensure(self.work.ccache), self.work.root, self.stats_path))
         return env
 
     def configure_argv(self) -> list[str]:
@@ -486,6 +481,27 @@ def scan_path_leaks(root: Path, needles: set[str]) -> list[dict[str, str]]:
                 break
     return leaks
 
+
+#: Device compilers (nvcc, hipcc) get the reproducibility maps as one opaque host-compiler option
+#: (``-Xcompiler=-ffile-prefix-map=<cmake dir>=build ...``, cmake_args.prefix_map_flags), which
+#: ccache hashes verbatim, path and all: two recipes of one work dir (linux-x86_64-cuda and
+#: linux-x86_64-all compile the same CUDA objects) never shared a CUDA object. Every build maps its
+#: own dirs to the same names (``llama.cpp``, ``build``), so the objects do not depend on the option's
+#: paths and ccache may leave it out of the hash (gcc's own ``-ffile-prefix-map`` ccache already
+#: understands). ccache >= 4.6 (`ignore_options`); older versions ignore the variable.
+CCACHE_IGNORE_OPTIONS = "-Xcompiler=-ffile-prefix-map=*"
+
+
+def ccache_env(cache_dir: Path, base_dir: Path, stats_log: Path) -> dict[str, str]:
+    """ccache's settings for one build: the work dir's cache, paths under the work dir hashed
+    relative to it (so two recipes, or two work dirs, share objects), this build's own stats log."""
+    return {
+        "CCACHE_DIR": str(cache_dir),
+        "CCACHE_BASEDIR": str(base_dir),
+        "CCACHE_NOHASHDIR": "1",
+        "CCACHE_STATSLOG": str(stats_log),
+        "CCACHE_IGNOREOPTIONS": CCACHE_IGNORE_OPTIONS,
+    }
 
 def _ccache_stats(stats_log: Path) -> dict[str, Any]:
     """Hits and misses of THIS build, from ccache's per-build stats log (the shared cache's global
