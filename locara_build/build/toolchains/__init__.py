@@ -14,6 +14,10 @@ these optional methods (a missing one contributes nothing)::
     smoke_env(recipe) -> dict           environment for the server under test (smoke)
     smoke_emulator(recipe) -> list      command prefix that runs the server when the recipe says none
                                         (qemu-aarch64-static for arm64 on an x86-64 host)
+    smoke_wrapper(recipe) -> list       command prefix before the emulator (xvfb-run for a Vulkan
+                                        .exe under wine on a host without an X display)
+    smoke_device_gap(recipe) -> str|None  why the smoke device this host has is out of the
+                                        emulated build's reach (smoke says cpu-fallback and why)
     runtime_dirs(recipe) -> list[Path]  where ``ship.runtime`` libraries are found (package)
 
 Hooks run only for recipes this host can build (``Platform.can_build_on``): planning a macOS
