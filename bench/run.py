@@ -1373,14 +1373,14 @@ def cmd_update(args: argparse.Namespace) -> None:
         interleaved(a, b, args.runs)
     label = f"{args.old} -> {args.new}, {art['file'].split(args.new + '-')[-1]}"
     reproduce = (f"python bench/run.py update --releases {args.releases} --old {args.old} --new {args.new} "
-                 f"--pub {args.pub} --backend {args.backend} --runs {args.runs}")
+                 f"--pub {args.pub} --backend {args.backend}{' --name ' + args.name if args.name else ''} --runs {args.runs}")
     notes = {"archive_size": art["size"], "bytes_store": bytes_of["store"], "bytes_archive": bytes_of["archive"]}
-    save(f"update-time-{args.backend}", pair_result(a, b, title=f"update wall time ({label}, loopback HTTP)", unit="s",
+    save(f"update-time-{args.name or args.backend}", pair_result(a, b, title=f"update wall time ({label}, loopback HTTP)", unit="s",
                                                      goal=("<=", 1.0), reproduce=reproduce, notes=notes))
     ab = Side(a.label, a.command, lambda i: 0.0, samples=[float(x) for x in bytes_of["store"]], loads=a.loads)
     bb = Side(b.label, b.command, lambda i: 0.0, samples=[float(x) for x in bytes_of["archive"]], loads=b.loads)
     goal = 0.10 if args.backend == "cuda" else 0.40
-    save(f"update-bytes-{args.backend}", pair_result(ab, bb, title=f"update bytes downloaded ({label})", unit="bytes",
+    save(f"update-bytes-{args.name or args.backend}", pair_result(ab, bb, title=f"update bytes downloaded ({label})", unit="bytes",
                                                       goal=("<=", goal), reproduce=reproduce, notes=notes))
 
 
@@ -1523,6 +1523,8 @@ def main(argv: list[str] | None = None) -> None:
         sp.add_argument("--backend", default="cpu", help="the artifact's backend (default cpu)")
         if name == "update":
             sp.add_argument("--pub", required=True, help="the minisign public key that signed both")
+            sp.add_argument("--name", default=None,
+                            help="result name suffix (default: the backend: update-{bytes,time}-<backend>.json)")
     add("table", cmd_table, runs=0)
     p.add_argument("--no-pyc-cache", action="store_true",
                    help="keep $PYTHONDONTWRITEBYTECODE as it is (default: bytecode cached under the bench dir, as an installed tool has)")
