@@ -503,6 +503,7 @@ def ccache_env(cache_dir: Path, base_dir: Path, stats_log: Path) -> dict[str, st
         "CCACHE_IGNOREOPTIONS": CCACHE_IGNORE_OPTIONS,
     }
 
+
 def _ccache_stats(stats_log: Path) -> dict[str, Any]:
     """Hits and misses of THIS build, from ccache's per-build stats log (the shared cache's global
     counters would mix in other builds)."""

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from locara_build.build import backends, platforms
-from locara_build.build.cmakevalue import CMakeValue, render_define
+from locara_build.build.cmakevalue import CMakeValue, is_on, render_define
 from locara_build.build.recipe import Recipe
 from locara_build.core.errors import ConfigError
 
@@ -51,11 +51,11 @@ def cache_entries(
     for var in _FLAG_VARS:
         existing = str(entries.get(var, "")).strip()
         entries[var] = f"{existing} {prefix}".strip()
-    if str(entries.get("GGML_CUDA", "")).upper() in ("TRUE", "ON", "1", "YES"):  # cuda, or cuda inside `universal`
+    if is_on(entries.get("GGML_CUDA", "")):  # cuda, or cuda inside `universal`
         existing = str(entries.get("CMAKE_CUDA_FLAGS", "")).strip()
         host = " ".join(f"-Xcompiler={flag}" for flag in prefix.split())
         entries["CMAKE_CUDA_FLAGS"] = f"{existing} {host}".strip()
-    if str(entries.get("GGML_HIP", "")).upper() in ("TRUE", "ON", "1", "YES"):  # HIP: ROCm's clang takes them as they are
+    if is_on(entries.get("GGML_HIP", "")):  # HIP: ROCm's clang takes them as they are
         existing = str(entries.get("CMAKE_HIP_FLAGS", "")).strip()
         entries["CMAKE_HIP_FLAGS"] = f"{existing} {prefix}".strip()
     return entries

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 CMakeValue = bool | int | str
 
-__all__ = ["CMakeValue", "render_define", "render_value"]
+__all__ = ["CMakeValue", "is_on", "render_define", "render_value"]
 
 
 def render_value(value: CMakeValue) -> str:
@@ -15,3 +15,8 @@ def render_value(value: CMakeValue) -> str:
 
 def render_define(key: str, value: CMakeValue) -> str:
     return f"-D{key}={render_value(value)}"
+
+
+def is_on(value: object) -> bool:
+    """Whether a recipe's CMake switch is on (``true``, ``"ON"``, ``1``, ``"YES"``), as CMake reads it."""
+    return str(value).upper() in ("TRUE", "ON", "1", "YES")

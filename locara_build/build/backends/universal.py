@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from locara_build.build.cmakevalue import CMakeValue
+from locara_build.build.cmakevalue import CMakeValue, is_on
 
 if TYPE_CHECKING:
     from locara_build.build.tooltypes import HostSetup, Tool
@@ -26,14 +26,10 @@ if TYPE_CHECKING:
 SWITCHES = (("GGML_VULKAN", "vulkan"), ("GGML_CUDA", "cuda"), ("GGML_HIP", "rocm"))
 
 
-def _on(value: Any) -> bool:
-    return str(value).upper() in ("TRUE", "ON", "1", "YES")
-
-
 def enabled(recipe: Any) -> list[str]:
     """The GPU backends ``recipe`` switches on, in a fixed order."""
     cmake = getattr(recipe, "cmake", {}) or {}
-    return [name for switch, name in SWITCHES if _on(cmake.get(switch, False))]
+    return [name for switch, name in SWITCHES if is_on(cmake.get(switch, False))]
 
 
 _LOOKUP: list[Any] = []  # the registry's get(), handed over by locara_build.build.backends when it is built
