@@ -1209,14 +1209,22 @@ def size_table(doc: dict[str, Any]) -> str:
 # --- 6. install vs curl + sha256sum + tar ------------------------------------------------------
 
 
+def host_artifact(doc: dict, backend: str, flavour: str | None = None) -> dict:
+    """The release.json entry ``install --backend BACKEND`` takes on this host: that backend, this
+    host's OS and architecture (a release with arm64 and x86-64 CPU artifacts has two "cpu" ones)."""
+    from locara_build.build import platforms
+
+    return next(a for a in doc["artifacts"] if a["backend"] == backend and a["os"] == platforms.host_os()
+                and a["arch"] == platforms.host_arch() and (flavour is None or a.get("flavour", "release") == flavour))
+
+
 def cmd_install(args: argparse.Namespace) -> None:
     from support.httpserver import LoopbackServer
 
     release = Path(args.release).resolve()
     manifest = json.loads((release / "release.json").read_text())
     version = manifest["version"]
-    art = next(a for a in manifest["artifacts"] if a["backend"] == args.backend and a["os"] == "linux"
-               and (args.flavour is None or a.get("flavour", "release") == args.flavour))
+    art = host_artifact(manifest, args.backend, args.flavour)
     flavour = art.get("flavour", "release")
     root = bench_dir(args) / "install"
     shutil.rmtree(root, ignore_errors=True)
@@ -1346,7 +1354,7 @@ def cmd_update(args: argparse.Namespace) -> None:
     mirror = root / "mirror"
     _publish_pair(releases, args.old, args.new, mirror)
     new_doc = json.loads((releases / args.new / "release.json").read_text())
-    art = next(a for a in new_doc["artifacts"] if a["backend"] == args.backend)
+    art = host_artifact(new_doc, args.backend)
     env = {"NO_PROXY": "*", "no_proxy": "*"}
     with LoopbackServer(mirror) as srv:
         base = [*tool(), "install", "--from", srv.base_url, "--backend", args.backend, "--flavour", art["flavour"],
@@ -1404,7 +1412,7 @@ def cmd_delta(args: argparse.Namespace) -> None:
 
     def index(v: str) -> Index:
         doc = json.loads((releases / v / "release.json").read_text())
-        a = next(a for a in doc["artifacts"] if a["backend"] == args.backend)
+        a = host_artifact(doc, args.backend)
         return Index.parse((releases / v / a["index"]["file"]).read_bytes(), source=v)
 
     old, new = index(args.old), index(args.new)
@@ -1453,8 +1461,9 @@ def cmd_delta(args: argparse.Namespace) -> None:
         print(f"  {f.path}: {f.size} B, blob {f.blob_size}, zstd patch-from {len(z)} ({tz:.2f}s), bsdiff {len(bd)} ({tb:.2f}s), "
               f"bsdiff4-xz {len(bx)} ({tx:.2f}s)", flush=True)
     doc = {"old": args.old, "new": args.new, "backend": args.backend, "rows": rows, "totals": totals,
-           "reproduce": f"python bench/run.py delta --releases {args.releases} --old {args.old} --new {args.new} --backend {args.backend}"}
-    out = RESULTS / f"delta-{args.backend}.json"
+           "reproduce": f"python bench/run.py delta --releases {args.releases} --old {args.old} --new {args.new} "
+                        f"--backend {args.backend}{' --name ' + args.name if args.name else ''}"}
+    out = RESULTS / f"delta-{args.name or args.backend}.json"
     RESULTS.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"name": out.stem, "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
                                "machine": machine(), "commit": _git_head(), **doc}, indent=2, sort_keys=True) + "\n")
@@ -1521,10 +1530,10 @@ def main(argv: list[str] | None = None) -> None:
         sp.add_argument("--old", required=True, help="the version installed before")
         sp.add_argument("--new", required=True, help="the version updated to")
         sp.add_argument("--backend", default="cpu", help="the artifact's backend (default cpu)")
+        sp.add_argument("--name", default=None,
+                        help=f"result name suffix (default: the backend: {name}-...<backend>.json), for a second pair of one backend")
         if name == "update":
             sp.add_argument("--pub", required=True, help="the minisign public key that signed both")
-            sp.add_argument("--name", default=None,
-                            help="result name suffix (default: the backend: update-{bytes,time}-<backend>.json)")
     add("table", cmd_table, runs=0)
     p.add_argument("--no-pyc-cache", action="store_true",
                    help="keep $PYTHONDONTWRITEBYTECODE as it is (default: bytecode cached under the bench dir, as an installed tool has)")

@@ -169,17 +169,21 @@ def test_key_ids_read_as_minisign_prints_them(tmp_path: Path) -> None:
     ours = minisign.generate()
     assert _minisign("-G", "-W", "-p", "theirs.pub", "-s", "theirs.key", cwd=tmp_path).returncode == 0
     theirs = PublicKey.from_file(tmp_path / "theirs.pub")
-    assert theirs.comment == f"minisign public key {theirs.id_hex}"  # what minisign -G wrote
+    # what minisign -G wrote: the id without leading zeros (`%PRIX64`); 1 key in 16 has fewer digits
+    assert theirs.comment == f"minisign public key {minisign.key_id_comment(theirs.key_id)}"
+    assert theirs.to_text() == (tmp_path / "theirs.pub").read_text()  # ours writes the same bytes
     (tmp_path / "f").write_bytes(b"f")
     (tmp_path / "f.minisig").write_text(minisign.sign(ours, b"f", trusted_comment="t").to_text())
     res = _minisign("-Vm", "f", "-p", "theirs.pub", cwd=tmp_path)
     assert res.returncode != 0
     printed = re.findall(r"key id in (?:f\.minisig|the public key) is ([0-9A-F]{1,16})\n", res.stdout + res.stderr)
-    # (this message drops leading zeros, `%PRIX64`; the .pub comment keeps all 16 digits, `%016PRIX64`)
+    # (these messages drop leading zeros, `%PRIX64`, as the .pub comment does)
     assert [p.zfill(16) for p in printed] == [ours.id_hex, theirs.id_hex], res.stdout + res.stderr
     zero_led = minisign.SecretKey(key_id=bytes(range(1, 8)) + b"\0", seed=ours.seed)
     assert zero_led.id_hex == "0007060504030201" and zero_led.public_key.id_hex == zero_led.id_hex
     assert minisign.key_id_hex(bytes(range(1, 9))) == "0807060504030201"
+    assert minisign.key_id_comment(zero_led.key_id) == "7060504030201"  # the form minisign -G writes
+    assert zero_led.public_key.to_text().splitlines()[0] == "untrusted comment: minisign public key 7060504030201"
 
 
 # --- malformed public keys -------------------------------------------------------------------------
@@ -230,7 +234,7 @@ def test_a_public_key_without_its_comment_line_and_its_text_form_round_trip() ->
     bare = PublicKey.from_text(key.to_base64() + "\n")
     assert bare.raw == key.raw and bare.key_id == key.key_id and bare.comment == ""
     again = PublicKey.from_text(key.to_text(), source="x.pub")
-    assert again.comment == f"minisign public key {key.id_hex}" and again.source == "x.pub"
+    assert again.comment == f"minisign public key {minisign.key_id_comment(key.key_id)}" and again.source == "x.pub"
     assert base64.b64decode(key.to_base64())[:2] == b"Ed" and key.to_base64().startswith("RW")
     # the words, with and without a source; junk inside the base64 is refused, not skipped
     line = key.to_base64()

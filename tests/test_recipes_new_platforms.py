@@ -343,8 +343,52 @@ def test_proof_levels_of_a_smoke_summary() -> None:
     assert proved({"status": "passed", "coverage": "cpu-fallback", "reason": "no GPU"}) == "cpu-fallback"
     assert proved({"status": "skipped", "reason": "needs macOS"}) == "built-only"
     assert proved(None) == proved({"status": "not run"}) == "built-only"
+    assert proved({"status": "passed", "coverage": "partial", "reason": "CUDA plugin not exercised"}) == "partial"
     assert with_proof(None) == {"status": "not run", "proved": "built-only"}
-    assert set(PROOFS) == {"full", "cpu-fallback", "built-only", "not built"}
+    assert set(PROOFS) == {"full", "partial", "cpu-fallback", "built-only", "not built"}
+
+
+LAVAPIPE_FOUND = "llvmpipe (LLVM 15.0.6, 256 bits) (CPU)"
+
+
+def test_universal_artifact_smoked_on_vulkan_is_partial_and_names_the_cuda_plugin(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """linux-x86_64-all ships CPU, Vulkan and CUDA plugins; its smoke run computes on one device (the
+    log's ``using device``). A pass on Vulkan must not read as "everything was proven": the CUDA
+    plugin is named as not run, with why."""
+    from locara_build.release.notes import proved, smoke_cell
+    from locara_build.smoke import smokeplan
+
+    recipe = load_recipes(Project(REPO), ["linux-x86_64-all"])["linux-x86_64-all"]
+    devices: dict[str, str] = {"vulkan": LAVAPIPE_FOUND}
+    monkeypatch.setattr(hostdetect, "find_device", lambda kind, arch=None: devices.get(kind))
+    vk = "Vulkan0 (llvmpipe (LLVM 15.0.6, 256 bits))"
+    note = smokeplan.not_exercised(recipe, vk)
+    assert note == "CUDA plugin not exercised (this host has no nvidia-gpu)"
+
+    devices["nvidia-gpu"] = "NVIDIA L4, driver 580.95.05"  # a GPU host whose run still chose Vulkan
+    assert smokeplan.not_exercised(recipe, vk) == (
+        f"CUDA plugin not exercised (this host has NVIDIA L4, driver 580.95.05, but the server computed on {vk})")
+    assert smokeplan.not_exercised(recipe, "CUDA0 (NVIDIA L4)") == (
+        "Vulkan plugin not exercised (this host has llvmpipe (LLVM 15.0.6, 256 bits) (CPU), but the server "
+        "computed on CUDA0 (NVIDIA L4))")
+    # layers split over both GPUs (both `using device` lines in the log): nothing left out
+    assert smokeplan.not_exercised(recipe, "CUDA0 (NVIDIA L4)", ("CUDA0", "Vulkan0")) == ""
+    del devices["nvidia-gpu"], devices["vulkan"]
+    assert smokeplan.not_exercised(recipe, "CPU") == (
+        "Vulkan plugin not exercised (this host has no vulkan); CUDA plugin not exercised (this host has no nvidia-gpu)")
+
+    # single-backend artifacts: one GPU backend, nothing else to name
+    for name in ("linux-x86_64-vulkan", "linux-x86_64-cuda", "linux-x86_64-cpu"):
+        assert smokeplan.not_exercised(load_recipes(Project(REPO), [name])[name], "CPU") == ""
+    # the -ci flavour switches CUDA off: a Vulkan pass leaves nothing out
+    ci = load_recipes(Project(REPO), ["linux-x86_64-all-ci"])["linux-x86_64-all-ci"]
+    assert smokeplan.not_exercised(ci, vk) == ""
+
+    smoke = {"status": "passed", "coverage": "partial", "ran_on": vk, "reason": note}
+    assert proved(smoke) == "partial"
+    assert smoke_cell({"smoke": smoke}) == f"passed on {vk}; {note}"
 
 
 def test_notes_list_the_release_recipes_this_host_did_not_build(tmp_path: Path) -> None:

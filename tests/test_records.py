@@ -189,7 +189,7 @@ SMOKE_CASES = [
     (lambda d: d["server"]["ui"].update(checked="yes"), "field `server.ui.checked` is a string, expected true or false"),
     (lambda d: d["host"].update(arch=None), "field `host.arch` is null, expected a string"),
     (lambda d: d.update(seconds="fast"), "field `seconds` is a string, expected a number or null"),
-    (lambda d: d.update(schema=1), "record schema 1, this locara-build reads schema 2"),
+    (lambda d: d.update(schema=2), "record schema 2, this locara-build reads schema 3"),
 ]
 
 

@@ -71,6 +71,15 @@ def test_notes_of_a_first_release_and_of_an_upstream_bump(tmp_path: Path) -> Non
         f"| `{art['sha256'][:16]}…` | full | passed on CPU |"
     ]
 
+    # the `release` stage re-issuing the same version (--force) writes the same notes, not none
+    # (it used to drop RELEASE_NOTES.md: only weekly rendered them)
+    weekly_notes = notes
+    res = env.cli("release", "-r", RECIPE, "--key", str(env.key_file), "--force")
+    assert res.returncode == 0, res.stderr
+    assert _notes(env, second) == weekly_notes
+    sums = (env.work / "releases" / second / "SHA256SUMS").read_text()
+    assert "RELEASE_NOTES.md" in sums  # signed with the rest
+
 
 def test_size_change_cell() -> None:
     assert _delta(1000, None) == "new"

@@ -37,7 +37,7 @@ def test_display_prefix_follows_the_host(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setenv("DISPLAY", ":0")
     assert wine.display_prefix() == []
     _no_display(monkeypatch, xvfb=True)
-    assert wine.display_prefix() == list(wine.XVFB_RUN)
+    assert wine.display_prefix() == [*wine.SETTLE, *wine.XVFB_RUN]
     _no_display(monkeypatch, xvfb=False)
     assert wine.display_prefix() is None
 
@@ -45,12 +45,16 @@ def test_display_prefix_follows_the_host(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_only_a_vulkan_exe_runs_under_xvfb_run(monkeypatch: pytest.MonkeyPatch) -> None:
     _no_display(monkeypatch, xvfb=True)
     vk = SmokeOptions.from_recipe(_recipe("windows-x86_64-vulkan"))
-    assert vk.emulator == (*wine.XVFB_RUN, "wine")
+    assert vk.emulator == (*wine.SETTLE, *wine.XVFB_RUN, "wine")
+    # its own prefix: the desktop process of a display-less run never serves it
+    assert vk.env["WINEPREFIX"] == str(wine.prefix_dir(xvfb=True)) != str(wine.prefix_dir())
+    assert SmokeOptions.from_recipe(_recipe("windows-x86_64-cpu")).env["WINEPREFIX"] == str(wine.prefix_dir())
     assert vk.env["GGML_VK_VISIBLE_DEVICES"] == "0" and vk.args == ("-ngl", "99", "-lv", "4")
     assert SmokeOptions.from_recipe(_recipe("windows-x86_64-cpu")).emulator == ("wine",)
     assert SmokeOptions.from_recipe(_recipe("linux-x86_64-vulkan")).emulator == ()
     monkeypatch.setenv("DISPLAY", ":7")  # a display of its own: wine uses it, nothing is wrapped
     assert SmokeOptions.from_recipe(_recipe("windows-x86_64-vulkan")).emulator == ("wine",)
+    assert SmokeOptions.from_recipe(_recipe("windows-x86_64-vulkan")).env["WINEPREFIX"] == str(wine.prefix_dir())
 
 
 def test_device_plan_full_with_a_display_cpu_fallback_without(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -68,3 +72,69 @@ def test_device_plan_full_with_a_display_cpu_fallback_without(monkeypatch: pytes
     monkeypatch.setattr(hostdetect, "find_device", lambda kind, arch=None: None)
     assert "xvfb" not in smokeplan.device_plan(recipe)[2]
 
+
+
+# --- winesettle: a run under xvfb waits for the prefix's previous wineserver (real wineserver) ----
+
+needs_wineserver = pytest.mark.skipif(_run.which("wineserver") is None or _run.which("wine") is None,
+                                      reason="needs wine and wineserver (Debian: wine)")
+
+
+def _servers_of(prefix: Path) -> list[int]:
+    """wineserver processes whose environment names ``prefix``."""
+    out = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if Path(proc / "exe").resolve().name not in ("wineserver", "wineserver64"):
+                continue
+            env = (proc / "environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if f"WINEPREFIX={prefix}".encode() in env:
+            out.append(int(proc.name))
+    return out
+
+
+@needs_wineserver
+def test_settle_waits_until_the_prefix_wineserver_has_exited(tmp_path: Path) -> None:
+    """The weekly bug: windows-x86_64-cpu's run left the prefix's wineserver (and desktop process,
+    bound to no display) alive for a few seconds, and the Vulkan .exe started next under xvfb found
+    no graphics driver. ``winesettle`` must not start the next command while that server lives."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from locara_build.build.toolchains import winesettle
+
+    prefix = tmp_path / "prefix"
+    prefix.mkdir()
+    env = {**os.environ, **wine.smoke_env(), "WINEPREFIX": str(prefix)}
+    # a real wine program that has just ended: its wineserver (and desktop) linger for a few seconds
+    # (no pipes: wineserver would inherit them and the run would wait for it)
+    subprocess.run(["wine", "cmd", "/c", "exit"], env=env, check=True, timeout=300,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert _servers_of(prefix), "no wineserver left after the wine program: nothing to wait for"
+    marker = tmp_path / "started"
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-m", "locara_build.build.toolchains.winesettle", "touch", str(marker)],
+                   env=env, check=True, timeout=60)
+    waited = time.monotonic() - start
+    assert marker.exists()  # the command ran (exec'd) after the wait
+    assert not _servers_of(prefix)  # ... and only once the prefix was idle
+    assert waited >= 0.5, waited
+
+    # a prefix that stays busy: the wait is bounded and says why it went on
+    subprocess.run(["wineserver", "-p"], env=env, check=True, timeout=30)  # persists until killed
+    try:
+        os.environ["WINEPREFIX"] = str(prefix)
+        start = time.monotonic()
+        note = winesettle.settle(wait_s=1.5)
+        assert note == "the wine prefix was still busy after 1.5s; starting anyway"
+        assert time.monotonic() - start < 15
+    finally:
+        subprocess.run(["wineserver", "-k"], env=env, check=False, timeout=30)
+        os.environ.pop("WINEPREFIX", None)
+    assert winesettle.settle(wait_s=30) is None  # idle again: nothing to say

@@ -45,6 +45,7 @@ def release_cmd(
     json_: JsonOpt = False,
 ) -> None:
     """Release manifest + SHA256SUMS + minisign signatures + SLSA provenance over the packaged artifacts."""
+    from locara_build.release.previous import notes_renderer
     from locara_build.release.release import make_release
     from locara_build.release.signing.keys import load_signing_key
 
@@ -52,14 +53,16 @@ def release_cmd(
     work = state().work
     version = str(plan.version)
     signing_key = load_signing_key(key)
+    target = out or work.release(version)
     result = make_release(
         plan,
         dist or work.dist(version),
-        out or work.release(version),
+        target,
         signing_key,
         expires_days=expires_days,
         force=force,
         require_all=require_all,
+        notes=notes_renderer(plan, work, target.parent),
     )
     if output(json_, {"ok": True, **result.to_dict()}):
         return

@@ -240,7 +240,7 @@ class SmokeRecord:
     build output gains after the build). A skipped test has a ``reason`` and none of the run fields."""
 
     FILE: ClassVar[str] = "smoke.json"
-    SCHEMA: ClassVar[int] = 2
+    SCHEMA: ClassVar[int] = 3
     OMIT_NONE: ClassVar[bool] = True
 
     schema: int
@@ -253,11 +253,11 @@ class SmokeRecord:
     status: str
     """``passed`` or ``skipped`` (a failed smoke test writes no record)."""
     reason: str | None
-    """Why it was skipped, or what a ``cpu-fallback`` did not cover; null for a full test."""
+    """Why it was skipped, or what a ``partial`` / ``cpu-fallback`` test did not cover; null for a full test."""
     device: SmokeDevice | None = None
     """Only for a recipe whose smoke test needs a device (``smoke.device``)."""
     coverage: str | None = None
-    """``full`` or ``cpu-fallback`` (passed runs)."""
+    """``full``, ``partial`` or ``cpu-fallback`` (passed runs; schema 3 added ``partial``)."""
     ran_on: str | None = None
     """The device the server computed on, from its log (e.g. ``CPU``, ``CUDA0 (NVIDIA L4)``)."""
     version: str | None = None
@@ -427,7 +427,7 @@ class ReleaseSmoke:
     status: str
     """``passed``, ``skipped`` or ``not run``."""
     proved: str | None = None
-    """``full`` | ``cpu-fallback`` | ``built-only``."""
+    """``full`` | ``partial`` | ``cpu-fallback`` | ``built-only``."""
     coverage: str | None = None
     ran_on: str | None = None
     reason: str | None = None

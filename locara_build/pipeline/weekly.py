@@ -35,7 +35,7 @@ from locara_build.core import log
 from locara_build.core.errors import BusyError, LocaraError, PatchError, SignError
 from locara_build.core.redact import redact
 from locara_build.core.workdir import Project, WorkDir
-from locara_build.pipeline.records import PackageRecord, ReleaseManifest
+from locara_build.pipeline.records import PackageRecord
 from locara_build.upstream.lock import Lock, atomic_write_bytes, read_lock, write_lock
 
 if TYPE_CHECKING:
@@ -444,27 +444,19 @@ def _release(
     packaged: list[RecipeOutcome],
     key: SecretKey | None,
 ) -> Path | None:
-    from locara_build.release.notes import release_notes
-    from locara_build.release.release import make_release, read_manifest, release_versions
+    from locara_build.release.previous import notes_renderer
+    from locara_build.release.release import make_release
 
     if key is None:
         log.warn(_NO_KEY)
         report.message = _NO_KEY
         return None
     dist = work.root / "dist" / str(plan.version)
-    previous: ReleaseManifest | None = None
-    older = [(v, p) for v, p in release_versions(root) if v < plan.version]
-    if older:
-        try:
-            previous = read_manifest(older[-1][1])
-        except (OSError, LocaraError):
-            previous = None
-    distance = _distance(work, previous, plan)
     # release only what was packaged in this run (skipped / failed recipes are not in it)
     released_plan = _restrict(plan, [o.name for o in packaged])
     result = make_release(
         released_plan, dist, root / str(plan.version), key, expires_days=opts.expires_days,
-        notes=lambda artifacts: release_notes(plan, artifacts, previous, distance),
+        notes=notes_renderer(plan, work, root),
     )
     notes_path = result.out / "RELEASE_NOTES.md"
     report.notes = str(notes_path) if notes_path.exists() else ""
@@ -475,22 +467,6 @@ def _restrict(plan: Plan, names: list[str]) -> Plan:
     from dataclasses import replace
 
     return replace(plan, recipes=tuple(rp for rp in plan.recipes if rp.name in names))
-
-
-def _distance(work: WorkDir, previous: ReleaseManifest | None, plan: Plan) -> dict[str, Any] | None:
-    if previous is None:
-        return None
-    old_up = previous.to_dict()["upstream"]  # upstream_distance reads the plain object
-    old_commit = previous.upstream.import_commit or previous.upstream.commit
-    if not old_commit or old_commit == plan.lock.commit:
-        return None
-    from locara_build.upstream.source import ensure_commit, upstream_distance
-
-    try:
-        mirror = ensure_commit(work, plan.lock)
-        return upstream_distance(mirror, old_up, plan.lock).to_dict()
-    except LocaraError as exc:
-        return {"count": None, "note": exc.message, "subjects": []}
 
 
 def _summary(report: WeeklyReport) -> None:

@@ -60,18 +60,21 @@ def _delta(new: int, old: int | None) -> str:
 # What an artifact's smoke test proved on the build host, so nobody mistakes "compiled" for "tested":
 #   full          the server answered (completion, chat, UI, args file) on the device the recipe names,
 #                 or on the CPU for a CPU build (possibly under an emulator: qemu-user, wine)
+#   partial       it answered on a GPU device (the server log's ``using device``), but the artifact
+#                 ships other GPU plugins that were not exercised (``universal``: Vulkan ran, CUDA did not)
 #   cpu-fallback  it answered, but on the CPU backends it ships: the GPU it needs was not there
 #   built-only    built and packaged, never run (smoke skipped, or no smoke record)
 #   not built     a release recipe this release has no artifact of (built on its CI runner only)
-PROOFS = ("full", "cpu-fallback", "built-only", "not built")
+PROOFS = ("full", "partial", "cpu-fallback", "built-only", "not built")
 
 
 def proved(smoke: Mapping[str, Any] | None) -> str:
-    """``full`` | ``cpu-fallback`` | ``built-only`` for a packaged artifact's smoke summary."""
+    """``full`` | ``partial`` | ``cpu-fallback`` | ``built-only`` for a packaged artifact's smoke summary."""
     smoke = smoke or {}
     if str(smoke.get("status") or "") != "passed":
         return "built-only"
-    return "cpu-fallback" if smoke.get("coverage") == "cpu-fallback" else "full"
+    coverage = smoke.get("coverage")
+    return coverage if coverage in ("partial", "cpu-fallback") else "full"
 
 
 def with_proof(smoke: Mapping[str, Any] | None) -> dict[str, Any]:
@@ -94,6 +97,8 @@ def _smoke_text(smoke: Mapping[str, Any]) -> str:
         text = status
     elif smoke.get("coverage") == "cpu-fallback":
         text = f"CPU only ({smoke.get('reason') or 'the GPU it needs was not on the build host'})"
+    elif smoke.get("coverage") == "partial":
+        text = f"passed on {smoke.get('ran_on') or 'CPU'}; {smoke.get('reason') or 'other plugins not exercised'}"
     else:
         text = f"passed on {smoke.get('ran_on') or 'CPU'}"
     return text.replace("|", "\\|")

@@ -18,7 +18,9 @@ same on the CPU backends it ships (the CUDA plugin cannot load without the drive
 falls back to the CPU): the shipped binary, its libraries, the args file and the UI are proven; the
 GPU kernels are not, ``expect`` is not checked, and the record says so (``coverage = "cpu-fallback"``,
 carried into release.json and the release notes). A build with the backend linked in cannot start
-without the driver and is skipped with that reason.
+without the driver and is skipped with that reason. An artifact with several GPU plugins
+(``universal``) passes on the device(s) its server log names (``using device``); the record says
+``coverage = "partial"`` and names each plugin that did not run.
 
 The server is always stopped, also on failure. A server that never gets healthy fails with exit 6
 after the timeout and the tail of its log; a port already taken fails with a clear error.
@@ -55,7 +57,13 @@ from locara_build.core.run import Process, spawn
 from locara_build.core.workdir import WorkDir
 from locara_build.pipeline import records
 from locara_build.pipeline.records import SmokeRecord
-from locara_build.smoke.smokeplan import SMOKE_RECORD, device_plan, read_smoke_record, smoke_key
+from locara_build.smoke.smokeplan import (
+    SMOKE_RECORD,
+    device_plan,
+    not_exercised,
+    read_smoke_record,
+    smoke_key,
+)
 from locara_build.smoke.tinymodel import VOCAB_RELPATH, tiny_model
 
 __all__ = [
@@ -610,10 +618,16 @@ def smoke_recipe(
         second = smoke_args_file(bin_dir, model, options=options, exe=exe, label=label, scratch=scratch,
                                  log_path=logs / f"smoke-{rp.name}-{stamp}-args.log")
         log.info(f"    started with no arguments from {ARGS_FILE}: ok")
+    server_log = _read_text(Path(first["log"]))
+    device_used = ran_on(server_log)
+    every_device = tuple(m[0] for m in _USING_DEVICE.findall(server_log))  # a split over CUDA0 + Vulkan0
+    if coverage == "full" and (untested := not_exercised(recipe, device_used, every_device)):
+        log.warn(f"{rp.name}: {untested}")
+        coverage, note = "partial", untested
     record.update(
         status="passed",
         coverage=coverage,
-        ran_on=ran_on(_read_text(Path(first["log"]))),
+        ran_on=device_used,
         reason=note or None,
         version=build_record.version,
         model={"file": model.name, "size": model.stat().st_size},

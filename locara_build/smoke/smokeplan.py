@@ -1,5 +1,6 @@
 """How this host can smoke-test a recipe, decided before anything runs: the device it finds, the
-coverage that gives (full / cpu-fallback / skip), and the key a smoke result is valid for.
+coverage that gives (full / cpu-fallback / skip), and the key a smoke result is valid for; after a
+run, what an artifact with several GPU plugins left untested (``partial``).
 
 Asked by ``doctor`` (what this host can do), ``weekly`` (is the smoke result still valid) and
 ``smoke`` itself; it sits below all three, so none of them imports another for it.
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from locara_build.build import hostdetect, provision
+from locara_build.build.cmakevalue import is_on
 from locara_build.build.recipe import Recipe
 from locara_build.pipeline import records
 from locara_build.pipeline.records import SmokeRecord
@@ -20,7 +22,8 @@ from locara_build.pipeline.records import SmokeRecord
 if TYPE_CHECKING:
     from locara_build.build.plan import RecipePlan
 
-__all__ = ["SMOKE_RECORD", "SMOKE_SCHEMA", "device_plan", "read_smoke_record", "smoke_key", "valid_smoke_record"]
+__all__ = ["SMOKE_RECORD", "SMOKE_SCHEMA", "device_plan", "not_exercised", "read_smoke_record", "smoke_key",
+           "valid_smoke_record"]
 
 #: The smoke record: the one file a build output gains after the build (written by ``smoke``).
 SMOKE_RECORD = SmokeRecord.FILE
@@ -28,6 +31,10 @@ SMOKE_RECORD = SmokeRecord.FILE
 SMOKE_SCHEMA = SmokeRecord.SCHEMA
 
 _BACKEND_NAMES = {"cuda": "CUDA", "vulkan": "Vulkan", "metal": "Metal", "rocm": "ROCm/HIP", "universal": "GPU"}
+#: The smoke device a GPU backend's kernels need (``smoke.device`` names one of these).
+_DEVICE_OF = {"cuda": "nvidia-gpu", "rocm": "amd-gpu", "vulkan": "vulkan"}
+#: ggml's device names (``using device CUDA0 (...)`` in the server log) -> backend
+_BACKEND_OF_DEVICE = (("CUDA", "cuda"), ("ROCm", "rocm"), ("Vulkan", "vulkan"), ("Metal", "metal"), ("MTL", "metal"))
 
 
 def smoke_key(recipe: Recipe, device: str | None) -> str:
@@ -38,7 +45,7 @@ def smoke_key(recipe: Recipe, device: str | None) -> str:
 
 
 def _backend_dl(recipe: Recipe) -> bool:
-    return str(recipe.cmake.get("GGML_BACKEND_DL", "")).upper() in ("TRUE", "ON", "1", "YES")
+    return is_on(recipe.cmake.get("GGML_BACKEND_DL", ""))
 
 
 def device_plan(recipe: Recipe) -> tuple[str | None, str, str]:
@@ -65,6 +72,29 @@ def device_plan(recipe: Recipe) -> tuple[str | None, str, str]:
         f"needs {needs}; this build links the {recipe.backend} backend into the binary (GGML_BACKEND_DL off), "
         "so it cannot start without the driver"
     )
+
+
+def not_exercised(recipe: Recipe, ran_on: str, used_devices: tuple[str, ...] = ()) -> str:
+    """After a passed run that computed on ``ran_on`` (``Vulkan0 (llvmpipe ...)``, ``CPU``) and every
+    device in ``used_devices`` (each ``using device X`` of the log: ``CUDA0``, ``Vulkan0``): the GPU
+    plugins an artifact with several of them (``universal``) ships but this run did not exercise, as
+    one sentence naming each and why; "" for every other backend, or when nothing was left out. A
+    pass on Vulkan says nothing about the CUDA kernels."""
+    from locara_build.build.backends import universal
+
+    if recipe.backend != "universal":
+        return ""
+    used = {backend for device in (ran_on, *used_devices)
+            for prefix, backend in _BACKEND_OF_DEVICE if device.startswith(prefix)}
+    parts = []
+    for name in universal.enabled(recipe):
+        if name in used:
+            continue
+        device = _DEVICE_OF.get(name)
+        here = hostdetect.find_device(device, arch=recipe.arch) if device else None
+        why = f"this host has {here}, but the server computed on {ran_on}" if here else f"this host has no {device}"
+        parts.append(f"{_BACKEND_NAMES.get(name, name)} plugin not exercised ({why})")
+    return "; ".join(parts)
 
 
 def read_smoke_record(output_dir: Path) -> SmokeRecord | None:

@@ -113,7 +113,7 @@ class Windows:
 
         if platforms.host_os() == "windows":
             return {}
-        return wine.smoke_env()
+        return wine.smoke_env(xvfb=self._wine_vulkan(recipe) and wine.uses_xvfb())
 
     def smoke_wrapper(self, recipe: object) -> list[str]:
         """Before the emulator: a virtual X display when a Vulkan build runs under wine with none."""

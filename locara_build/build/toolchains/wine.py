@@ -9,11 +9,19 @@ only through a graphics driver (winex11); with no X display it says "Failed to l
 driver supporting Vulkan" and ggml-vulkan finds no device. A smoke test that wants the Vulkan device
 therefore runs under ``xvfb-run -a`` (a private virtual X server, gone with the process group) when
 the host has no display of its own.
+
+A prefix's desktop process (explorer.exe, started by the first wine process and kept by wineserver
+for a few seconds after the last one) keeps the display it started with. A Vulkan .exe started right
+after a display-less run in the same prefix (``weekly``: ``windows-x86_64-cpu``, then
+``windows-x86_64-vulkan``) therefore found no graphics driver and ran on the CPU. So runs under
+xvfb use a prefix of their own (``wineprefix-xvfb``), and each waits until that prefix is idle
+(``wineserver -w``, :mod:`~locara_build.build.toolchains.winesettle`) before its X server starts.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from locara_build.build.toolchains._common import toolchains_dir
@@ -31,13 +39,14 @@ def find() -> tuple[Path, str] | None:
     return None
 
 
-def prefix_dir() -> Path:
-    return toolchains_dir() / "wineprefix"
+def prefix_dir(*, xvfb: bool = False) -> Path:
+    """The private prefix: one for display-less runs, one for runs under xvfb (see the module doc)."""
+    return toolchains_dir() / ("wineprefix-xvfb" if xvfb else "wineprefix")
 
 
-def smoke_env() -> dict[str, str]:
+def smoke_env(*, xvfb: bool = False) -> dict[str, str]:
     return {
-        "WINEPREFIX": str(prefix_dir()),
+        "WINEPREFIX": str(prefix_dir(xvfb=xvfb)),
         "WINEDEBUG": "-all",
         "WINEDLLOVERRIDES": "mscoree,mshtml=",  # no Mono/Gecko install prompts in a fresh prefix
         "WINEARCH": "win64",
@@ -48,10 +57,19 @@ def smoke_env() -> dict[str, str]:
 XVFB_RUN = ("xvfb-run", "-a", "-s", "-screen 0 64x64x24 -nolisten tcp")
 
 
+#: Waits until the prefix's wineserver has exited, then execs the rest of the command line.
+SETTLE = (sys.executable, "-m", "locara_build.build.toolchains.winesettle")
+
+
+def uses_xvfb() -> bool:
+    """Whether a Vulkan .exe runs under ``xvfb-run`` here: no display of this session's, xvfb-run installed."""
+    return not os.environ.get("DISPLAY") and _run.which("xvfb-run") is not None
+
+
 def display_prefix() -> list[str] | None:
     """What to put before ``wine`` so that wine's Vulkan reaches the host's driver: nothing when
-    this session has an X display, ``xvfb-run -a ...`` when xvfb-run is installed, else None (wine
-    can run the .exe, but not on the Vulkan device)."""
+    this session has an X display, ``<settle> xvfb-run -a ...`` when xvfb-run is installed, else
+    None (wine can run the .exe, but not on the Vulkan device)."""
     if os.environ.get("DISPLAY"):
         return []
-    return list(XVFB_RUN) if _run.which("xvfb-run") else None
+    return [*SETTLE, *XVFB_RUN] if uses_xvfb() else None

@@ -40,6 +40,7 @@ __all__ = [
     "generate",
     "sign",
     "verify",
+    "key_id_comment",
     "key_id_hex",
 ]
 
@@ -67,8 +68,14 @@ INTERACTIVE = KdfLimits(opslimit=524288, memlimit=16777216)
 
 
 def key_id_hex(key_id: bytes) -> str:
-    """The key id as minisign prints it (the 8 bytes read as a little-endian integer, upper hex)."""
+    """The key id as 16 upper-case hex digits (the 8 bytes read as a little-endian integer)."""
     return key_id[::-1].hex().upper()
+
+
+def key_id_comment(key_id: bytes) -> str:
+    """The key id as minisign writes it in a .pub comment and its messages (``%PRIX64``: no leading
+    zeros, so 1 key in 16 has fewer than 16 digits)."""
+    return f"{int.from_bytes(key_id, 'little'):X}"
 
 
 def _b64decode(text: str, what: str) -> bytes:
@@ -175,7 +182,7 @@ class PublicKey:
         return base64.b64encode(SIG_ALG + self.key_id + self.raw).decode()
 
     def to_text(self) -> str:
-        return f"{UNTRUSTED_PREFIX}minisign public key {self.id_hex}\n{self.to_base64()}\n"
+        return f"{UNTRUSTED_PREFIX}minisign public key {key_id_comment(self.key_id)}\n{self.to_base64()}\n"
 
     def _ed(self) -> Ed25519PublicKey:
         return Ed25519PublicKey.from_public_bytes(self.raw)
