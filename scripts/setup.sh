@@ -12,7 +12,7 @@ APT_PACKAGES=(
   minisign osslsigncode mingw-w64                                      # signing (+ a real PE for Authenticode tests)
   chromium                                                             # browser test of the packaged UI
   glslc libvulkan-dev mesa-vulkan-drivers vulkan-tools                 # Vulkan builds, lavapipe smoke
-  wine wine64                                                          # running the Windows build
+  wine wine64 xvfb xauth                                               # running the Windows build (xvfb: wine's Vulkan needs an X display)
   clang-16 binutils-aarch64-linux-gnu qemu-user-static                 # Linux arm64: cross-build (clang + Debian arm64 sysroot), run under qemu
   shellcheck jq                                                        # the CI workflow tests (actionlint, shellcheck, the plan step's jq)
   curl wget openssl dash                                               # the launchers: first-run download (curl and wget), --https, run.sh under dash

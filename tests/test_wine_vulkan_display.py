@@ -138,3 +138,18 @@ def test_settle_waits_until_the_prefix_wineserver_has_exited(tmp_path: Path) -> 
         subprocess.run(["wineserver", "-k"], env=env, check=False, timeout=30)
         os.environ.pop("WINEPREFIX", None)
     assert winesettle.settle(wait_s=30) is None  # idle again: nothing to say
+
+def test_a_host_set_up_by_setup_sh_smokes_windows_vulkan_on_the_device() -> None:
+    """No stand-ins: this host's wine, Vulkan driver and display. A fresh machine set up by
+    scripts/setup.sh (as `make weekly` and CI do) must smoke-test the Windows Vulkan build on the
+    Vulkan device, not claim cpu-fallback; a setup without xvfb did exactly that (a skip here is a
+    failure in CI, where setup.sh ran)."""
+    if _run.which("wine") is None and _run.which("wine64") is None:
+        pytest.skip("wine is not installed here (scripts/setup.sh installs wine64)")
+    recipe = _recipe("windows-x86_64-vulkan")
+    found = hostdetect.find_device("vulkan", arch=recipe.arch)
+    if found is None:
+        pytest.skip("no Vulkan device here (scripts/setup.sh installs mesa-vulkan-drivers: lavapipe)")
+    if wine.display_prefix() is None:
+        pytest.skip("no X display and no xvfb-run here (scripts/setup.sh installs xvfb)")
+    assert smokeplan.device_plan(recipe) == (found, "full", "")
