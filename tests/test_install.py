@@ -371,3 +371,37 @@ def test_one_install_at_a_time_and_sources(tmp_path: Path, cli) -> None:
     assert res.returncode == 2 and "no such directory" in res.stderr
     res = cli("install", "--prefix", str(prefix), env={"LOCARA_INSTALL_FROM": ""})
     assert res.returncode == 2 and "--from" in res.stderr
+
+
+def test_from_a_place_with_no_release_names_what_is_missing_and_the_way_out(mirror, tmp_path: Path, cli) -> None:
+    """`--from` at a releases root that `weekly` wrote (version folders, no latest.json): a clear exit 9
+    naming both documents it looked for, the newest version the root holds, and `--version`, which works.
+    A server that is down keeps its own error: "holds no release" is only said when the files are absent."""
+    keys, site, srv = mirror
+    root = tmp_path / "releases"
+    old = release_for(tmp_path / "old", make_lock(**OLD), keys, recipes=CPU, releases=root)
+    new = release_for(tmp_path / "new", make_lock(**NEW), keys, recipes=CPU, releases=root)
+    prefix = tmp_path / "prefix"
+    res = _install(cli, str(root), prefix, keys.pub)
+    assert res.returncode == 9, res.stderr
+    text = " ".join(res.stderr.split())
+    assert "holds no release" in text and "latest.json" in text and "release.json" in text
+    assert f"newest {new.version}: add --version {new.version}" in text and str(old.version) not in text
+    assert not prefix.exists() or not (prefix / "current").exists()
+    res = _install(cli, str(root), prefix, keys.pub, "--version", str(new.version), "--json")
+    assert res.returncode == 0, res.stderr
+    assert json.loads(res.stdout)["version"] == str(new.version)
+
+    site.mkdir(exist_ok=True)
+    (site / "unrelated.txt").write_text("no release here\n")  # over HTTP: both documents answer 404
+    res = _install(cli, srv.base_url, tmp_path / "p2", keys.pub)
+    text = " ".join(res.stderr.split())
+    assert res.returncode == 9 and "holds no release" in text and "HTTP 404" in text and "--version VERSION" in text
+
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on: the connection error, not "no release"
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}/"
+    res = _install(cli, dead, tmp_path / "p3", keys.pub)
+    assert res.returncode == 9 and "holds no release" not in res.stderr, res.stderr

@@ -40,13 +40,18 @@ window.__csp = [];
 document.addEventListener('securitypolicyviolation', (e) => window.__csp.push(e.violatedDirective + ' ' + e.blockedURI));
 """
 
-STOP_WHILE_STREAMING = """(min) => new Promise((resolve) => {
+# Complete, then Stop, both clicked from inside the page: the watcher is running before Complete is
+# clicked, and Stop is clicked in the same tick that sees the text grow, while it is enabled. A tiny
+# model streams 1500 tokens in well under a second; on a busy machine a click from outside (one
+# Playwright round trip per click) came after the end of the completion, with nothing left to stop.
+COMPLETE_THEN_STOP_WHILE_STREAMING = """(min) => new Promise((resolve) => {
   const text = document.getElementById('text'), stop = document.getElementById('stop');
   const status = document.getElementById('status'), deadline = Date.now() + 60000;
   const timer = setInterval(() => {
     if (text.value.length > min && !stop.disabled) { stop.click(); clearInterval(timer); resolve(true); }
     else if (status.textContent.startsWith('Done') || Date.now() > deadline) { clearInterval(timer); resolve(false); }
   }, 1);
+  document.getElementById('complete').click();  // runs up to its first await: status "Reading the prompt…"
 })"""
 
 
@@ -123,11 +128,7 @@ def test_complete_stop_undo_in_a_real_browser(running: Server, browser, tmp_path
 
     # 3. Stop: a long completion is aborted once it has started
     page.fill("#n_predict", "1500")
-    page.click("#complete")
-    # Stop is clicked from inside the page in the same tick that sees the text grow, while it is
-    # enabled: a tiny model streams fast, and on a busy machine a click from outside can come after
-    # the end of the completion (then Stop is disabled, nothing to stop).
-    clicked = page.evaluate(STOP_WHILE_STREAMING, len(PROMPT) + 5)
+    clicked = page.evaluate(COMPLETE_THEN_STOP_WHILE_STREAMING, len(PROMPT) + 5)
     assert clicked, "the completion ended before any text streamed in with Stop enabled"
     page.wait_for_function("() => document.getElementById('status').textContent.startsWith('Stopped')", timeout=30_000)
     stopped = page.input_value("#text")

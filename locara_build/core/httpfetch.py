@@ -268,7 +268,8 @@ def _open_local(url: str) -> tuple[Path, int, int]:
     try:
         st = os.stat(path)  # follows symlinks: a link to /dev/zero is judged by what it points at
     except OSError as exc:
-        raise NetworkError(f"cannot read {path}: {exc.strerror}.", hint="Check the path given with --from / the URL.") from None
+        raise NetworkError(f"cannot read {path}: {exc.strerror}.", hint="Check the path given with --from / the URL.",
+                           details={"errno": exc.errno}) from None
     if not stat.S_ISREG(st.st_mode):
         raise _not_regular(path, st.st_mode)
     try:

@@ -36,6 +36,7 @@ different, complete version, or refuses.
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -257,6 +258,38 @@ def _candidate_bases(source: str, version: str, timeout: float) -> tuple[list[st
     return [_join(source, named)], named
 
 
+def _absent(exc: NetworkError) -> bool:
+    """The document is not there (HTTP 404/410, no such file), as opposed to a server that is down."""
+    return exc.details.get("status") in (404, 410) or exc.details.get("errno") == errno.ENOENT
+
+
+def _no_release_here(source: str, cause: NetworkError) -> NetworkError:
+    """``--from`` points at something with neither a ``latest.json`` pointer nor a release: name both,
+    and for a local releases root (what ``weekly`` writes) the versions it does hold."""
+    shown = _show(source)
+    hint = ("Give --from a mirror written by `locara-build publish`, or one release folder (.../VERSION/); "
+            "for a releases root written by `weekly` or `release`, add --version VERSION.")
+    if not source.startswith(("http://", "https://")) and Path(source).is_dir():
+        versions = sorted(
+            (v for v in (_version_or_none(p.name) for p in Path(source).iterdir() if (p / MANIFEST).is_file()) if v),
+        )
+        if versions:
+            hint = (f"{shown} is a releases root holding {len(versions)} release(s), newest {versions[-1]}: "
+                    f"add --version {versions[-1]} (or publish it: `locara-build publish --to DIR`, which writes latest.json).")
+    return NetworkError(
+        f"{shown} holds no release: neither latest.json (the pointer of a mirror written by `locara-build "
+        f"publish`) nor release.json (a single release folder) is there ({cause.message})",
+        hint=hint, details={"mirror": shown},
+    )
+
+
+def _version_or_none(name: str) -> Version | None:
+    try:
+        return Version.parse(name)
+    except ConfigError:
+        return None
+
+
 def _check_manifest(doc: ReleaseManifest, where: str) -> None:
     """Every field install relies on, of the right value (a signed release.json is still checked; the
     reader checked the types)."""
@@ -313,6 +346,8 @@ def fetch_release(
             first_error = first_error or exc
     if manifest_bytes is None:
         assert first_error is not None
+        if version == "latest" and pointed is None and _absent(first_error):
+            raise _no_release_here(source, first_error)
         raise first_error
     sig = _get(_join(base, MANIFEST + SIG_SUFFIX), timeout)
     where = _show(_join(base, MANIFEST))
