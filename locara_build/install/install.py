@@ -74,6 +74,7 @@ from locara_build.release.release import (
     manifest_version,
     parse_manifest,
     parse_sums,
+    release_versions,
     verify_signed,
 )
 from locara_build.release.signing.keys import trusted_keys
@@ -269,25 +270,17 @@ def _no_release_here(source: str, cause: NetworkError) -> NetworkError:
     shown = _show(source)
     hint = ("Give --from a mirror written by `locara-build publish`, or one release folder (.../VERSION/); "
             "for a releases root written by `weekly` or `release`, add --version VERSION.")
-    if not source.startswith(("http://", "https://")) and Path(source).is_dir():
-        versions = sorted(
-            (v for v in (_version_or_none(p.name) for p in Path(source).iterdir() if (p / MANIFEST).is_file()) if v),
-        )
+    if not source.startswith(("http://", "https://")):
+        versions = release_versions(Path(source))  # oldest first
         if versions:
-            hint = (f"{shown} is a releases root holding {len(versions)} release(s), newest {versions[-1]}: "
-                    f"add --version {versions[-1]} (or publish it: `locara-build publish --to DIR`, which writes latest.json).")
+            newest = versions[-1][0]
+            hint = (f"{shown} is a releases root holding {len(versions)} release(s), newest {newest}: "
+                    f"add --version {newest} (or publish it: `locara-build publish --to DIR`, which writes latest.json).")
     return NetworkError(
         f"{shown} holds no release: neither latest.json (the pointer of a mirror written by `locara-build "
         f"publish`) nor release.json (a single release folder) is there ({cause.message})",
         hint=hint, details={"mirror": shown},
     )
-
-
-def _version_or_none(name: str) -> Version | None:
-    try:
-        return Version.parse(name)
-    except ConfigError:
-        return None
 
 
 def _check_manifest(doc: ReleaseManifest, where: str) -> None:
